@@ -1,0 +1,28 @@
+# The README's two commands: `make demo` runs the main job, `make test` runs the test suite.
+# Each creates (or reuses) the local virtual environment .venv with the pinned versions.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+
+.PHONY: demo test install clean
+
+demo: $(INSTALLED)
+	$(BIN)/biomarkers demo
+
+test: $(INSTALLED)
+	$(BIN)/python -m pytest
+
+install: $(INSTALLED)
+
+# torch first, by itself: the CPU build of 2.13.0 that lies on disk. Asked for together with
+# the rest, a looser requirement elsewhere could pull a CUDA build of several GB.
+$(INSTALLED): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check torch==2.13.0
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
+	touch $@
+
+clean:
+	rm -rf $(VENV) data

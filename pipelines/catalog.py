@@ -1,0 +1,636 @@
+"""The file catalog: every raw file of a study, its content hash, outcome and lineage ids.
+
+One row per (path, content). A path whose content changes gets a new row with the next
+``version``; when that version reaches a final status the older ones are marked
+``superseded`` and the caller removes their curated parts. Ingestion is idempotent and safe
+across processes because the database itself enforces the race rules:
+
+- at most one live (not superseded) row per ``(path, sha256)``: two runs that claim the same
+  content at once race on a unique index, and the loser reads the winner's row;
+- at most one row per ``(path, version)``: two different contents of one path that race
+  for the same version number retry with the next one;
+- a claim carries a lease; a run that crashed leaves a ``processing`` row whose lease expires,
+  and the next run takes it over with a compare-and-set ``UPDATE``.
+
+SQLite (a file under the study's data root, the default) and PostgreSQL (production) are
+supported. A catalog belongs to one study: paths are relative to that study's data root, so
+studies sharing a PostgreSQL database use one schema each (``?options=-csearch_path%3D<schema>``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from pathlib import Path, PurePosixPath
+from types import TracebackType
+from typing import Any, Self
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Dialect, Row
+
+logger = logging.getLogger(__name__)
+
+
+class FileStatus(StrEnum):
+    PROCESSING = "processing"
+    CURATED = "curated"
+    QUARANTINED = "quarantined"
+    FAILED = "failed"
+    SUPERSEDED = "superseded"
+
+
+# Outcomes a run may record with `Catalog.finish`; SUPERSEDED is only ever set by the catalog.
+_OUTCOMES = frozenset({FileStatus.CURATED, FileStatus.QUARANTINED, FileStatus.FAILED})
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+# Two different contents of one path racing for a version number need one retry each; more
+# than a handful of lost races in a row means something other than a race is wrong.
+_MAX_CLAIM_ATTEMPTS = 10
+# Any fixed number: PostgreSQL advisory locks are keyed by a bigint chosen by the application.
+_DDL_LOCK_KEY = 0x62696F6D61726B  # "biomark"
+
+
+class ClaimLostError(RuntimeError):
+    """The record is no longer held by the caller: its lease expired and another run took it
+    over (or already finished it). Its recorded outcome stands; raise ``lease_seconds`` if
+    files legitimately take longer than the lease."""
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """One version of one raw file. Timestamps are timezone-aware UTC."""
+
+    id: int
+    path: str
+    sha256: str
+    size_bytes: int
+    source: str
+    version: int
+    status: FileStatus
+    subject_id: str | None
+    report_id: str | None
+    rows: int | None
+    message: str | None
+    curated_paths: tuple[str, ...]
+    run_id: str
+    discovered_at: datetime
+    processed_at: datetime | None
+
+
+class _UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """Timezone-aware UTC in, timezone-aware UTC out, on every backend.
+
+    SQLite has no time zone type: values are stored as naive UTC text, whose fixed-width
+    format keeps SQL comparisons (lease expiry) correct.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: the catalog stores timezone-aware UTC only")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+_metadata = sa.MetaData()
+
+_runs = sa.Table(
+    "catalog_runs",
+    _metadata,
+    sa.Column("run_id", sa.String(32), primary_key=True),
+    sa.Column("study_id", sa.String, nullable=False),
+    sa.Column("started_at", _UTCDateTime, nullable=False),
+    sa.Column("finished_at", _UTCDateTime),
+    sa.Column("counts", sa.Text),  # JSON object, e.g. {"curated": 12, "quarantined": 1}
+)
+
+_files = sa.Table(
+    "catalog_files",
+    _metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("path", sa.String, nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("size_bytes", sa.BigInteger, nullable=False),
+    sa.Column("source", sa.String, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("subject_id", sa.String),
+    sa.Column("report_id", sa.String),
+    sa.Column("row_count", sa.BigInteger),
+    sa.Column("message", sa.Text),
+    sa.Column("curated_paths", sa.Text, nullable=False),  # JSON array of strings
+    sa.Column("run_id", sa.String(32), sa.ForeignKey("catalog_runs.run_id"), nullable=False),
+    sa.Column("discovered_at", _UTCDateTime, nullable=False),
+    sa.Column("processed_at", _UTCDateTime),
+    sa.Column("lease_expires_at", _UTCDateTime),  # set while processing, cleared by finish
+    sa.UniqueConstraint("path", "version", name="uq_catalog_files_path_version"),
+)
+
+_live = _files.c.status != FileStatus.SUPERSEDED.value
+# Partial rather than plain unique on (path, sha256): a file that reverts to content it held
+# before must be processed again (its old version's parts were removed when it was
+# superseded), while two runs still can never both hold the same live content.
+sa.Index(
+    "uq_catalog_files_live_content",
+    _files.c.path,
+    _files.c.sha256,
+    unique=True,
+    sqlite_where=_live,
+    postgresql_where=_live,
+)
+sa.Index("ix_catalog_files_run_id", _files.c.run_id)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _relative_posix(path: str) -> str:
+    """Normalise a catalog path; it must be relative to the study's data root, POSIX form."""
+    if not path or "\\" in path:
+        raise ValueError(f"catalog path {path!r} must be a non-empty POSIX path (forward slashes)")
+    pure = PurePosixPath(path)
+    if pure.is_absolute() or ".." in pure.parts or pure.as_posix() == ".":
+        raise ValueError(f"catalog path {path!r} must be relative to the study's data root and stay inside it")
+    return pure.as_posix()
+
+
+def _sha256_hex(sha256: str) -> str:
+    digest = sha256.lower()
+    if not _SHA256.fullmatch(digest):
+        raise ValueError(f"sha256 {sha256!r} is not 64 hexadecimal characters")
+    return digest
+
+
+def _record(row: Row[Any]) -> FileRecord:
+    return FileRecord(
+        id=row.id,
+        path=row.path,
+        sha256=row.sha256,
+        size_bytes=row.size_bytes,
+        source=row.source,
+        version=row.version,
+        status=FileStatus(row.status),
+        subject_id=row.subject_id,
+        report_id=row.report_id,
+        rows=row.row_count,
+        message=row.message,
+        curated_paths=tuple(json.loads(row.curated_paths)),
+        run_id=row.run_id,
+        discovered_at=row.discovered_at,
+        processed_at=row.processed_at,
+    )
+
+
+def _sqlite_on_connect(dbapi_connection: Any, connection_record: Any) -> None:
+    # pysqlite's own BEGIN is deferred: two processes that both read and then write would
+    # deadlock on the lock upgrade, and one fails at once with "database is locked".
+    # Taking over BEGIN lets `_sqlite_begin` take the write lock up front instead.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys = ON")
+    cursor.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    # IMMEDIATE serialises catalog transactions across processes; each one is a few
+    # statements, and the busy timeout makes the other process wait rather than fail.
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+class Catalog:
+    """The catalog of a study's raw files, in SQLite or PostgreSQL.
+
+    Parameters
+    ----------
+    url : str
+        SQLAlchemy URL: ``sqlite:///path/to/catalog.db`` (the parent folder is created) or
+        ``postgresql+psycopg://user@host:5432/db`` (``postgresql://`` means psycopg too).
+    lease_seconds : float, default 3600
+        How long a claim is held before another run may take it over, in seconds. Must
+        exceed the longest time one file takes to process.
+
+    Notes
+    -----
+    Tables are created if missing; two processes doing so at once is safe. The engine (and
+    its connection pool) belongs to this instance: call `close` or use ``with Catalog(...)``.
+    All timestamps come from this host's clock (``datetime.now(UTC)``); hosts sharing a
+    PostgreSQL catalog need synchronised clocks for leases to mean the same to all of them.
+    """
+
+    def __init__(self, url: str, *, lease_seconds: float = 3600.0) -> None:
+        if not lease_seconds > 0:
+            raise ValueError(f"lease_seconds must be positive, got {lease_seconds!r}")
+        self.lease_seconds = float(lease_seconds)
+        parsed = sa.make_url(url)
+        backend = parsed.get_backend_name()
+        if backend == "sqlite":
+            database = parsed.database
+            if database and database != ":memory:" and not database.startswith("file:"):
+                Path(database).parent.mkdir(parents=True, exist_ok=True)
+            self._engine = sa.create_engine(parsed, connect_args={"timeout": 30.0})
+            sa.event.listen(self._engine, "connect", _sqlite_on_connect)
+            sa.event.listen(self._engine, "begin", _sqlite_begin)
+        elif backend == "postgresql":
+            if parsed.drivername == "postgresql":
+                parsed = parsed.set(drivername="postgresql+psycopg")
+            self._engine = sa.create_engine(parsed, pool_pre_ping=True)
+        else:
+            raise ValueError(
+                f"catalog URL {parsed.render_as_string(hide_password=True)!r}: only sqlite:/// "
+                "and postgresql+psycopg:// are supported (the race rules rely on partial unique indexes)"
+            )
+        self._create_tables()
+
+    def _create_tables(self) -> None:
+        with self._engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # create_all checks, then creates: without the lock, two processes starting at
+                # once both see no table and one fails on the duplicate.
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _DDL_LOCK_KEY})
+            _metadata.create_all(conn)
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        self._engine.dispose()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Catalog({self._engine.url.render_as_string(hide_password=True)!r}, lease_seconds={self.lease_seconds})"
+
+    # Runs ---------------------------------------------------------------------------------
+
+    def start_run(self, study_id: str) -> str:
+        """Record the start of an ingestion run and return its id (uuid4 hex).
+
+        Raises
+        ------
+        ValueError
+            If the catalog already holds runs of another study: paths are relative to one
+            study's data root, so sharing a catalog would mix up (and supersede) other files.
+        """
+        if not study_id:
+            raise ValueError("study_id must be non-empty")
+        run_id = uuid.uuid4().hex
+        with self._engine.begin() as conn:
+            other = conn.execute(
+                sa.select(_runs.c.study_id).where(_runs.c.study_id != study_id).limit(1)
+            ).scalar_one_or_none()
+            if other is not None:
+                raise ValueError(
+                    f"this catalog belongs to study {other!r}, not {study_id!r}: give each study its own "
+                    "SQLite file or PostgreSQL schema"
+                )
+            conn.execute(sa.insert(_runs).values(run_id=run_id, study_id=study_id, started_at=_now()))
+        return run_id
+
+    def finish_run(self, run_id: str, counts: dict[str, int]) -> None:
+        """Record the end of a run with its counts (e.g. files per status)."""
+        with self._engine.begin() as conn:
+            updated = conn.execute(
+                sa.update(_runs)
+                .where(_runs.c.run_id == run_id)
+                .values(finished_at=_now(), counts=json.dumps({str(k): int(v) for k, v in counts.items()}))
+            ).rowcount
+        if updated != 1:
+            raise KeyError(f"no run {run_id!r} in the catalog; start it with start_run")
+
+    # Files --------------------------------------------------------------------------------
+
+    def is_processed(self, path: str, sha256: str) -> bool:
+        """Whether this exact content of `path` has a final outcome (a cheap pre-check; claims nothing).
+
+        Content whose version was superseded by other content counts as not processed, so a
+        file that reverts to an earlier content is processed again.
+        """
+        query = sa.select(
+            sa.exists().where(
+                _files.c.path == _relative_posix(path),
+                _files.c.sha256 == _sha256_hex(sha256),
+                _files.c.status.in_([s.value for s in _OUTCOMES]),
+            )
+        )
+        with self._engine.connect() as conn:
+            return bool(conn.execute(query).scalar_one())
+
+    def claim(self, *, path: str, sha256: str, size_bytes: int, source: str, run_id: str) -> FileRecord | None:
+        """Atomically claim this exact content for processing.
+
+        Parameters
+        ----------
+        path : str
+            Path relative to the study's data root, POSIX form.
+        sha256 : str
+            SHA-256 of the whole file, hexadecimal.
+        size_bytes : int
+            File size in bytes.
+        source : str
+            Name of the study source the file belongs to.
+        run_id : str
+            A run id from `start_run`.
+
+        Returns
+        -------
+        FileRecord or None
+            The ``processing`` record, holding a lease of ``lease_seconds``. Its version is 1
+            for a new path, else one more than the path's latest version. None when this
+            content already has a final outcome or another run holds an unexpired lease on it.
+            An expired lease (its run crashed) is taken over.
+        """
+        path, sha256 = _relative_posix(path), _sha256_hex(sha256)
+        if size_bytes < 0:
+            raise ValueError(f"{path}: size_bytes must be >= 0, got {size_bytes}")
+        for _ in range(_MAX_CLAIM_ATTEMPTS):
+            now = _now()
+            lease_expires_at = now + timedelta(seconds=self.lease_seconds)
+            try:
+                with self._engine.begin() as conn:
+                    self._require_run(conn, run_id)
+                    live = conn.execute(
+                        sa.select(_files).where(_files.c.path == path, _files.c.sha256 == sha256, _live)
+                    ).first()
+                    if live is not None:
+                        return self._take_over(conn, live, run_id, size_bytes, source, now, lease_expires_at)
+                    latest_version = conn.execute(
+                        sa.select(sa.func.coalesce(sa.func.max(_files.c.version), 0)).where(_files.c.path == path)
+                    ).scalar_one()
+                    record_id = conn.execute(
+                        sa.insert(_files)
+                        .returning(_files.c.id)
+                        .values(
+                            path=path,
+                            sha256=sha256,
+                            size_bytes=size_bytes,
+                            source=source,
+                            version=latest_version + 1,
+                            status=FileStatus.PROCESSING.value,
+                            curated_paths="[]",
+                            run_id=run_id,
+                            discovered_at=now,
+                            lease_expires_at=lease_expires_at,
+                        )
+                    ).scalar_one()
+                    return self._get(conn, record_id)
+            except sa.exc.IntegrityError:
+                # Lost a race: another run inserted this content (the re-read returns None) or
+                # another content of this path took our version number (the retry takes the next).
+                continue
+        raise RuntimeError(
+            f"{path}: could not claim sha256 {sha256[:12]}... after {_MAX_CLAIM_ATTEMPTS} attempts; "
+            "many runs are racing on this path"
+        )
+
+    def _take_over(
+        self,
+        conn: Connection,
+        live: Row[Any],
+        run_id: str,
+        size_bytes: int,
+        source: str,
+        now: datetime,
+        lease_expires_at: datetime,
+    ) -> FileRecord | None:
+        if live.status != FileStatus.PROCESSING or live.lease_expires_at > now:
+            return None
+        # Compare-and-set: of two runs taking over at once, the second matches no row.
+        taken = conn.execute(
+            sa.update(_files)
+            .where(
+                _files.c.id == live.id,
+                _files.c.status == FileStatus.PROCESSING.value,
+                _files.c.lease_expires_at <= now,
+            )
+            .values(run_id=run_id, size_bytes=size_bytes, source=source, lease_expires_at=lease_expires_at)
+        ).rowcount
+        if taken != 1:
+            return None
+        logger.info("%s v%d: took over the expired claim of run %s", live.path, live.version, live.run_id)
+        return self._get(conn, live.id)
+
+    def finish(
+        self,
+        record_id: int,
+        *,
+        status: FileStatus,
+        subject_id: str | None,
+        report_id: str | None,
+        rows: int | None,
+        message: str | None,
+        curated_paths: Sequence[str] = (),
+        run_id: str | None = None,
+    ) -> FileRecord:
+        """Record the outcome of a claimed file.
+
+        Parameters
+        ----------
+        record_id : int
+            ``FileRecord.id`` from `claim`.
+        status : FileStatus
+            CURATED, QUARANTINED or FAILED.
+        subject_id : str or None
+            The study subject code the file belongs to (never a direct identifier).
+        report_id : str or None
+            Id of the validation report.
+        rows : int or None
+            Number of rows read.
+        message : str or None
+            Short human-readable outcome.
+        curated_paths : sequence of str
+            Curated Parquet parts written from this file.
+        run_id : str, optional
+            The claiming run. When given, the outcome is recorded only if that run still holds
+            the claim, which guards against a run that outlived its lease.
+
+        Returns
+        -------
+        FileRecord
+            The finished record. Older versions of the path that were CURATED, QUARANTINED,
+            FAILED (or abandoned ``processing`` with an expired lease) are now SUPERSEDED;
+            remove their parts, listed by `superseded_parts`. If a newer version of the path
+            finished first, this record itself is returned SUPERSEDED and its own
+            ``curated_paths`` are the ones to remove.
+
+        Raises
+        ------
+        KeyError
+            If there is no such record.
+        ClaimLostError
+            If the record is not ``processing`` (or not held by `run_id`) any more.
+        """
+        status = FileStatus(status)
+        if status not in _OUTCOMES:
+            raise ValueError(f"finish takes one of {sorted(_OUTCOMES)}, got {status!r}")
+        if isinstance(curated_paths, str):
+            raise TypeError("curated_paths must be a sequence of paths, not one string")
+        now = _now()
+        with self._engine.begin() as conn:
+            row = conn.execute(sa.select(_files.c.path, _files.c.version).where(_files.c.id == record_id)).first()
+            if row is None:
+                raise KeyError(f"no file record {record_id} in the catalog")
+            # Lock every version of the path, in id order (so no deadlock), before reading any
+            # of them: two versions finishing at once then see each other's outcome, and
+            # exactly one of them ends superseded. SQLite is already serialised (no-op there).
+            conn.execute(
+                sa.select(_files.c.id).where(_files.c.path == row.path).order_by(_files.c.id).with_for_update()
+            ).all()
+            held = [_files.c.id == record_id, _files.c.status == FileStatus.PROCESSING.value]
+            if run_id is not None:
+                held.append(_files.c.run_id == run_id)
+            updated = conn.execute(
+                sa.update(_files)
+                .where(*held)
+                .values(
+                    status=status.value,
+                    subject_id=subject_id,
+                    report_id=report_id,
+                    row_count=rows,
+                    message=message,
+                    curated_paths=json.dumps([str(p) for p in curated_paths]),
+                    processed_at=now,
+                    lease_expires_at=None,
+                )
+            ).rowcount
+            if updated != 1:
+                current = self._get(conn, record_id)
+                raise ClaimLostError(
+                    f"{current.path} v{current.version} (record {record_id}) is {current.status} and held by "
+                    f"run {current.run_id}: this run's claim expired after {self.lease_seconds:g} s and was taken over"
+                )
+            newer_finished = conn.execute(
+                sa.select(_files.c.id)
+                .where(
+                    _files.c.path == row.path,
+                    _files.c.version > row.version,
+                    _files.c.status != FileStatus.PROCESSING.value,
+                )
+                .limit(1)
+            ).first()
+            if newer_finished is not None:
+                # A newer content of this path finished first: this outcome is already stale.
+                conn.execute(
+                    sa.update(_files).where(_files.c.id == record_id).values(status=FileStatus.SUPERSEDED.value)
+                )
+            else:
+                superseded = conn.execute(
+                    sa.update(_files)
+                    .where(
+                        _files.c.path == row.path,
+                        _files.c.version < row.version,
+                        sa.or_(
+                            _files.c.status.in_([s.value for s in _OUTCOMES]),
+                            # A claim abandoned on content the file no longer holds: nobody
+                            # will ever finish it.
+                            sa.and_(
+                                _files.c.status == FileStatus.PROCESSING.value,
+                                _files.c.lease_expires_at <= now,
+                            ),
+                        ),
+                    )
+                    .values(status=FileStatus.SUPERSEDED.value, lease_expires_at=None)
+                ).rowcount
+                if superseded:
+                    logger.info("%s v%d: superseded %d older version(s)", row.path, row.version, superseded)
+            return self._get(conn, record_id)
+
+    def release(self, record_id: int, *, run_id: str | None = None) -> None:
+        """Give up a claim (e.g. on KeyboardInterrupt) so that another run may take it at once.
+
+        The lease is expired, not the row deleted, so the version number stays taken. A record
+        that is not ``processing`` (or, when `run_id` is given, not held by it) is left alone.
+        """
+        held = [_files.c.id == record_id, _files.c.status == FileStatus.PROCESSING.value]
+        if run_id is not None:
+            held.append(_files.c.run_id == run_id)
+        with self._engine.begin() as conn:
+            released = conn.execute(sa.update(_files).where(*held).values(lease_expires_at=_now())).rowcount
+            if not released:
+                self._get(conn, record_id)  # KeyError for an unknown id; otherwise nothing to release
+
+    def superseded_parts(self, path: str, version: int) -> list[str]:
+        """Curated parts of the superseded versions of `path` older than `version`.
+
+        Parts that a live version of the path still lists are left out, so removing the
+        result never deletes current data. The list may repeat parts removed after an
+        earlier call: remove them tolerating missing files.
+        """
+        path = _relative_posix(path)
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(_files.c.version, _files.c.status, _files.c.curated_paths)
+                .where(_files.c.path == path)
+                .order_by(_files.c.version)
+            ).all()
+        keep = {
+            part for row in rows if row.status != FileStatus.SUPERSEDED for part in json.loads(row.curated_paths)
+        }
+        parts: dict[str, None] = {}  # ordered and de-duplicated
+        for row in rows:
+            if row.version < version and row.status == FileStatus.SUPERSEDED:
+                parts.update((part, None) for part in json.loads(row.curated_paths) if part not in keep)
+        return list(parts)
+
+    def files(
+        self, *, source: str | None = None, status: FileStatus | None = None, run_id: str | None = None
+    ) -> list[FileRecord]:
+        """Every file record matching all the given filters, in the order they were first claimed."""
+        query = sa.select(_files).order_by(_files.c.id)
+        if source is not None:
+            query = query.where(_files.c.source == source)
+        if status is not None:
+            query = query.where(_files.c.status == FileStatus(status).value)
+        if run_id is not None:
+            query = query.where(_files.c.run_id == run_id)
+        with self._engine.connect() as conn:
+            return [_record(row) for row in conn.execute(query)]
+
+    def latest(self) -> list[FileRecord]:
+        """The latest version of every path, sorted by path."""
+        newest = (
+            sa.select(_files.c.path, sa.func.max(_files.c.version).label("version"))
+            .group_by(_files.c.path)
+            .subquery()
+        )
+        query = (
+            sa.select(_files)
+            .join(newest, sa.and_(_files.c.path == newest.c.path, _files.c.version == newest.c.version))
+            .order_by(_files.c.path)
+        )
+        with self._engine.connect() as conn:
+            return [_record(row) for row in conn.execute(query)]
+
+    def _get(self, conn: Connection, record_id: int) -> FileRecord:
+        row = conn.execute(sa.select(_files).where(_files.c.id == record_id)).first()
+        if row is None:
+            raise KeyError(f"no file record {record_id} in the catalog")
+        return _record(row)
+
+    @staticmethod
+    def _require_run(conn: Connection, run_id: str) -> None:
+        # Checked here rather than left to the foreign key so the error is the same, and clear,
+        # on every backend (and is not mistaken for a lost race).
+        if conn.execute(sa.select(_runs.c.run_id).where(_runs.c.run_id == run_id)).first() is None:
+            raise KeyError(f"no run {run_id!r} in the catalog; start it with start_run")

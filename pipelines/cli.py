@@ -1,0 +1,151 @@
+"""The ``biomarkers`` command: one sub-command per job.
+
+Only Typer and Rich are imported here at start-up; every job imports its heavy libraries
+(pandas, Great Expectations, Feast, MLflow, torch) inside its command, so ``--help`` is instant.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(
+    name="biomarkers",
+    help=(
+        "Digital biomarker platform: validated device and lab data, Feast features, MLflow models.\n\n"
+        "Example: biomarkers demo   (generate the demo study and ingest it)"
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+
+REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
+DEMO_STUDY = REPOSITORY_ROOT / "studies" / "demo" / "study.yaml"
+DEMO_DATA = REPOSITORY_ROOT / "data" / "demo"
+
+StudyArgument = Annotated[Path, typer.Argument(help="the study's study.yaml, e.g. studies/demo/study.yaml")]
+
+
+@app.callback()
+def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log progress details")] = False) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+@app.command("generate-demo")
+def generate_demo_command(
+    out_dir: Annotated[Path, typer.Argument(help="folder to write the demo study's raw files into")],
+    seed: Annotated[int, typer.Option(help="random seed; the same seed writes byte-identical files")] = 7,
+    subjects: Annotated[int, typer.Option(help="number of subjects")] = 200,
+    days: Annotated[int, typer.Option(help="days of data per subject")] = 28,
+) -> None:
+    """Write the synthetic demo study (devices, vitals, labs, enrollment, endpoints, broken files).
+
+    Example: biomarkers generate-demo data/demo --seed 7
+    """
+    manifest = _generate(out_dir, seed, subjects, days)
+    console.print(f"wrote {len(manifest.files)} files for {len(manifest.subject_ids)} subjects under {out_dir}")
+    console.print(f"{len(manifest.broken_files)} deliberately broken files, each meant to be quarantined:")
+    for path, check in sorted(manifest.broken_files.items()):
+        console.print(f"  {path}  ->  {check}")
+
+
+@app.command("ingest")
+def ingest_command(
+    study: StudyArgument,
+    data_root: Annotated[Path | None, typer.Option(help="override the data_root of study.yaml")] = None,
+    workers: Annotated[int, typer.Option(help="processes to validate files in parallel")] = 2,
+) -> None:
+    """Discover, validate and curate a study's new or changed raw files; quarantine bad ones.
+
+    Example: biomarkers ingest studies/demo/study.yaml
+    """
+    config = _load(study, data_root)
+    summary = _ingest(config, workers)
+    _print_summary(config, summary)
+
+
+@app.command("demo")
+def demo_command(
+    out_dir: Annotated[Path, typer.Argument(help="where the demo study is generated")] = DEMO_DATA,
+    seed: Annotated[int, typer.Option(help="random seed of the demo study")] = 7,
+    workers: Annotated[int, typer.Option(help="processes to validate files in parallel")] = 2,
+) -> None:
+    """The main job on embedded defaults: generate the demo study, then ingest it.
+
+    Running it again generates identical files, so the second ingestion processes nothing.
+
+    Example: biomarkers demo
+    """
+    _generate(out_dir, seed, 200, 28)
+    config = _load(DEMO_STUDY, out_dir)
+    summary = _ingest(config, workers)
+    _print_summary(config, summary)
+
+
+def _generate(out_dir: Path, seed: int, subjects: int, days: int):
+    from rich.progress import Progress
+
+    from pipelines.demo.generate import generate_demo, progress_total
+
+    with Progress(console=console, transient=True) as bar:
+        task = bar.add_task("generating the demo study", total=progress_total(subjects))
+        return generate_demo(out_dir, seed=seed, n_subjects=subjects, days=days,
+                             progress=lambda step, advance: bar.update(task, advance=advance,
+                                                                       description=f"generating: {step}"))
+
+
+def _load(study: Path, data_root: Path | None):
+    from pipelines.config import ConfigError, load_study
+
+    try:
+        return load_study(study, data_root)
+    except ConfigError as error:
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(2) from None
+
+
+def _ingest(config, workers: int):
+    from rich.progress import Progress
+
+    from pipelines.ingest import ingest_study
+
+    with Progress(console=console, transient=True) as bar:
+        task = bar.add_task(f"ingesting {config.study_id}", total=None)
+
+        def advance(total, outcome):
+            bar.update(task, total=total, advance=0 if outcome is None else 1,
+                       description=f"ingesting {outcome.path}" if outcome else f"ingesting {config.study_id}")
+
+        return ingest_study(config, workers=workers, progress=advance)
+
+
+def _print_summary(config, summary) -> None:
+    table = Table(title=f"Ingestion of study {config.study_id}: this run")
+    for column in ("source", "curated", "quarantined", "failed", "unchanged", "rows curated"):
+        table.add_column(column, justify="left" if column == "source" else "right")
+    for source, counts in sorted(summary.by_source().items()):
+        table.add_row(source, str(counts["curated"]), str(counts["quarantined"]), str(counts["failed"]),
+                      str(counts["skipped"] + counts["busy"]), f"{counts['rows']:,}")
+    console.print(table)
+    problems = [o for o in summary.outcomes if o.status in ("quarantined", "failed")]
+    if problems:
+        console.print("[bold]Quarantined or failed files[/bold] (full reports under the quarantine folder):")
+        for outcome in problems:
+            console.print(f"  [yellow]{outcome.path}[/yellow] ({outcome.status})\n      {outcome.reason}", soft_wrap=True)
+    processed = len(summary.processed())
+    console.print(f"{processed} files processed, {len(summary.outcomes) - processed} unchanged since the last run.")
+    console.print(f"curated lake: {config.lake_root}")
+    console.print(f"quarantine and reports: {config.quarantine_root}")
+    if summary.data_docs:
+        console.print(f"Great Expectations Data Docs: {summary.data_docs}")
+
+
+if __name__ == "__main__":
+    app()

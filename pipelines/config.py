@@ -1,0 +1,278 @@
+"""The study configuration: one validated ``StudyConfig`` loaded from ``studies/<id>/study.yaml``.
+
+Loaded once at the entry point and passed down; library code reads no environment variables.
+Every path in the file is relative to the study's data root and must stay inside it.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from validation.schemas import SCHEMAS, SourceKind
+
+
+class ConfigError(ValueError):
+    """The study configuration is invalid; the message names the file and the offending key."""
+
+
+class Severity(StrEnum):
+    REJECT = "reject"
+    WARN = "warn"
+
+
+class CheckName(StrEnum):
+    """The checks whose failure a study may set to reject the file or only warn."""
+
+    REQUIRED_COLUMNS = "required_columns"
+    COLUMN_TYPES = "column_types"
+    TIMESTAMPS_ORDERED = "timestamps_ordered"
+    SAMPLING_RATE = "sampling_rate"
+    PLAUSIBLE_RANGE = "plausible_range"
+    DEVICE_RANGE = "device_range"
+    MISSINGNESS = "missingness"
+    KNOWN_SUBJECT = "known_subject"
+    KNOWN_UNIT = "known_unit"
+    NO_DIRECT_IDENTIFIERS = "no_direct_identifiers"
+    UNIQUE_KEYS = "unique_keys"
+
+
+DEFAULT_SEVERITY: dict[CheckName, Severity] = {check: Severity.REJECT for check in CheckName}
+
+
+class FileFormat(StrEnum):
+    CSV = "csv"
+    PARQUET = "parquet"
+    CWA = "cwa"  # Axivity AX3/AX6 binary, read with skdh.io.ReadCwa
+    BIN = "bin"  # GENEActiv binary, read with skdh.io.ReadBin
+    LIMS_CSV = "lims_csv"
+    HL7V2 = "hl7v2"  # HL7 v2 ORU^R01 messages, one or more per file
+    FHIR = "fhir"  # FHIR R4 Bundle of Observation resources, JSON
+
+
+FORMATS_BY_KIND: dict[SourceKind, set[FileFormat]] = {
+    SourceKind.ACCELEROMETRY: {FileFormat.CSV, FileFormat.PARQUET, FileFormat.CWA, FileFormat.BIN},
+    SourceKind.MINUTE_WEARABLE: {FileFormat.CSV, FileFormat.PARQUET},
+    SourceKind.RR_INTERVALS: {FileFormat.CSV, FileFormat.PARQUET},
+    SourceKind.ECG: {FileFormat.CSV, FileFormat.PARQUET},
+    SourceKind.PPG: {FileFormat.CSV, FileFormat.PARQUET},
+    SourceKind.VITALS: {FileFormat.CSV, FileFormat.PARQUET},
+    SourceKind.LABS: {FileFormat.LIMS_CSV, FileFormat.HL7V2, FileFormat.FHIR},
+    SourceKind.SUBJECTS: {FileFormat.CSV, FileFormat.PARQUET},
+    SourceKind.ENDPOINTS: {FileFormat.CSV, FileFormat.PARQUET},
+}
+
+Placement = Literal["wrist", "lower_back", "chest", "thigh", "ankle", "finger", "none"]
+TimestampEncoding = Literal["iso8601", "unix_s", "unix_ms"]
+
+_Strict = ConfigDict(extra="forbid", frozen=True)
+
+
+class TableSpec(BaseModel):
+    """How to read a tabular file: the column mapping and the timestamp encoding."""
+
+    model_config = _Strict
+
+    columns: dict[str, str] = Field(
+        default_factory=dict,
+        description="canonical column name -> column name in the file; unmapped names are taken as is",
+    )
+    header: bool = Field(True, description="False for a CSV without a header row; columns then map from 0, 1, ...")
+    timestamp_encoding: TimestampEncoding = "iso8601"
+    timezone: str = Field(
+        "UTC",
+        description="IANA zone of naive timestamps in the file (device clocks often keep local time)",
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as error:
+            raise ValueError(f"unknown time zone {value!r}") from error
+        return value
+
+
+class SourceConfig(TableSpec):
+    """One source of raw files: what they hold, where they are and how to read and check them."""
+
+    kind: SourceKind
+    pattern: str = Field(description="glob relative to the data root, e.g. raw/minute/*.csv")
+    format: FileFormat
+    sampling_rate_hz: float | None = Field(None, gt=0, description="expected sampling rate of a high-rate signal")
+    sampling_rate_tolerance: float = Field(0.05, gt=0, lt=1, description="allowed relative deviation per second")
+    units: dict[str, str] = Field(
+        default_factory=dict, description="quantity -> unit in the file, e.g. acceleration: m/s^2"
+    )
+    placement: Placement = "none"
+    device_range_g: float = Field(8.0, gt=0, description="full-scale range of the accelerometer, in g")
+    subject_pattern: str = Field(
+        r"^(?P<subject_id>[A-Za-z0-9-]+)",
+        description="regex with a subject_id group, matched against the file name when rows carry no subject",
+    )
+    max_missing_fraction: float = Field(0.2, ge=0, le=1, description="missingness limit per measured column")
+
+    @field_validator("pattern")
+    @classmethod
+    def _relative_pattern(cls, value: str) -> str:
+        if Path(value).is_absolute() or ".." in Path(value).parts:
+            raise ValueError(f"pattern {value!r} must be relative to the data root and must not contain '..'")
+        return value
+
+    @field_validator("subject_pattern")
+    @classmethod
+    def _subject_group(cls, value: str) -> str:
+        try:
+            compiled = re.compile(value)
+        except re.error as error:
+            raise ValueError(f"subject_pattern is not a regular expression: {error}") from error
+        if "subject_id" not in compiled.groupindex:
+            raise ValueError("subject_pattern needs a named group (?P<subject_id>...)")
+        return value
+
+    @model_validator(mode="after")
+    def _format_fits_kind(self) -> SourceConfig:
+        if self.format not in FORMATS_BY_KIND[self.kind]:
+            allowed = ", ".join(sorted(FORMATS_BY_KIND[self.kind]))
+            raise ValueError(f"format {self.format.value!r} cannot hold {self.kind.value} data (use one of: {allowed})")
+        if SCHEMAS[self.kind].high_rate and self.sampling_rate_hz is None:
+            raise ValueError(f"a {self.kind.value} source needs sampling_rate_hz")
+        return self
+
+
+class TableFile(TableSpec):
+    """The enrollment or endpoints file."""
+
+    path: str
+    format: Literal[FileFormat.CSV, FileFormat.PARQUET] = FileFormat.CSV
+
+
+SourceName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]
+
+
+class StudyConfig(BaseModel):
+    """A study: its data root, sources, enrollment and endpoint files and check severities."""
+
+    model_config = _Strict
+
+    study_id: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
+    data_root: Path = Field(description="absolute, or relative to the directory holding study.yaml")
+    subjects: TableFile
+    endpoints: TableFile
+    sources: dict[SourceName, SourceConfig]
+    checks: dict[CheckName, Severity] = Field(default_factory=dict, description="severity per check; default reject")
+    catalog_url: str | None = Field(None, description="SQLAlchemy URL; default SQLite under the platform folder")
+    platform_dir: str = Field(".platform", description="catalog, curated lake, quarantine, reports, Data Docs")
+
+    @field_validator("sources")
+    @classmethod
+    def _reserved_names(cls, value: dict[str, SourceConfig]) -> dict[str, SourceConfig]:
+        reserved = {"subjects", "endpoints"} & set(value)
+        if reserved:
+            raise ValueError(f"source names {sorted(reserved)} are reserved for the enrollment and endpoint files")
+        return value
+
+    def severity(self, check: CheckName) -> Severity:
+        return self.checks.get(check, DEFAULT_SEVERITY[check])
+
+    def resolve(self, relative: str | Path) -> Path:
+        """Resolve a path from the configuration under the data root, refusing any escape."""
+        return confine(self.data_root, relative)
+
+    @property
+    def platform_root(self) -> Path:
+        return self.resolve(self.platform_dir)
+
+    @property
+    def lake_root(self) -> Path:
+        return self.platform_root / "curated"
+
+    @property
+    def quarantine_root(self) -> Path:
+        return self.platform_root / "quarantine"
+
+    @property
+    def reports_root(self) -> Path:
+        return self.platform_root / "reports"
+
+    @property
+    def catalog(self) -> str:
+        return self.catalog_url or f"sqlite:///{self.platform_root / 'catalog.db'}"
+
+
+def confine(root: Path, relative: str | Path) -> Path:
+    """Return ``root / relative`` resolved, or raise ``ConfigError`` if it leaves ``root``.
+
+    Symbolic links are resolved before the check, so a link pointing outside is refused too.
+    """
+    root = Path(root).resolve()
+    candidate = Path(relative)
+    resolved = (candidate if candidate.is_absolute() else root / candidate).resolve()
+    if not resolved.is_relative_to(root):
+        raise ConfigError(f"path {str(relative)!r} resolves to {resolved}, outside the study data root {root}")
+    return resolved
+
+
+def load_study(path: str | Path, data_root: str | Path | None = None) -> StudyConfig:
+    """Load and validate ``study.yaml``.
+
+    Parameters
+    ----------
+    path : path to the YAML file.
+    data_root : overrides the file's ``data_root`` (the demo generates into a folder of the user's choice).
+
+    Raises
+    ------
+    ConfigError
+        naming the file and every offending key: unknown keys, wrong types, paths outside the
+        data root, a missing subjects or endpoints file.
+    """
+    path = Path(path)
+    try:
+        raw: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read the study configuration ({error.strerror})") from error
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from error
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the study configuration must be a mapping of keys to values")
+    if data_root is not None:
+        raw = {**raw, "data_root": str(data_root)}
+    root = raw.get("data_root")
+    if isinstance(root, str) and not Path(root).is_absolute():
+        raw = {**raw, "data_root": str((path.parent / root).resolve())}
+    try:
+        config = StudyConfig.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError(f"{path}: invalid study configuration:\n{_describe(error)}") from None
+
+    problems = []
+    if not config.data_root.is_dir():
+        problems.append(f"  data_root: folder {config.data_root} does not exist")
+    for key in ("subjects", "endpoints"):
+        relative = getattr(config, key).path
+        try:
+            if not config.resolve(relative).is_file():
+                problems.append(f"  {key}.path: file {relative!r} does not exist under {config.data_root}")
+        except ConfigError as error:
+            problems.append(f"  {key}.path: {error}")
+    if problems:
+        raise ConfigError(f"{path}: invalid study configuration:\n" + "\n".join(problems))
+    return config
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        message = "unknown key" if item["type"] == "extra_forbidden" else item["msg"]
+        lines.append(f"  {key}: {message}")
+    return "\n".join(lines)

@@ -1,0 +1,342 @@
+"""Ingestion: discover a study's raw files, read, validate, curate or quarantine each, record all.
+
+Per file: hash it; skip it if the catalog already holds this exact content; claim it (so a
+concurrent run skips it); read it into its canonical frame; run its source's expectation
+suite; then either write it to the curated lake or copy it to quarantine with its report.
+Every outcome, good or bad, is recorded in the catalog with the report id. A file that breaks
+the reader or a check never stops the other files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pipelines.catalog import Catalog, FileStatus
+from pipelines.config import CheckName, ConfigError, SourceConfig, StudyConfig, TableFile
+from pipelines.lake import remove_parts, sweep_temporary, write_curated
+from pipelines.readers import RawRead, ReadError, read_raw
+from pipelines.readers.tables import read_table
+from validation.batches import file_batch, rows_batch, seconds_batch
+from validation.report import Outcome, ValidationReport
+from validation.schemas import SCHEMAS, SourceKind
+from validation.suites import FILE_BATCH, ROWS_BATCH, SECONDS_BATCH, SuiteParameters, suite_checks
+
+logger = logging.getLogger(__name__)
+
+SUBJECTS_SOURCE = "subjects"
+ENDPOINTS_SOURCE = "endpoints"
+_HASH_CHUNK_BYTES = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class FileOutcome:
+    """What happened to one file in this run."""
+
+    source: str
+    path: str
+    status: str  # curated, quarantined, failed, skipped (already processed), busy (claimed by another run)
+    rows: int = 0
+    report_id: str | None = None
+    reason: str | None = None
+
+
+@dataclass
+class IngestSummary:
+    run_id: str
+    outcomes: list[FileOutcome] = field(default_factory=list)
+    data_docs: Path | None = None
+
+    def processed(self) -> list[FileOutcome]:
+        return [o for o in self.outcomes if o.status in ("curated", "quarantined", "failed")]
+
+    def by_source(self) -> dict[str, dict[str, int]]:
+        """source -> counts of curated, quarantined, failed, skipped files and curated rows."""
+        table: dict[str, dict[str, int]] = {}
+        for outcome in self.outcomes:
+            row = table.setdefault(outcome.source, {"curated": 0, "quarantined": 0, "failed": 0,
+                                                    "skipped": 0, "busy": 0, "rows": 0})
+            row[outcome.status] += 1
+            if outcome.status == "curated":
+                row["rows"] += outcome.rows
+        return table
+
+
+@dataclass(frozen=True)
+class _Task:
+    source: str
+    path: Path
+
+
+class Ingestor:
+    """Processes files of one study; one per process (it owns a catalog connection and a GE context)."""
+
+    def __init__(self, config: StudyConfig, run_id: str, known_subjects: frozenset[str]):
+        import great_expectations as gx
+
+        from validation.runner import SuiteRunner
+
+        self.config = config
+        self.run_id = run_id
+        self.catalog = Catalog(config.catalog)
+        self.runner = SuiteRunner(gx.get_context(mode="file", project_root_dir=config.platform_root))
+        self.sources = study_sources(config)
+        self.checks = {name: suite_checks(kind, self.parameters(spec, kind, known_subjects))
+                       for name, (spec, kind) in self.sources.items()}
+        self.severities = {check.value: config.severity(check).value for check in CheckName}
+
+    @staticmethod
+    def parameters(spec: SourceConfig | TableFile, kind: SourceKind, known_subjects: frozenset[str]) -> SuiteParameters:
+        lab_ranges, lab_units = {}, {}
+        if kind is SourceKind.LABS:
+            from validation.analytes import ANALYTES
+
+            lab_ranges = {a.name: a.plausible_range for a in ANALYTES.values()}
+            lab_units = {a.name: a.unit for a in ANALYTES.values()}
+        return SuiteParameters(
+            known_subjects=None if kind is SourceKind.SUBJECTS else known_subjects,
+            sampling_rate_hz=getattr(spec, "sampling_rate_hz", None),
+            sampling_rate_tolerance=getattr(spec, "sampling_rate_tolerance", 0.05),
+            device_range_g=getattr(spec, "device_range_g", 8.0),
+            max_missing_fraction=getattr(spec, "max_missing_fraction", 0.2),
+            lab_ranges=lab_ranges,
+            lab_units=lab_units,
+        )
+
+    def register_suites(self) -> None:
+        for name, checks in self.checks.items():
+            self.runner.register(self.suite_name(name), checks)
+
+    def suite_name(self, source: str) -> str:
+        return f"{self.config.study_id}.{source}"
+
+    def process(self, task: _Task) -> FileOutcome:
+        """Hash, claim, read, validate and curate or quarantine one file."""
+        relative = task.path.relative_to(self.config.data_root).as_posix()
+        sha256, size = file_digest(task.path)
+        if self.catalog.is_processed(relative, sha256):
+            return FileOutcome(task.source, relative, "skipped")
+        record = self.catalog.claim(path=relative, sha256=sha256, size_bytes=size, source=task.source,
+                                    run_id=self.run_id)
+        if record is None:
+            return FileOutcome(task.source, relative, "busy")
+        try:
+            outcome, report, curated, subject = self._curate(task, relative, sha256)
+        except KeyboardInterrupt:
+            self.catalog.release(record.id, run_id=self.run_id)
+            raise
+        except Exception as error:  # a bug or an environment fault: record it, go on with the rest
+            logger.exception("ingest of %s failed", relative)
+            self.catalog.finish(record.id, status=FileStatus.FAILED, subject_id=None, report_id=None, rows=None,
+                                message=f"{type(error).__name__}: {error}", run_id=self.run_id)
+            return FileOutcome(task.source, relative, "failed", reason=f"{type(error).__name__}: {error}")
+        status = FileStatus.QUARANTINED if report.rejected else FileStatus.CURATED
+        reason = report.reason() if report.rejected else None
+        finished = self.catalog.finish(record.id, status=status, subject_id=subject, report_id=report.report_id,
+                                       rows=report.rows, message=reason or report.outcome.value,
+                                       curated_paths=curated, run_id=self.run_id)
+        if finished.status is FileStatus.SUPERSEDED:  # a newer version finished first
+            remove_parts(self.config.lake_root, list(finished.curated_paths))
+        else:
+            remove_parts(self.config.lake_root, self.catalog.superseded_parts(relative, finished.version))
+        return FileOutcome(task.source, relative, status.value, rows=report.rows or 0,
+                           report_id=report.report_id, reason=reason)
+
+    def _curate(self, task: _Task, relative: str, sha256: str) -> tuple[str, ValidationReport, list[str], str | None]:
+        spec, kind = self.sources[task.source]
+        report_id = f"{task.source}-{sha256[:12]}-{uuid.uuid4().hex[:8]}"
+        try:
+            raw = _read(task.path, spec, kind)
+        except ReadError as error:
+            report = ValidationReport(report_id=report_id, file=relative, source=task.source, kind=kind.value,
+                                      sha256=sha256, checked_at=_now_iso(), outcome=Outcome.UNREADABLE,
+                                      read_error=str(error))
+            self._quarantine(task.path, relative, report)
+            return "quarantined", report, [], None
+        report = self.runner.validate(
+            self.suite_name(task.source), self.checks[task.source], _batches(kind, raw), self.severities,
+            report_id=report_id, file=relative, source=task.source, kind=kind.value, sha256=sha256,
+            rows=len(raw.frame),
+        )
+        subject = raw.subject_id
+        if report.rejected:
+            self._quarantine(task.path, relative, report)
+            return "quarantined", report, [], subject
+        curated = write_curated(raw.frame, lake_root=self.config.lake_root, source=task.source, kind=kind,
+                                subject_id=subject, raw_path=relative, sha256=sha256, report_id=report_id)
+        self._write_report(self.config.reports_root / f"{report_id}.json", report)
+        return "curated", report, curated, subject
+
+    def _quarantine(self, path: Path, relative: str, report: ValidationReport) -> None:
+        """Copy the raw file (the study's own copy stays where it is) and its report to quarantine."""
+        folder = self.config.quarantine_root / report.report_id
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / path.name
+        temporary = folder / f".{path.name}.tmp"
+        shutil.copyfile(path, temporary)
+        os.replace(temporary, target)
+        self._write_report(folder / "report.json", report)
+        self._write_report(self.config.reports_root / f"{report.report_id}.json", report)
+        (folder / "README.txt").write_text(report.paragraph() + "\n", encoding="utf-8")
+
+    @staticmethod
+    def _write_report(target: Path, report: ValidationReport) -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temporary = target.with_name(f".{target.name}.tmp")
+        temporary.write_text(report.to_json(), encoding="utf-8")
+        os.replace(temporary, target)
+
+
+def ingest_study(
+    config: StudyConfig,
+    *,
+    workers: int = 1,
+    progress: Callable[[int, FileOutcome | None], None] | None = None,
+) -> IngestSummary:
+    """Ingest every new or changed file of the study.
+
+    Parameters
+    ----------
+    config : the study.
+    workers : processes to fan the files out over (1 runs in this process).
+    progress : called once with ``(total, None)`` when the files are known, then with
+        ``(total, outcome)`` after each file.
+    """
+    sweep_temporary(config.lake_root)
+    known_subjects = read_known_subjects(config)
+    with Catalog(config.catalog) as catalog:
+        run_id = catalog.start_run(config.study_id)
+    ingestor = Ingestor(config, run_id, known_subjects)
+    ingestor.register_suites()
+    # The enrollment and endpoint files go first: the rest of the study is checked against them.
+    tasks = [_Task(SUBJECTS_SOURCE, config.resolve(config.subjects.path)),
+             _Task(ENDPOINTS_SOURCE, config.resolve(config.endpoints.path)),
+             *discover(config)]
+    summary = IngestSummary(run_id=run_id)
+    if progress:
+        progress(len(tasks), None)
+
+    def record(outcome: FileOutcome) -> None:
+        summary.outcomes.append(outcome)
+        if progress:
+            progress(len(tasks), outcome)
+
+    for outcome in map(ingestor.process, tasks[:2]):
+        record(outcome)
+    if workers <= 1:
+        for outcome in map(ingestor.process, tasks[2:]):
+            record(outcome)
+    else:
+        import multiprocessing
+
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_init_worker, initargs=(config, run_id, known_subjects)) as pool:
+            for outcome in pool.map(_process_in_worker, tasks[2:], chunksize=4):
+                record(outcome)
+
+    summary.data_docs = build_data_docs(ingestor.runner.context)
+    counts = {status: sum(1 for o in summary.outcomes if o.status == status)
+              for status in ("curated", "quarantined", "failed", "skipped", "busy")}
+    ingestor.catalog.finish_run(run_id, counts)
+    ingestor.catalog.close()
+    return summary
+
+
+def discover(config: StudyConfig) -> Iterator[_Task]:
+    """Every file matching a source's pattern, in a stable order, confined to the data root."""
+    seen: set[Path] = set()
+    for name, source in config.sources.items():
+        for path in sorted(config.data_root.glob(source.pattern)):
+            if not path.is_file() or path.name.startswith("."):
+                continue
+            try:
+                resolved = config.resolve(path)  # refuses a symbolic link that leads outside
+            except ConfigError as error:
+                logger.warning("skipping %s: %s", path, error)
+                continue
+            if resolved.is_relative_to(config.platform_root) or resolved in seen:
+                continue
+            seen.add(resolved)
+            yield _Task(name, path)
+
+
+def read_known_subjects(config: StudyConfig) -> frozenset[str]:
+    """Subject ids of the enrollment file as it is now (read again each run: enrollment grows)."""
+    try:
+        frame = read_table(config.resolve(config.subjects.path), config.subjects, SourceKind.SUBJECTS,
+                           config.subjects.format).frame
+    except ReadError as error:
+        raise ConfigError(f"the enrollment file cannot be read, so no subject can be checked: {error}") from error
+    if "subject_id" not in frame:
+        raise ConfigError(f"the enrollment file {config.subjects.path} has no subject_id column (check its mapping)")
+    return frozenset(frame["subject_id"].dropna().astype(str))
+
+
+def file_digest(path: Path) -> tuple[str, int]:
+    """SHA-256 (hex) and size in bytes of a file, read in chunks (device files run to GB)."""
+    digest = hashlib.sha256()
+    size = 0
+    with path.open("rb") as stream:
+        while chunk := stream.read(_HASH_CHUNK_BYTES):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def build_data_docs(context) -> Path | None:
+    """Build the study's Great Expectations Data Docs; return the index page."""
+    sites = context.build_data_docs()
+    for url in sites.values():
+        return Path(url.removeprefix("file://"))
+    return None
+
+
+def _batches(kind: SourceKind, raw: RawRead) -> dict:
+    schema = SCHEMAS[kind]
+    per_file_subject = raw.subject_id if not schema.per_subject_column else None
+    batches = {FILE_BATCH: file_batch(raw.source_fields, per_file_subject)}
+    if schema.high_rate:
+        batches[SECONDS_BATCH] = seconds_batch(kind, raw.frame)
+    else:
+        batches[ROWS_BATCH] = rows_batch(raw.frame, raw.unparsable_cells)
+    return batches
+
+
+def study_sources(config: StudyConfig) -> dict[str, tuple[SourceConfig | TableFile, SourceKind]]:
+    """Every source of the study by name, with its kind; the enrollment and endpoint files included."""
+    return {
+        SUBJECTS_SOURCE: (config.subjects, SourceKind.SUBJECTS),
+        ENDPOINTS_SOURCE: (config.endpoints, SourceKind.ENDPOINTS),
+        **{name: (source, source.kind) for name, source in config.sources.items()},
+    }
+
+
+def _read(path: Path, spec: SourceConfig | TableFile, kind: SourceKind) -> RawRead:
+    if isinstance(spec, TableFile):
+        return read_table(path, spec, kind, spec.format)
+    return read_raw(path, spec)
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+_worker: Ingestor | None = None
+
+
+def _init_worker(config: StudyConfig, run_id: str, known_subjects: frozenset[str]) -> None:
+    global _worker
+    _worker = Ingestor(config, run_id, known_subjects)
+
+
+def _process_in_worker(task: _Task) -> FileOutcome:
+    assert _worker is not None, "worker not initialised"
+    return _worker.process(task)

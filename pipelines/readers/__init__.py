@@ -1,0 +1,30 @@
+"""Readers: one per file format, each returning the canonical frame of its source kind."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipelines.config import FileFormat, SourceConfig
+from pipelines.readers.base import RawRead, ReadError
+
+__all__ = ["RawRead", "ReadError", "read_raw"]
+
+
+def read_raw(path: Path, source: SourceConfig) -> RawRead:
+    """Read ``path`` as ``source`` says; ``ReadError`` if it cannot be parsed at all."""
+    if source.format in (FileFormat.CSV, FileFormat.PARQUET):
+        from pipelines.readers.tables import read_table
+
+        return read_table(path, source, source.kind, source.format)
+    if source.format in (FileFormat.CWA, FileFormat.BIN):
+        from pipelines.readers.devices import read_device_file
+
+        return read_device_file(path, source)
+    from pipelines.readers import labs
+
+    readers = {
+        FileFormat.LIMS_CSV: labs.read_lims_csv,
+        FileFormat.HL7V2: labs.read_hl7v2,
+        FileFormat.FHIR: labs.read_fhir,
+    }
+    return readers[source.format](path, source)

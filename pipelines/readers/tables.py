@@ -1,0 +1,205 @@
+"""CSV and Parquet files of any tabular kind, through a column mapping, into canonical frames."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+
+from pipelines.config import FileFormat, SourceConfig, TableSpec
+from pipelines.readers.base import RawRead, ReadError
+from pipelines.units import QUANTITY_OF_COLUMN, to_canonical
+from validation.schemas import SCHEMAS, CanonicalSchema, Column, SourceKind
+
+_TRUE = {"1", "true", "t", "yes", "y"}
+_FALSE = {"0", "false", "f", "no", "n"}
+_SEX = {"f": "F", "female": "F", "w": "F", "m": "M", "male": "M", "x": "X", "other": "X", "unknown": "X"}
+
+
+def read_table(path: Path, spec: TableSpec, kind: SourceKind, file_format: FileFormat) -> RawRead:
+    """Read one CSV or Parquet file into the canonical frame of ``kind``.
+
+    Parameters
+    ----------
+    path : the file.
+    spec : the source (or enrollment / endpoints file) configuration: column mapping, header,
+        timestamp encoding and time zone, units.
+    kind : the canonical schema to produce.
+    file_format : ``csv`` or ``parquet``.
+
+    Cells that do not parse as their column's type become missing and are counted per row in
+    ``RawRead.unparsable_cells``; columns the schema does not know are dropped (the raw field
+    names stay in ``RawRead.source_fields`` for the direct-identifier check).
+    """
+    table = _read_arrow(path, spec, file_format)
+    source_fields = list(table.column_names)
+    schema = SCHEMAS[kind]
+    renamed = _rename(table, spec.columns, schema)
+    frame = renamed.to_pandas(split_blocks=True, self_destruct=True, types_mapper=None)
+    del renamed, table
+
+    subject_id = None
+    if not schema.per_subject_column or "subject_id" not in frame:
+        subject_id = subject_from_name(path, spec)
+        if schema.per_subject_column and subject_id is not None:
+            frame["subject_id"] = subject_id
+    if kind is SourceKind.SUBJECTS:
+        frame = _derive_age(frame)
+
+    unparsable = np.zeros(len(frame), dtype=np.int64)
+    columns = {}
+    for column in schema.columns:
+        if column.name not in frame:
+            continue
+        values, failed = _coerce(frame[column.name], column, spec)
+        unparsable += failed
+        columns[column.name] = values
+    canonical = pd.DataFrame(columns, index=pd.RangeIndex(len(frame)))
+    _convert_units(canonical, getattr(spec, "units", {}))
+    rate = getattr(spec, "sampling_rate_hz", None)
+    return RawRead(
+        frame=canonical,
+        source_fields=source_fields,
+        subject_id=subject_id,
+        sampling_rate_hz=rate,
+        unparsable_cells=unparsable if file_format is FileFormat.CSV else None,
+    )
+
+
+def subject_from_name(path: Path, spec: TableSpec) -> str | None:
+    """The subject code in the file name, by the source's ``subject_pattern``."""
+    pattern = getattr(spec, "subject_pattern", None)
+    if not pattern:
+        return None
+    match = re.search(pattern, path.name)
+    return match.group("subject_id") if match else None
+
+
+def _read_arrow(path: Path, spec: TableSpec, file_format: FileFormat) -> pa.Table:
+    try:
+        if file_format is FileFormat.PARQUET:
+            return pq.read_table(path)
+        read_options = pa_csv.ReadOptions(autogenerate_column_names=not spec.header)
+        # Timestamps stay text: the configured encoding and zone decide how they parse.
+        convert = pa_csv.ConvertOptions(
+            column_types={name: pa.string() for name in _timestamp_sources(spec)},
+            strings_can_be_null=True,
+        )
+        return pa_csv.read_csv(path, read_options=read_options, convert_options=convert)
+    except (pa.ArrowInvalid, OSError) as error:
+        raise ReadError(f"{path.name}: cannot read as {file_format.value}: {error}") from error
+
+
+def _timestamp_sources(spec: TableSpec) -> list[str]:
+    names = {"timestamp", "index_time", "enrollment_date"}
+    mapped = {spec.columns[name] for name in names if name in spec.columns}
+    if spec.timestamp_encoding != "iso8601":
+        return sorted(names - {"timestamp"} | mapped - {spec.columns.get("timestamp")})
+    return sorted(names | mapped)
+
+
+def _rename(table: pa.Table, mapping: dict[str, str], schema: CanonicalSchema) -> pa.Table:
+    """Keep the schema's columns, named canonically; a header without a mapping is taken as is."""
+    file_columns = set(table.column_names)
+    selected, names = [], []
+    for column in schema.columns:
+        name = mapping.get(column.name, column.name)
+        if name in file_columns:
+            selected.append(name)
+            names.append(column.name)
+    for extra in ("birth_year", "age"):  # enrollment files may give either; age_years is derived
+        name = mapping.get(extra, extra)
+        if schema.kind is SourceKind.SUBJECTS and name in file_columns and extra not in names:
+            selected.append(name)
+            names.append(extra)
+    return table.select(selected).rename_columns(names)
+
+
+def _derive_age(frame: pd.DataFrame) -> pd.DataFrame:
+    """Age at enrollment from ``age`` or ``birth_year``; the birth year itself is not kept."""
+    if "age_years" not in frame and "age" in frame:
+        frame = frame.rename(columns={"age": "age_years"})
+    if "age_years" not in frame and "birth_year" in frame and "enrollment_date" in frame:
+        enrolled = pd.to_datetime(frame["enrollment_date"], errors="coerce", utc=True)
+        birth = pd.to_numeric(frame["birth_year"], errors="coerce")
+        frame = frame.assign(age_years=enrolled.dt.year - birth)
+    return frame.drop(columns=[c for c in ("birth_year", "age") if c in frame])
+
+
+def _coerce(series: pd.Series, column: Column, spec: TableSpec) -> tuple[pd.Series, np.ndarray]:
+    """The series in the column's canonical type, and 1 per row where a present cell failed to parse."""
+    present = series.notna().to_numpy()
+    if column.dtype == "datetime":
+        is_event_time = column.name == "timestamp"
+        values = parse_times(series, spec.timestamp_encoding if is_event_time else "iso8601", spec.timezone)
+    elif column.dtype in ("float", "int"):
+        if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
+            values = series if column.dtype == "int" else series.astype(np.float64, copy=False) if series.dtype != np.float32 else series
+        else:
+            values = pd.to_numeric(series.astype("string").str.strip(), errors="coerce")
+        if column.dtype == "int":
+            values = values.astype("Int64") if values.isna().any() or not _integral(values) else values.astype(np.int64)
+    elif column.dtype == "bool":
+        values = _parse_bool(series)
+    else:
+        values = series.astype("string").str.strip()
+        if column.name == "sex":
+            values = values.str.lower().map(_SEX).fillna(values).astype("string")
+        if column.name == "consciousness_avpu":
+            values = values.str.upper()
+    failed = (present & values.isna().to_numpy()).astype(np.int64)
+    return values, failed
+
+
+def _integral(values: pd.Series) -> bool:
+    as_float = values.to_numpy(dtype=np.float64, na_value=np.nan)
+    return bool(np.all(np.isnan(as_float) | (as_float == np.round(as_float))))
+
+
+def _parse_bool(series: pd.Series) -> pd.Series:
+    if pd.api.types.is_bool_dtype(series):
+        return series.astype("boolean")
+    text = series.astype("string").str.strip().str.lower()
+    values = pd.Series(pd.NA, index=series.index, dtype="boolean")
+    values[text.isin(_TRUE)] = True
+    values[text.isin(_FALSE)] = False
+    return values
+
+
+def parse_times(series: pd.Series, encoding: str, timezone: str) -> pd.Series:
+    """Timestamps to ``datetime64[ns, UTC]``; unparsable cells become NaT.
+
+    ``iso8601`` text keeps its own offset; naive text is taken in ``timezone`` (a device clock
+    keeps local time). ``unix_s`` and ``unix_ms`` are numbers since the epoch, UTC.
+    """
+    if encoding in ("unix_s", "unix_ms"):
+        numbers = pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64)
+        # Rounded to microseconds: float epoch seconds carry sub-microsecond noise, the lake keeps us.
+        microseconds = np.round(numbers * (1e6 if encoding == "unix_s" else 1e3))
+        valid = ~np.isnan(microseconds)
+        as_int = np.where(valid, microseconds, 0).astype(np.int64) * 1000
+        times = pd.Series(pd.DatetimeIndex(as_int.view("datetime64[ns]"), tz="UTC"), index=series.index)
+        return times.where(valid)
+    text = series.astype("string").str.strip()
+    has_zone = text.str.contains(r"(?:Z|[+-]\d\d:?\d\d)$", regex=True, na=False)
+    result = pd.Series(pd.NaT, index=series.index, dtype="datetime64[ns, UTC]")
+    if has_zone.any():
+        result[has_zone] = pd.to_datetime(text[has_zone], utc=True, errors="coerce", format="ISO8601")
+    naive = ~has_zone & text.notna()
+    if naive.any():
+        local = pd.to_datetime(text[naive], errors="coerce", format="ISO8601")
+        result[naive] = local.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="NaT").dt.tz_convert("UTC")
+    return result
+
+
+def _convert_units(frame: pd.DataFrame, units: dict[str, str]) -> None:
+    """Convert measured columns in place (the frame is this reader's own) to canonical units."""
+    for column in frame.columns:
+        quantity = QUANTITY_OF_COLUMN.get(column)
+        if quantity in units:
+            frame[column] = to_canonical(frame[column].to_numpy(), quantity, units[quantity])

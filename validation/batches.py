@@ -1,0 +1,57 @@
+"""Turn a canonical frame into the batches its suite runs on (see ``validation.suites``)."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+
+from validation.aggregates import per_second_aggregates
+from validation.schemas import SCHEMAS, SourceKind
+
+ACCEL_AXES = ("accel_x_g", "accel_y_g", "accel_z_g")
+
+
+def normalise_field(name: str) -> str:
+    """``"Patient Name"`` -> ``"patient_name"``: lower case, every run of other characters to ``_``."""
+    return re.sub(r"[^0-9a-z]+", "_", str(name).lower()).strip("_")
+
+
+def file_batch(source_fields: list[str], subject_id: str | None) -> pd.DataFrame:
+    """One row per field of the raw file, with the file's subject (if it has one) on every row."""
+    fields = [normalise_field(name) for name in source_fields] or [""]
+    return pd.DataFrame({"field": fields, "subject_id": subject_id}, index=pd.RangeIndex(len(fields)))
+
+
+def rows_batch(frame: pd.DataFrame, unparsable_cells: np.ndarray | None = None) -> pd.DataFrame:
+    """The canonical frame plus the derived columns its structural checks need.
+
+    ``seconds_since_latest_earlier`` is the step from the latest time among the subject's
+    earlier rows, in file order (NaN on a subject's first row): zero or negative means the row
+    repeats or goes back in time, so every row of a file sent twice is caught, not just the first.
+    ``unparsable_cells`` counts the cells per row that the reader could not parse as their type.
+    The frame is not modified; a shallow copy gets the extra columns.
+    """
+    batch = frame.copy(deep=False)
+    time_column = "timestamp" if "timestamp" in frame else None
+    if time_column:
+        times = frame[time_column]
+        if "subject_id" in frame:
+            subjects = frame["subject_id"].fillna("")
+            latest_earlier = times.groupby(subjects, sort=False).cummax().groupby(subjects, sort=False).shift(1)
+        else:
+            latest_earlier = times.cummax().shift(1)
+        batch["seconds_since_latest_earlier"] = (times - latest_earlier).dt.total_seconds()
+    batch["unparsable_cells"] = 0 if unparsable_cells is None else unparsable_cells
+    return batch
+
+
+def seconds_batch(kind: SourceKind, frame: pd.DataFrame) -> pd.DataFrame:
+    """Exact per-second aggregates of a high-rate canonical frame."""
+    schema = SCHEMAS[kind]
+    timestamp_ns = frame["timestamp"].array.asi8  # a view, not a copy of 30 million timestamps
+    measured = [c.name for c in schema.columns if c.required and c.name != "timestamp" and c.name in frame]
+    signals = {name: frame[name].to_numpy() for name in measured}
+    gravity = ACCEL_AXES if kind is SourceKind.ACCELEROMETRY and all(a in frame for a in ACCEL_AXES) else None
+    return per_second_aggregates(timestamp_ns, signals, gravity)

@@ -1,0 +1,85 @@
+"""Likely causes of failed checks, so a report says what probably went wrong and how to fix it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from validation.suites import Check
+
+
+def likely_cause(check: Check, batch: pd.DataFrame, index: list[Any], observed: Any) -> str | None:
+    """Guess why ``check`` failed on ``batch`` at ``index`` (row labels); ``None`` if no good guess."""
+    column = check.column
+    values = _values(check, batch, index)
+    if check.check == "plausible_range":
+        return _range_cause(check, column, values, observed)
+    if check.check == "timestamps_ordered":
+        if column == "seconds_since_latest_earlier" and "timestamp" in batch:
+            keys = [c for c in ("subject_id", "timestamp") if c in batch]
+            repeats = int(batch.duplicated(subset=keys).sum())
+            if repeats:
+                return f"{repeats} rows repeat an earlier timestamp: duplicate rows (exported or sent twice?)"
+        if column == "non_increasing" or column == "second":
+            return "samples out of time order or repeated: the file may be two recordings joined together"
+        return "timestamps repeat or go backwards within a subject"
+    if check.check == "sampling_rate" and column in batch:
+        rate = float(np.nanmedian(batch[column])) if batch[column].notna().any() else float("nan")
+        return f"the device recorded at about {rate:.0f} Hz; check the device set-up or the source's sampling_rate_hz"
+    if check.check == "known_subject":
+        subjects = sorted({str(v) for v in values})[:5]
+        return f"subject {', '.join(subjects)} is not in the enrollment file: enroll it or fix the file name"
+    if check.check == "no_direct_identifiers":
+        return "the file holds direct identifiers: remove these fields at export; the platform keeps study codes only"
+    if check.check == "known_unit":
+        pairs = sorted({f"{unit} for {analyte}" for analyte, unit in values})[:5]
+        return f"unit {'; '.join(pairs)} is not accepted: add a conversion in validation/analytes.py or fix the export"
+    if check.check == "device_range":
+        return "values beyond the device's full-scale range: wrong units, wrong device_range_g or a corrupt file"
+    if check.check == "missingness":
+        return "values missing: the device was not worn, lost signal or the column mapping is wrong"
+    if check.check == "required_columns":
+        return "check the source's column mapping in study.yaml against the file's header"
+    if check.check == "column_types":
+        return "cells that do not parse as numbers or times: check the export's decimal and date formats"
+    if check.check == "unique_keys":
+        return "the same key appears more than once"
+    return None
+
+
+def _values(check: Check, batch: pd.DataFrame, index: list[Any]) -> np.ndarray | list:
+    """The unexpected values at ``index``; pairs for a column-pair check."""
+    column = check.column
+    if column is None or not index or column not in batch:
+        return []
+    if "column_B" in check.kwargs:
+        return list(zip(batch.loc[index, column], batch.loc[index, check.kwargs["column_B"]]))
+    return batch.loc[index, column].to_numpy()
+
+
+def _range_cause(check: Check, column: str | None, values: Any, observed: Any) -> str | None:
+    analyte = check.meta.get("analyte")
+    if analyte:
+        from validation.analytes import analyte_for, guess_reported_unit
+
+        found = analyte_for(None, analyte)
+        unit = guess_reported_unit(found, np.asarray(values, dtype=float)) if found is not None else None
+        return f"values look like {unit}" if unit else None
+    if column == "gravity_estimate_g" and observed is not None:
+        if 7 < float(observed) < 12:
+            return "values look like m/s^2: set units: {acceleration: m/s^2} for this source"
+        if 500 < float(observed) < 1500:
+            return "values look like mg: set units: {acceleration: mg} for this source"
+        return None
+    numbers = pd.to_numeric(pd.Series(values), errors="coerce").dropna()
+    if numbers.empty:
+        return None
+    if column == "temperature_deg_c" and numbers.between(86, 113).mean() > 0.8:
+        return "values look like degF: set units: {temperature: degF} for this source"
+    if column == "spo2_percent" and numbers.between(0.5, 1.0).mean() > 0.8:
+        return "values look like a fraction: set units: {spo2: fraction} for this source"
+    if column == "rr_interval_ms" and numbers.between(0.2, 3.0).mean() > 0.8:
+        return "values look like seconds: set units: {rr_interval: s} for this source"
+    return "values outside the physiologically plausible range: a sensor artefact or a wrong column mapping"
