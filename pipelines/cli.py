@@ -35,7 +35,8 @@ StudyArgument = Annotated[Path, typer.Argument(help="the study's study.yaml, e.g
 
 @app.callback()
 def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log progress details")] = False) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
 
 
 @app.command("generate-demo")
@@ -138,7 +139,8 @@ def _print_summary(config, summary) -> None:
     if problems:
         console.print("[bold]Quarantined or failed files[/bold] (full reports under the quarantine folder):")
         for outcome in problems:
-            console.print(f"  [yellow]{outcome.path}[/yellow] ({outcome.status})\n      {outcome.reason}", soft_wrap=True)
+            console.print(f"  [yellow]{outcome.path}[/yellow] ({outcome.status})\n      {outcome.reason}",
+                          soft_wrap=True, markup=True, highlight=False)
     processed = len(summary.processed())
     console.print(f"{processed} files processed, {len(summary.outcomes) - processed} unchanged since the last run.")
     console.print(f"curated lake: {config.lake_root}")

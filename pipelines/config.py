@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from pipelines.units import check_units
 from validation.schemas import SCHEMAS, SourceKind
 
 
@@ -82,7 +83,7 @@ class TableSpec(BaseModel):
         default_factory=dict,
         description="canonical column name -> column name in the file; unmapped names are taken as is",
     )
-    header: bool = Field(True, description="False for a CSV without a header row; columns then map from 0, 1, ...")
+    header: bool = Field(True, description="False for a CSV without a header row; its columns are then f0, f1, ...")
     timestamp_encoding: TimestampEncoding = "iso8601"
     timezone: str = Field(
         "UTC",
@@ -127,6 +128,12 @@ class SourceConfig(TableSpec):
             raise ValueError(f"pattern {value!r} must be relative to the data root and must not contain '..'")
         return value
 
+    @field_validator("units")
+    @classmethod
+    def _known_units(cls, value: dict[str, str]) -> dict[str, str]:
+        check_units(value)  # a misspelt quantity would otherwise leave the data unconverted, silently
+        return value
+
     @field_validator("subject_pattern")
     @classmethod
     def _subject_group(cls, value: str) -> str:
@@ -145,6 +152,9 @@ class SourceConfig(TableSpec):
             raise ValueError(f"format {self.format.value!r} cannot hold {self.kind.value} data (use one of: {allowed})")
         if SCHEMAS[self.kind].high_rate and self.sampling_rate_hz is None:
             raise ValueError(f"a {self.kind.value} source needs sampling_rate_hz")
+        if SCHEMAS[self.kind].high_rate and self.format is FileFormat.CSV and self.timestamp_encoding == "iso8601":
+            # Parsing 30 million date strings would dominate ingestion; devices export epoch time.
+            raise ValueError(f"a {self.kind.value} CSV needs timestamp_encoding unix_s or unix_ms")
         return self
 
 

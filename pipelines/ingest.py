@@ -9,10 +9,12 @@ the reader or a check never stops the other files.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import logging
 import os
 import shutil
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -87,11 +89,13 @@ class Ingestor:
         self.config = config
         self.run_id = run_id
         self.catalog = Catalog(config.catalog)
-        self.runner = SuiteRunner(gx.get_context(mode="file", project_root_dir=config.platform_root))
+        self.runner = SuiteRunner(gx.get_context(mode="ephemeral"))
         self.sources = study_sources(config)
         self.checks = {name: suite_checks(kind, self.parameters(spec, kind, known_subjects))
                        for name, (spec, kind) in self.sources.items()}
         self.severities = {check.value: config.severity(check).value for check in CheckName}
+        # Seconds spent per phase in this process, for logs and benchmarks/ingest.py.
+        self.timings = {"hash": 0.0, "read": 0.0, "validate": 0.0, "curate": 0.0}
 
     @staticmethod
     def parameters(spec: SourceConfig | TableFile, kind: SourceKind, known_subjects: frozenset[str]) -> SuiteParameters:
@@ -115,13 +119,29 @@ class Ingestor:
         for name, checks in self.checks.items():
             self.runner.register(self.suite_name(name), checks)
 
+    def publish_results(self, results: list) -> Path | None:
+        """Add this process's validation results to the study's Data Docs, one publisher at a time."""
+        import great_expectations as gx
+
+        from validation.runner import publish
+
+        lock_path = self.config.platform_root / "gx.lock"
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with lock_path.open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # two runs at once must not interleave writes to gx/
+            context = gx.get_context(mode="file", project_root_dir=self.config.platform_root)
+            suites = {self.suite_name(name): checks for name, checks in self.checks.items()}
+            return publish(context, suites, results)
+
     def suite_name(self, source: str) -> str:
         return f"{self.config.study_id}.{source}"
 
     def process(self, task: _Task) -> FileOutcome:
         """Hash, claim, read, validate and curate or quarantine one file."""
         relative = task.path.relative_to(self.config.data_root).as_posix()
+        started = time.perf_counter()
         sha256, size = file_digest(task.path)
+        self.timings["hash"] += time.perf_counter() - started
         if self.catalog.is_processed(relative, sha256):
             return FileOutcome(task.source, relative, "skipped")
         record = self.catalog.claim(path=relative, sha256=sha256, size_bytes=size, source=task.source,
@@ -153,6 +173,7 @@ class Ingestor:
     def _curate(self, task: _Task, relative: str, sha256: str) -> tuple[str, ValidationReport, list[str], str | None]:
         spec, kind = self.sources[task.source]
         report_id = f"{task.source}-{sha256[:12]}-{uuid.uuid4().hex[:8]}"
+        started = time.perf_counter()
         try:
             raw = _read(task.path, spec, kind)
         except ReadError as error:
@@ -161,11 +182,15 @@ class Ingestor:
                                       read_error=str(error))
             self._quarantine(task.path, relative, report)
             return "quarantined", report, [], None
+        read_done = time.perf_counter()
+        self.timings["read"] += read_done - started
         report = self.runner.validate(
             self.suite_name(task.source), self.checks[task.source], _batches(kind, raw), self.severities,
             report_id=report_id, file=relative, source=task.source, kind=kind.value, sha256=sha256,
             rows=len(raw.frame),
         )
+        validated = time.perf_counter()
+        self.timings["validate"] += validated - read_done
         subject = raw.subject_id
         if report.rejected:
             self._quarantine(task.path, relative, report)
@@ -173,6 +198,7 @@ class Ingestor:
         curated = write_curated(raw.frame, lake_root=self.config.lake_root, source=task.source, kind=kind,
                                 subject_id=subject, raw_path=relative, sha256=sha256, report_id=report_id)
         self._write_report(self.config.reports_root / f"{report_id}.json", report)
+        self.timings["curate"] += time.perf_counter() - validated
         return "curated", report, curated, subject
 
     def _quarantine(self, path: Path, relative: str, report: ValidationReport) -> None:
@@ -239,10 +265,11 @@ def ingest_study(
 
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                  initializer=_init_worker, initargs=(config, run_id, known_subjects)) as pool:
-            for outcome in pool.map(_process_in_worker, tasks[2:], chunksize=4):
+            for outcome, results in pool.map(_process_in_worker, tasks[2:], chunksize=4):
+                ingestor.runner.results.extend(results)
                 record(outcome)
 
-    summary.data_docs = build_data_docs(ingestor.runner.context)
+    summary.data_docs = ingestor.publish_results(ingestor.runner.results)
     counts = {status: sum(1 for o in summary.outcomes if o.status == status)
               for status in ("curated", "quarantined", "failed", "skipped", "busy")}
     ingestor.catalog.finish_run(run_id, counts)
@@ -291,14 +318,6 @@ def file_digest(path: Path) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
-def build_data_docs(context) -> Path | None:
-    """Build the study's Great Expectations Data Docs; return the index page."""
-    sites = context.build_data_docs()
-    for url in sites.values():
-        return Path(url.removeprefix("file://"))
-    return None
-
-
 def _batches(kind: SourceKind, raw: RawRead) -> dict:
     schema = SCHEMAS[kind]
     per_file_subject = raw.subject_id if not schema.per_subject_column else None
@@ -335,8 +354,12 @@ _worker: Ingestor | None = None
 def _init_worker(config: StudyConfig, run_id: str, known_subjects: frozenset[str]) -> None:
     global _worker
     _worker = Ingestor(config, run_id, known_subjects)
+    _worker.register_suites()
 
 
-def _process_in_worker(task: _Task) -> FileOutcome:
+def _process_in_worker(task: _Task) -> tuple[FileOutcome, list]:
+    """Process one file in a pool worker; hand its validation results to the parent to publish."""
     assert _worker is not None, "worker not initialised"
-    return _worker.process(task)
+    outcome = _worker.process(task)
+    results, _worker.runner.results = _worker.runner.results, []
+    return outcome, results

@@ -8,9 +8,7 @@ import numpy as np
 import pandas as pd
 
 from validation.aggregates import per_second_aggregates
-from validation.schemas import SCHEMAS, SourceKind
-
-ACCEL_AXES = ("accel_x_g", "accel_y_g", "accel_z_g")
+from validation.schemas import SIGNALS, SourceKind
 
 
 def normalise_field(name: str) -> str:
@@ -48,10 +46,9 @@ def rows_batch(frame: pd.DataFrame, unparsable_cells: np.ndarray | None = None) 
 
 
 def seconds_batch(kind: SourceKind, frame: pd.DataFrame) -> pd.DataFrame:
-    """Exact per-second aggregates of a high-rate canonical frame."""
-    schema = SCHEMAS[kind]
+    """Exact per-second aggregates of a high-rate canonical frame, one signal per measured quantity."""
     timestamp_ns = frame["timestamp"].array.asi8  # a view, not a copy of 30 million timestamps
-    measured = [c.name for c in schema.columns if c.required and c.name != "timestamp" and c.name in frame]
-    signals = {name: frame[name].to_numpy() for name in measured}
-    gravity = ACCEL_AXES if kind is SourceKind.ACCELEROMETRY and all(a in frame for a in ACCEL_AXES) else None
+    signals = {name: [frame[axis].to_numpy() for axis in axes]
+               for name, axes in SIGNALS[kind].items() if all(axis in frame for axis in axes)}
+    gravity = "accel_g" if "accel_g" in signals else None
     return per_second_aggregates(timestamp_ns, signals, gravity)

@@ -55,7 +55,7 @@ def _values(check: Check, batch: pd.DataFrame, index: list[Any]) -> np.ndarray |
     if column is None or not index or column not in batch:
         return []
     if "column_B" in check.kwargs:
-        return list(zip(batch.loc[index, column], batch.loc[index, check.kwargs["column_B"]]))
+        return list(zip(batch.loc[index, column], batch.loc[index, check.kwargs["column_B"]], strict=False))
     return batch.loc[index, column].to_numpy()
 
 

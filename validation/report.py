@@ -140,7 +140,7 @@ def _runs(locations: list[Any]) -> str:
     """``[1, 2, 3, 7]`` -> ``"1-3, 7"``; seconds fold the same way; anything else is listed."""
     if not locations:
         return ""
-    steps = [_step(a, b) for a, b in zip(locations, locations[1:])]
+    steps = [_step(a, b) for a, b in zip(locations, locations[1:], strict=False)]
     groups, start = [], 0
     for i, consecutive in enumerate(steps + [False]):
         if not consecutive:

@@ -1,14 +1,16 @@
 """Run a source's suite through Great Expectations and turn the result into a ``ValidationReport``.
 
-The caller owns the Great Expectations context (a file context under the study's platform
-folder, so results are kept and Data Docs can be built from them); this module only registers
-suites and runs them. Great Expectations is imported here, never at package import.
+Validation runs in an ephemeral context per process: nothing is shared, so any number of
+processes validate at once. The raw Great Expectations results are kept (``SuiteRunner.results``)
+and published afterwards, in one place, to a file context whose Data Docs the study keeps
+(``publish``). Great Expectations is imported here, never at package import.
 """
 
 from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -39,6 +41,7 @@ class SuiteRunner:
     def __init__(self, context: Any):
         self.context = quiet_context(context)
         self._definitions: dict[str, Any] = {}
+        self.results: list[tuple[str, str, Any]] = []  # (suite, file, GE result) not yet published
 
     def register(self, suite_name: str, checks: list[Check]) -> None:
         """Create or update one suite and validation definition per batch of ``checks``."""
@@ -56,10 +59,17 @@ class SuiteRunner:
                 if c.batch == batch_name
             ]
             name = f"{suite_name}.{batch_name}"
-            suite = self.context.suites.add_or_update(gx.ExpectationSuite(name=name, expectations=expectations))
-            self._definitions[name] = self.context.validation_definitions.add_or_update(
-                gx.ValidationDefinition(name=name, data=definition, suite=suite)
-            )
+            # Rewrite only what changed: another process validating with the stored suite would
+            # otherwise find it "changed since it was last saved" and refuse to run.
+            suite = _stored(self.context.suites.get, name)
+            if suite is None or _content(suite.expectations) != _content(expectations):
+                suite = self.context.suites.add_or_update(gx.ExpectationSuite(name=name, expectations=expectations))
+            validation = _stored(self.context.validation_definitions.get, name)
+            if validation is None or validation.suite.id != suite.id or validation.data.id != definition.id:
+                validation = self.context.validation_definitions.add_or_update(
+                    gx.ValidationDefinition(name=name, data=definition, suite=suite)
+                )
+            self._definitions[name] = validation
 
     def validate(
         self,
@@ -93,6 +103,7 @@ class SuiteRunner:
                 result_format={"result_format": "SUMMARY", "partial_unexpected_count": MAX_LOCATIONS},
                 run_id=RunIdentifier(run_name=f"{report_id}.{batch_name}", run_time=datetime.now(UTC)),
             )
+            self.results.append((name, file, result))
             for item in result.results:
                 if item.success:
                     continue
@@ -120,14 +131,67 @@ class SuiteRunner:
         )
 
 
-def _get_or_add(get, add, name: str):
+def publish(context: Any, suites: dict[str, list[Check]], results: list[tuple[str, str, Any]]) -> Path | None:
+    """Store suites and validation results in a (file) context and build its Data Docs.
+
+    Parameters
+    ----------
+    context : the study's Great Expectations file context. The caller serialises publishers.
+    suites : suite name (``<study>.<source>``) -> its checks, registered if new or changed.
+    results : ``(suite name with batch, file, result)`` from ``SuiteRunner.results``.
+
+    Returns the Data Docs index page; only the new results are rendered.
+    """
+    from great_expectations.data_context.types.resource_identifiers import (
+        ExpectationSuiteIdentifier,
+        ValidationResultIdentifier,
+    )
+
+    runner = SuiteRunner(context)
+    for name, checks in suites.items():
+        runner.register(name, checks)
+    keys = []
+    for suite_name, file, result in results:
+        key = ValidationResultIdentifier(
+            expectation_suite_identifier=ExpectationSuiteIdentifier(name=suite_name),
+            run_id=result.meta["run_id"],
+            batch_identifier=re.sub(r"[^0-9A-Za-z._-]+", "__", file),  # the store refuses "/" in keys
+        )
+        context.validation_results_store.set(key, result)
+        keys.append(key)
+    sites = context.build_data_docs(resource_identifiers=keys or None)
+    for url in sites.values():
+        return Path(url.removeprefix("file://"))
+    return None
+
+
+def _stored(get, name: str):
+    from great_expectations.exceptions import DataContextError
+
     try:
         return get(name)
-    except (LookupError, ValueError, KeyError):  # each GE store raises its own "not found"
-        return add(name)
+    except (LookupError, ValueError, DataContextError):  # each GE store raises its own "not found"
+        return None
 
 
-def _failure(check: Check, item: Any, batch_name: str, batch: pd.DataFrame, severities: dict[str, str]) -> Failure | None:
+def _content(expectations: list) -> list[dict]:
+    """Expectations as plain data without their generated ids, to compare two suites."""
+    plain = []
+    for expectation in expectations:
+        document = expectation.configuration.to_json_dict()
+        document.pop("id", None)
+        plain.append(document)
+    return plain
+
+
+def _get_or_add(get, add, name: str):
+    found = _stored(get, name)
+    return add(name) if found is None else found
+
+
+def _failure(
+    check: Check, item: Any, batch_name: str, batch: pd.DataFrame, severities: dict[str, str]
+) -> Failure | None:
     exception = item.exception_info or {}
     raised = exception.get("raised_exception") or any(
         isinstance(v, dict) and v.get("raised_exception") for v in exception.values()

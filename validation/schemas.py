@@ -169,6 +169,14 @@ SCHEMAS: dict[SourceKind, CanonicalSchema] = {
     ),
 }
 
+# The measured signals of each high-rate kind, named with their unit, and their columns (axes).
+# Per-second aggregates fold a signal's axes (see validation.aggregates).
+SIGNALS: dict[SourceKind, dict[str, tuple[str, ...]]] = {
+    SourceKind.ACCELEROMETRY: {"accel_g": ("accel_x_g", "accel_y_g", "accel_z_g")},
+    SourceKind.ECG: {"ecg_mv": ("ecg_mv",)},
+    SourceKind.PPG: {"ppg_au": ("ppg_au",)},
+}
+
 # Column names that look like direct identifiers. Matched against the raw file's own header
 # (before any column mapping), lower-cased with every run of non-alphanumerics turned into "_",
 # so "Patient Name", "patient-name" and "PATIENT_NAME" are all caught while "test_name" is not.

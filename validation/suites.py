@@ -25,6 +25,7 @@ from validation.schemas import (
     DIRECT_IDENTIFIER_PATTERN,
     SCHEMAS,
     SEXES,
+    SIGNALS,
     SLEEP_STAGES,
     SourceKind,
 )
@@ -103,7 +104,6 @@ def suite_checks(kind: SourceKind, params: SuiteParameters) -> list[Check]:
         Check("no_direct_identifiers", FILE_BATCH, "ExpectColumnValuesToNotMatchRegex",
               {"column": "field", "regex": DIRECT_IDENTIFIER_PATTERN}),
     ]
-    data_batch = SECONDS_BATCH if schema.high_rate else ROWS_BATCH
     if params.known_subjects is not None:
         batch = FILE_BATCH if not schema.per_subject_column else ROWS_BATCH
         checks.append(Check("known_subject", batch, "ExpectColumnValuesToBeInSet",
@@ -133,7 +133,6 @@ def suite_checks(kind: SourceKind, params: SuiteParameters) -> list[Check]:
 
 
 def _high_rate_checks(kind: SourceKind, params: SuiteParameters) -> list[Check]:
-    schema = SCHEMAS[kind]
     checks = [
         Check("timestamps_ordered", SECONDS_BATCH, "ExpectColumnValuesToBeBetween",
               {"column": "non_increasing", "min_value": 0, "max_value": 0}),
@@ -145,28 +144,28 @@ def _high_rate_checks(kind: SourceKind, params: SuiteParameters) -> list[Check]:
                             {"column": "samples_full_second",
                              "min_value": params.sampling_rate_hz - tolerance,
                              "max_value": params.sampling_rate_hz + tolerance}))
-    measured = [c.name for c in schema.columns if c.name != "timestamp" and c.required]
-    allowed_present = 1 - params.max_missing_fraction
-    for column in measured:
+    for signal in SIGNALS[kind]:
         checks.append(Check("missingness", SECONDS_BATCH, "ExpectColumnValuesToBeBetween",
-                            {"column": f"{column}_nan", "min_value": 0, "max_value": 0,
-                             "mostly": allowed_present}))
-    if kind is SourceKind.ACCELEROMETRY:
-        for axis in ("accel_x_g", "accel_y_g", "accel_z_g"):
-            checks.append(Check("device_range", SECONDS_BATCH, "ExpectColumnValuesToBeBetween",
-                                {"column": f"{axis}_min", "min_value": -params.device_range_g}))
-            checks.append(Check("device_range", SECONDS_BATCH, "ExpectColumnValuesToBeBetween",
-                                {"column": f"{axis}_max", "max_value": params.device_range_g}))
-        checks.append(Check("plausible_range", SECONDS_BATCH, "ExpectColumnMedianToBeBetween",
-                            {"column": "gravity_estimate_g", "min_value": GRAVITY_AT_REST_G[0],
-                             "max_value": GRAVITY_AT_REST_G[1]}))
-    for column in measured:
-        if column in PLAUSIBLE_RANGES:
-            low, high = PLAUSIBLE_RANGES[column]
-            checks.append(Check("plausible_range", SECONDS_BATCH, "ExpectColumnValuesToBeBetween",
-                                {"column": f"{column}_min", "min_value": low}))
-            checks.append(Check("plausible_range", SECONDS_BATCH, "ExpectColumnValuesToBeBetween",
-                                {"column": f"{column}_max", "max_value": high}))
+                            {"column": f"{signal}_nan", "min_value": 0, "max_value": 0,
+                             "mostly": 1 - params.max_missing_fraction}))
+        if signal == "accel_g":
+            checks += [
+                Check("device_range", SECONDS_BATCH, "ExpectColumnValuesToBeBetween",
+                      {"column": "accel_g_min", "min_value": -params.device_range_g}),
+                Check("device_range", SECONDS_BATCH, "ExpectColumnValuesToBeBetween",
+                      {"column": "accel_g_max", "max_value": params.device_range_g}),
+                Check("plausible_range", SECONDS_BATCH, "ExpectColumnMedianToBeBetween",
+                      {"column": "gravity_estimate_g", "min_value": GRAVITY_AT_REST_G[0],
+                       "max_value": GRAVITY_AT_REST_G[1]}),
+            ]
+        if signal in PLAUSIBLE_RANGES:
+            low, high = PLAUSIBLE_RANGES[signal]
+            checks += [
+                Check("plausible_range", SECONDS_BATCH, "ExpectColumnValuesToBeBetween",
+                      {"column": f"{signal}_min", "min_value": low}),
+                Check("plausible_range", SECONDS_BATCH, "ExpectColumnValuesToBeBetween",
+                      {"column": f"{signal}_max", "max_value": high}),
+            ]
     return checks
 
 

@@ -36,6 +36,8 @@ import math
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from enum import IntEnum
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -45,9 +47,10 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 from scipy.ndimage import uniform_filter1d
-from scipy.signal import butter, lfilter, sosfilt
+from scipy.signal import lfilter
 
 from pipelines.config import CheckName
+from pipelines.demo import lab_messages
 
 STUDY_START = dt.date(2024, 3, 4)  # a Monday; enrollment is staggered over the two weeks from here
 ENROLLMENT_SPREAD_DAYS = 14
@@ -68,8 +71,26 @@ AX6_ASSET = "ax6_sample.cwa"
 MIN_SUBJECTS = 4  # broken files need S0001, S0002, two inpatients and a subject without wrist data
 READABLE = "readable"  # not a configurable check: the reader itself fails on the file
 
-# Independent random streams per subject. Adding a stream at the end never changes the others.
-_PROFILE, _SCHEDULE, _MINUTE, _RR, _ECG, _VITALS, _LABS, _WRIST, _LOWBACK, _BROKEN = range(10)
+_OUTCOME_BLOCK = 10  # outcomes are assigned per block of this many consecutive subjects
+
+
+class Stream(IntEnum):
+    """Independent random streams of a subject, the second element of the spawn key.
+
+    Adding a stream at the end never changes the others.
+    """
+
+    PROFILE = 0
+    SCHEDULE = 1
+    MINUTE = 2
+    RR = 3
+    ECG = 4
+    VITALS = 5
+    LABS = 6
+    WRIST = 7
+    LOWBACK = 8
+    BROKEN = 9
+    OUTCOMES = 10  # keyed by (block of subjects, OUTCOMES), not by subject
 
 # Which subjects carry planted anomalies: fixed by subject index, so every small cohort of at
 # least 12 subjects has each kind and subject 1 keeps its role whatever the cohort size.
@@ -248,7 +269,7 @@ def generate_demo(
     tick = progress or (lambda step, advance: None)
     written: list[str] = []
 
-    def put(relative: str, writer: Callable[[Path], None]) -> str:
+    def put(relative: str, writer: Callable[[Path], object]) -> str:
         path = out_dir / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         with _atomic_path(path) as tmp:
@@ -258,8 +279,8 @@ def generate_demo(
 
     subjects = draw_subjects(seed, n_subjects)
     roles = assign_roles(subjects)
-    put("raw/subjects.csv", lambda p: _write_csv(subjects_table(subjects), p))
-    put("raw/endpoints.csv", lambda p: _write_csv(endpoints_table(subjects, days), p))
+    put("raw/subjects.csv", partial(_write_csv, subjects_table(subjects)))
+    put("raw/endpoints.csv", partial(_write_csv, endpoints_table(subjects, days)))
     tick("cohort", 1)
 
     anomalies: list[Anomaly] = []
@@ -267,17 +288,17 @@ def generate_demo(
     recordings: dict[int, list[RrRecording]] = {}
     for subject in subjects:
         sid = subject.subject_id
-        schedule = sleep_schedule(subject, days, _rng(seed, subject.index, _SCHEDULE))
-        series, found = minute_series(subject, schedule, days, _rng(seed, subject.index, _MINUTE))
+        schedule = sleep_schedule(subject, days, subject_rng(seed, subject.index, Stream.SCHEDULE))
+        series, found = minute_series(subject, schedule, days, subject_rng(seed, subject.index, Stream.MINUTE))
         anomalies += found
-        put(f"raw/minute/{sid}_minute.csv", lambda p: _write_csv(minute_table(series), p))
-        rr = rr_recordings(subject, schedule, days, _rng(seed, subject.index, _RR))
+        put(f"raw/minute/{sid}_minute.csv", partial(_write_csv, minute_table(series)))
+        rr = rr_recordings(subject, schedule, days, subject_rng(seed, subject.index, Stream.RR))
         anomalies += rr_anomalies(subject, rr)
-        put(f"raw/rr/{sid}_rr.csv", lambda p: _write_csv(rr_table(rr), p))
+        put(f"raw/rr/{sid}_rr.csv", partial(_write_csv, rr_table(rr)))
         if subject.inpatient:
-            vitals, found = vitals_table(subject, days, _rng(seed, subject.index, _VITALS))
+            vitals, found = vitals_table(subject, days, subject_rng(seed, subject.index, Stream.VITALS))
             anomalies += found
-            put(f"raw/vitals/{sid}_vitals.csv", lambda p: _write_csv(vitals, p))
+            put(f"raw/vitals/{sid}_vitals.csv", partial(_write_csv, vitals))
         # Kept only for the few subjects whose high-rate or broken files derive from them.
         if subject.index in roles.accel or subject.index in (roles.resampled_wrist, roles.minute_resend):
             minutes[subject.index] = series
@@ -287,33 +308,31 @@ def generate_demo(
 
     labs = lab_results(subjects, days, seed)
     for site, relative, writer in _lab_files():
-        put(relative, lambda p: writer(labs[labs["site"] == site].drop(columns="site").reset_index(drop=True), p))
+        put(relative, partial(writer, labs[labs["site"] == site].drop(columns="site").reset_index(drop=True)))
     tick("labs", 1)
 
     wear_day = days - 2  # a full day in the last week, where the decline shows
     for index in roles.accel:
         subject = subjects[index]
-        day_minutes = _day_slice(minutes[index], wear_day)
-        rng = _rng(seed, index, _WRIST)
-        put(f"raw/accel/{subject.subject_id}_wrist.parquet",
-            lambda p: _write_parquet(wrist_accel_table(day_minutes, rng), p))
-        lowback = lowback_accel_table(subject, days, wear_day, _rng(seed, index, _LOWBACK))
-        put(f"raw/accel/{subject.subject_id}_lowback.csv", lambda p: _write_csv(lowback, p))
+        wrist = wrist_accel_table(_day_slice(minutes[index], wear_day), subject_rng(seed, index, Stream.WRIST))
+        put(f"raw/accel/{subject.subject_id}_wrist.parquet", partial(_write_parquet, wrist))
+        lowback = lowback_accel_table(subject, days, wear_day, subject_rng(seed, index, Stream.LOWBACK))
+        put(f"raw/accel/{subject.subject_id}_lowback.csv", partial(_write_csv, lowback))
     tick("accelerometry", 1)
 
     for index in roles.ecg:
-        ecg = ecg_table(recordings[index], _rng(seed, index, _ECG))
-        put(f"raw/ecg/{subjects[index].subject_id}_ecg.csv", lambda p: _write_csv(ecg, p))
+        ecg = ecg_table(recordings[index], subject_rng(seed, index, Stream.ECG))
+        put(f"raw/ecg/{subjects[index].subject_id}_ecg.csv", partial(_write_csv, ecg))
     tick("ecg", 1)
 
-    ax6 = _ax6_bytes()
-    put(f"raw/device/{subjects[0].subject_id}_ax6.cwa", lambda p: p.write_bytes(ax6))
+    ax6 = ax6_recording()
+    put(f"raw/device/{subjects[0].subject_id}_ax6.cwa", partial(_write_bytes, ax6))
     tick("device", 1)
 
     broken = _write_broken_files(put, subjects, roles, minutes, labs, days, seed, ax6)
     tick("broken files", 1)
 
-    put("truth/anomalies.csv", lambda p: _write_csv(anomalies_table(anomalies), p))
+    put("truth/anomalies.csv", partial(_write_csv, anomalies_table(anomalies)))
     tick("truth", 1)
 
     return DemoManifest(
@@ -341,16 +360,17 @@ def draw_subjects(seed: int, n_subjects: int) -> list[Subject]:
 def draw_subject(seed: int, index: int) -> Subject:
     """Draw subject ``index`` (0-based) from its own profile stream.
 
-    About 22 % have the outcome (more with age). Most of them decline before index time, some
-    do not (events without warning); a few subjects without the outcome decline too (an illness
-    they recover from), which keeps the planted signal learnable but imperfect.
+    Outcomes are assigned per block of ten consecutive subjects (2 or 3 per block, older
+    subjects likelier), so the cohort's prevalence stays near 23 % whatever the seed and every
+    demo of ten or more subjects has both classes. Most subjects with the outcome decline
+    before index time, a fifth do not (events without warning); 12 % of those without it
+    decline too (an illness they recover from), which keeps the planted signal learnable
+    without separating the classes.
     """
-    rng = _rng(seed, index, _PROFILE)
-    sex = "F" if rng.random() < 0.55 else "M"
-    age = float(rng.uniform(55, 86))
+    rng = subject_rng(seed, index, Stream.PROFILE)
+    sex, age = _sex_and_age(rng)
     enrolled_on = STUDY_START + dt.timedelta(days=int(rng.integers(0, ENROLLMENT_SPREAD_DAYS)))
-    p_outcome = float(np.clip(0.22 + 0.008 * (age - 70), 0.05, 0.6))
-    outcome = int(rng.random() < p_outcome)
+    outcome = int(_block_outcomes(seed, index // _OUTCOME_BLOCK)[index % _OUTCOME_BLOCK])
     if outcome:
         severity = float(rng.uniform(0.35, 1.0)) if rng.random() < 0.8 else 0.0
     else:
@@ -369,7 +389,8 @@ def draw_subject(seed: int, index: int) -> Subject:
         severity=severity,
         inpatient=index % _INPATIENT_EVERY in _INPATIENT_AT,
         chronotype_min=float(rng.normal(0, 35)),
-        steps_per_day=float(np.clip(6500 * math.exp(0.35 * fitness + rng.normal(0, 0.25)) - 60 * (age - 70), 1500, 16000)),
+        steps_per_day=float(
+            np.clip(6500 * math.exp(0.35 * fitness + rng.normal(0, 0.25)) - 60 * (age - 70), 1500, 16000)),
         cadence_spm=float(np.clip(rng.normal(110 - 0.25 * (age - 70), 5), 90, 125)),
         resting_hr_bpm=float(np.clip(rng.normal(66 - 3 * fitness, 5), 48, 90)),
         rmssd_ms=float(np.clip(30 * math.exp(0.2 * fitness - 0.012 * (age - 70) + rng.normal(0, 0.3)), 8, 90)),
@@ -388,6 +409,25 @@ def draw_subject(seed: int, index: int) -> Subject:
         platelets_10e3_ul=float(np.clip(rng.normal(250, 50), 130, 420)),
         albumin_g_dl=float(rng.normal(4.1, 0.3)),
     )
+
+
+def _sex_and_age(rng: np.random.Generator) -> tuple[str, float]:
+    """The first draws of a profile stream: sex and age at enrollment (years)."""
+    sex = "F" if rng.random() < 0.55 else "M"
+    return sex, float(rng.uniform(55, 86))
+
+
+def _block_outcomes(seed: int, block: int) -> np.ndarray:
+    """Outcomes of the ten subjects of one block: two, or three with probability 0.3, drawn
+    with weights rising with age. Shape (10,), int."""
+    first = block * _OUTCOME_BLOCK
+    ages = np.array([_sex_and_age(subject_rng(seed, first + j, Stream.PROFILE))[1] for j in range(_OUTCOME_BLOCK)])
+    rng = subject_rng(seed, block, Stream.OUTCOMES)
+    k = 2 + int(rng.random() < 0.3)
+    weights = np.exp(0.04 * (ages - 70))
+    outcomes = np.zeros(_OUTCOME_BLOCK, dtype=int)
+    outcomes[rng.choice(_OUTCOME_BLOCK, size=k, replace=False, p=weights / weights.sum())] = 1
+    return outcomes
 
 
 def assign_roles(subjects: list[Subject]) -> Roles:
@@ -439,7 +479,7 @@ def decline(subject: Subject, t_s: np.ndarray | float, days: int) -> np.ndarray:
     time, then rising convexly to ``subject.severity`` at index time (dimensionless)."""
     ramp_s = min(DECLINE_DAYS, days) * 86_400
     onset = subject.index_time_s(days) - ramp_s
-    return subject.severity * np.clip((np.asarray(t_s, dtype=float) - onset) / ramp_s, 0.0, 1.0) ** 1.5
+    return subject.severity * np.clip((np.asarray(t_s, dtype=float) - onset) / ramp_s, 0.0, 1.0) ** 1.2
 
 
 # --------------------------------------------------------------------------------------------
@@ -554,7 +594,7 @@ def steps_per_minute(
     free_cadence = 0.85 * subject.cadence_spm * (1 - 0.12 * declined)
     sporadic_p, sporadic_mean = 0.2, 5.0
     sporadic_per_day = sporadic_p * sporadic_mean * 16 * 60
-    target = np.clip(subject.steps_per_day * day_factor * (1 - 0.6 * declined) - sporadic_per_day, 200, None)
+    target = np.clip(subject.steps_per_day * day_factor * (1 - 0.7 * declined) - sporadic_per_day, 200, None)
     walk_minutes = target / free_cadence
     profile_per_day = np.bincount(day, weights=profile, minlength=n // 1440)[day]
     mean_bout = 6.0
@@ -581,7 +621,7 @@ def heart_rate_per_minute(
     n = steps.size
     minute = np.arange(n)
     day = minute // 1440
-    rest = subject.resting_hr_bpm + 10 * declined + rng.normal(0, 1.8, n // 1440 + 1)[day]
+    rest = subject.resting_hr_bpm + 12 * declined + rng.normal(0, 1.8, n // 1440 + 1)[day]
     circadian = 3 * np.sin(2 * np.pi * ((minute % 1440) / 1440 - 0.375))
     sleep_offset = np.where(asleep, np.array([-2.0, -6.0, -9.0, -4.0])[stage], 0.0)
     # The heart follows exercise with a lag of a few minutes: a first-order response.
@@ -666,8 +706,8 @@ def rr_recordings(subject: Subject, schedule: Schedule, days: int, rng: np.rando
         start_s = subject.start_s + int(round(schedule.wake_min[day] + rng.uniform(20, 50))) * 60 \
             + int(rng.integers(0, 60))
         declined = float(decline(subject, start_s, days))
-        heart_rate = subject.resting_hr_bpm + 4 + 10 * declined + rng.normal(0, 2)
-        rmssd = subject.rmssd_ms * (1 - 0.45 * declined) * math.exp(rng.normal(0, 0.15))
+        heart_rate = subject.resting_hr_bpm + 4 + 12 * declined + rng.normal(0, 2)
+        rmssd = subject.rmssd_ms * (1 - 0.5 * declined) * math.exp(rng.normal(0, 0.15))
         rr = rr_intervals_ms(60_000 / heart_rate, rmssd, RR_RECORDING_S, rng)
         episode = None
         if day == af_day:
@@ -696,7 +736,7 @@ def rr_intervals_ms(mean_rr_ms: float, rmssd_ms: float, duration_s: float, rng: 
           + 1.2 * rsa * np.sin(2 * np.pi * 0.1 * t + rng.uniform(0, 2 * np.pi))
           + np.cumsum(rng.normal(0, 0.8, n))
           + rng.normal(0, white, n))
-    ectopic = np.flatnonzero(rng.random(n - 1) < 0.003)
+    ectopic = np.flatnonzero(rng.random(n - 1) < 0.0015)
     for k in ectopic:
         coupled = 0.62 * rr[k]
         rr[k + 1] += rr[k] - coupled
@@ -896,7 +936,7 @@ def lab_results(subjects: list[Subject], days: int, seed: int) -> pd.DataFrame:
     loinc_code, analyte, value and unit (as reported by the subject's site), reference_low,
     reference_high (in the reported unit), abnormal_flag (L, H or N) and site.
     """
-    frames = [_subject_labs(s, days, _rng(seed, s.index, _LABS)) for s in subjects]
+    frames = [_subject_labs(s, days, subject_rng(seed, s.index, Stream.LABS)) for s in subjects]
     return pd.concat(frames, ignore_index=True)
 
 
@@ -908,13 +948,13 @@ def _subject_labs(subject: Subject, days: int, rng: np.random.Generator) -> pd.D
     r = decline(subject, t_s, days)
     k = t_s.size
     conventional = {
-        "creatinine": subject.creatinine_mg_dl * (1 + 0.6 * r) * np.exp(rng.normal(0, 0.05, k)),
-        "c_reactive_protein": subject.crp_mg_l * np.exp(2.8 * r + rng.normal(0, 0.3, k)),
+        "creatinine": subject.creatinine_mg_dl * (1 + 0.35 * r) * np.exp(rng.normal(0, 0.08, k)),
+        "c_reactive_protein": subject.crp_mg_l * np.exp(2.0 * r + rng.normal(0, 0.5, k)),
         "glucose": subject.glucose_mg_dl + rng.normal(0, 8, k),
         "hemoglobin": subject.hemoglobin_g_dl - 1.0 * r + rng.normal(0, 0.3, k),
         "sodium": subject.sodium_mmol_l - 3 * r + rng.normal(0, 1.2, k),
         "potassium": subject.potassium_mmol_l + 0.3 * r + rng.normal(0, 0.15, k),
-        "urea_nitrogen": subject.urea_nitrogen_mg_dl * (1 + 0.5 * r) * np.exp(rng.normal(0, 0.08, k)),
+        "urea_nitrogen": subject.urea_nitrogen_mg_dl * (1 + 0.3 * r) * np.exp(rng.normal(0, 0.12, k)),
         "white_blood_cells": subject.wbc_10e3_ul * (1 + 0.5 * r) * np.exp(rng.normal(0, 0.08, k)),
         "platelets": subject.platelets_10e3_ul + rng.normal(0, 15, k),
         "albumin": subject.albumin_g_dl - 0.6 * r + rng.normal(0, 0.15, k),
@@ -945,12 +985,9 @@ def _abnormal_flags(values: np.ndarray, low: float, high: float) -> np.ndarray:
 
 def _lab_files() -> list[tuple[str, str, Callable[[pd.DataFrame, Path], None]]]:
     """(site, relative path, writer) of the three lab interfaces."""
-    from pipelines.demo import lab_messages
-
     return [
         ("SITE-A", "raw/labs/lims/site_a_lims.csv", lab_messages.write_lims_csv),
-        ("SITE-B", "raw/labs/hl7/site_b_results.hl7",
-         lambda frame, path: lab_messages.write_hl7v2(frame, path, sending_facility="SITE-B")),
+        ("SITE-B", "raw/labs/hl7/site_b_results.hl7", partial(lab_messages.write_hl7v2, sending_facility="SITE-B")),
         ("SITE-C", "raw/labs/fhir/site_c_bundle.json", lab_messages.write_fhir_bundle),
     ]
 
@@ -987,8 +1024,8 @@ def wrist_accel_table(minutes: MinuteSeries, rng: np.random.Generator, fs: int =
     gravity = _wrist_gravity(asleep, walking, worn, rng)
     # Fidgeting while awake and twitches in light sleep: noise drawn at fs/5 (10 Hz) and interpolated,
     # so it is band-limited like real movement, scaled per second by the state.
-    level = np.where(~worn, 0.0, np.where(walking, 0.09, np.where(second_stage == 1, 0.012, np.where(asleep, 0.0, 0.12))))
-    level = np.repeat((level * np.exp(rng.normal(0, 0.8, n_s))).astype(np.float32), fs)
+    level = np.select([~worn, walking, second_stage == 1, asleep], [0.0, 0.05, 0.004, 0.0], default=0.02)  # g
+    level = np.repeat((level * np.exp(np.clip(rng.normal(0, 0.8, n_s), -3, 2.3))).astype(np.float32), fs)  # bursty
     walk_idx = np.flatnonzero(np.repeat(walking, fs))
     phase = (2 * np.pi / fs) * np.cumsum(np.repeat(cadence / 60, fs)[walk_idx])
     swing = (
@@ -1029,8 +1066,11 @@ def _wrist_gravity(asleep: np.ndarray, walking: np.ndarray, worn: np.ndarray, rn
     k = seg_state.size
     vectors = rng.normal(0, 1, (k, 3))
     vectors[seg_state == 0] = (0.0, 0.0, 1.0)
-    vectors[seg_state == 2] = np.c_[np.full(k, -1.0), 0.15 * rng.normal(size=k), 0.15 * rng.normal(size=k)][seg_state == 2]
-    sitting = seg_state == 3  # forearm resting: the watch face mostly up
+    hanging = seg_state == 2  # walking: the arm hangs, the forearm axis points down
+    vectors[hanging] = np.c_[np.full(k, -1.0), 0.15 * rng.normal(size=k), 0.15 * rng.normal(size=k)][hanging]
+    # Awake and still: mostly the forearm resting with the watch face up, otherwise any pose
+    # (arm hanging, hand on the lap, reading).
+    sitting = (seg_state == 3) & (rng.random(k) < 0.7)
     vectors[sitting] = np.c_[0.4 * rng.normal(size=k), 0.4 * rng.normal(size=k), np.full(k, 0.9)][sitting]
     per_second = vectors[segment]
     wobble = lfilter([0.1], [1, -0.9], rng.normal(0, 0.15, (n_s, 3)), axis=0) * ((state == 3) | (state == 2))[:, None]
@@ -1090,7 +1130,7 @@ def lowback_accel_table(
     })
 
 
-def _ax6_bytes() -> bytes:
+def ax6_recording() -> bytes:
     """The real Axivity AX6 recording shipped with the package (SKDH test data, MIT licence)."""
     return importlib.resources.files("pipelines.demo").joinpath("assets", AX6_ASSET).read_bytes()
 
@@ -1100,7 +1140,7 @@ def _ax6_bytes() -> bytes:
 
 
 def _write_broken_files(
-    put: Callable[[str, Callable[[Path], None]], str],
+    put: Callable[[str, Callable[[Path], object]], str],
     subjects: list[Subject],
     roles: Roles,
     minutes: dict[int, MinuteSeries],
@@ -1112,41 +1152,37 @@ def _write_broken_files(
     """Write every broken file beside the valid ones; return relative path -> intended check."""
     broken: dict[str, str] = {}
 
-    def add(relative: str, check: str, writer: Callable[[Path], None]) -> None:
+    def add(relative: str, check: str, writer: Callable[[Path], object]) -> None:
         broken[put(relative, writer)] = check
 
-    from pipelines.demo import lab_messages
-
-    wrong = wrong_unit_creatinine(labs)
     add("raw/labs/lims/site_a_lims_wrong_units.csv", CheckName.PLAUSIBLE_RANGE.value,
-        lambda p: lab_messages.write_lims_csv(wrong, p))
-    unknown = unknown_unit_glucose(labs)
+        partial(lab_messages.write_lims_csv, wrong_unit_creatinine(labs)))
     add("raw/labs/hl7/site_b_results_unknown_unit.hl7", CheckName.KNOWN_UNIT.value,
-        lambda p: lab_messages.write_hl7v2(unknown, p, sending_facility="SITE-B"))
+        partial(lab_messages.write_hl7v2, unknown_unit_glucose(labs), sending_facility="SITE-B"))
 
     monitor2 = subjects[roles.vitals_monitor2]
+    second_monitor = out_of_range_vitals(monitor2, days, subject_rng(seed, monitor2.index, Stream.BROKEN))
     add(f"raw/vitals/{monitor2.subject_id}_vitals_monitor2.csv", CheckName.PLAUSIBLE_RANGE.value,
-        lambda p: _write_csv(out_of_range_vitals(monitor2, days, _rng(seed, monitor2.index, _BROKEN)), p))
+        partial(_write_csv, second_monitor))
     exported = subjects[roles.vitals_export]
-    export_table = vitals_with_names(exported, days, seed)
     add(f"raw/vitals/{exported.subject_id}_vitals_export.csv", CheckName.NO_DIRECT_IDENTIFIERS.value,
-        lambda p: _write_csv(export_table, p))
+        partial(_write_csv, vitals_with_names(exported, days, seed)))
 
     resend = subjects[roles.minute_resend]
     add(f"raw/minute/{resend.subject_id}_minute_resend.csv", CheckName.TIMESTAMPS_ORDERED.value,
-        lambda p: _write_csv(resent_minutes(minutes[roles.minute_resend]), p))
-    stranger = unknown_subject_minutes(seed)
-    add("raw/minute/S9999_minute.csv", CheckName.KNOWN_SUBJECT.value, lambda p: _write_csv(stranger, p))
+        partial(_write_csv, resent_minutes(minutes[roles.minute_resend])))
+    add("raw/minute/S9999_minute.csv", CheckName.KNOWN_SUBJECT.value,
+        partial(_write_csv, unknown_subject_minutes(seed)))
 
-    add(f"raw/device/{subjects[1].subject_id}_ax6.cwa", READABLE, lambda p: p.write_bytes(truncated_cwa(ax6)))
+    add(f"raw/device/{subjects[1].subject_id}_ax6.cwa", READABLE, partial(_write_bytes, truncated_cwa(ax6)))
 
-    # Named *_wrist.parquet so the wrist source's pattern picks it up; its subject has no other
-    # wrist file, so nothing valid is lost when it is rejected.
+    # Named *_wrist.parquet so the wrist source's pattern picks it up (*_wrist_resampled.parquet
+    # would not match); its subject has no other wrist file, so nothing valid is lost.
     resampled = subjects[roles.resampled_wrist]
     half_rate = wrist_accel_table(_day_slice(minutes[roles.resampled_wrist], days - 2, 60, 10 * 60),
-                                  _rng(seed, resampled.index, _BROKEN), fs=ACCEL_FS_HZ // 2)
+                                  subject_rng(seed, resampled.index, Stream.BROKEN), fs=ACCEL_FS_HZ // 2)
     add(f"raw/accel/{resampled.subject_id}_resampled_wrist.parquet", CheckName.SAMPLING_RATE.value,
-        lambda p: _write_parquet(half_rate, p))
+        partial(_write_parquet, half_rate))
     return broken
 
 
@@ -1196,7 +1232,7 @@ _FAKE_NAMES = ("Alex Example", "Sam Placeholder", "Jordan Sample", "Casey Demo",
 
 def vitals_with_names(subject: Subject, days: int, seed: int) -> pa.Table:
     """The subject's valid vitals re-exported with a ``patient_name`` column of fake names."""
-    table, _ = vitals_table(subject, days, _rng(seed, subject.index, _VITALS))
+    table, _ = vitals_table(subject, days, subject_rng(seed, subject.index, Stream.VITALS))
     name = _FAKE_NAMES[subject.index % len(_FAKE_NAMES)]
     return table.add_column(1, "patient_name", pa.array([name] * table.num_rows))
 
@@ -1214,8 +1250,8 @@ def unknown_subject_minutes(seed: int, days: int = 2) -> pa.Table:
     handed out without being registered). Drawn from the streams of subject index 9998, which
     no cohort of the demo reaches."""
     subject = draw_subject(seed, 9998)
-    schedule = sleep_schedule(subject, days, _rng(seed, subject.index, _SCHEDULE))
-    series, _ = minute_series(subject, schedule, days, _rng(seed, subject.index, _MINUTE))
+    schedule = sleep_schedule(subject, days, subject_rng(seed, subject.index, Stream.SCHEDULE))
+    series, _ = minute_series(subject, schedule, days, subject_rng(seed, subject.index, Stream.MINUTE))
     return minute_table(series)
 
 
@@ -1248,7 +1284,7 @@ def anomalies_table(anomalies: list[Anomaly]) -> pa.Table:
 # Helpers
 
 
-def _rng(seed: int, subject_index: int, stream: int) -> np.random.Generator:
+def subject_rng(seed: int, subject_index: int, stream: int) -> np.random.Generator:
     """The generator of one subject's stream: ``SeedSequence(seed).spawn`` child
     ``subject_index``, then its child ``stream``, whatever the cohort size."""
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(subject_index, stream)))
@@ -1301,6 +1337,10 @@ def _atomic_path(path: Path) -> Iterator[Path]:
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+def _write_bytes(data: bytes, path: Path) -> None:
+    path.write_bytes(data)
 
 
 def _write_csv(table: pa.Table, path: Path) -> None:

@@ -6,12 +6,17 @@ from pathlib import Path
 
 from pipelines.config import FileFormat, SourceConfig
 from pipelines.readers.base import RawRead, ReadError
+from validation.schemas import SCHEMAS
 
 __all__ = ["RawRead", "ReadError", "read_raw"]
 
 
 def read_raw(path: Path, source: SourceConfig) -> RawRead:
     """Read ``path`` as ``source`` says; ``ReadError`` if it cannot be parsed at all."""
+    if source.format in (FileFormat.CSV, FileFormat.PARQUET) and SCHEMAS[source.kind].high_rate:
+        from pipelines.readers.signals import read_signal_file
+
+        return read_signal_file(path, source)
     if source.format in (FileFormat.CSV, FileFormat.PARQUET):
         from pipelines.readers.tables import read_table
 

@@ -10,7 +10,7 @@ import pandas as pd
 
 from pipelines.config import FileFormat, SourceConfig
 from pipelines.readers.base import RawRead, ReadError
-from pipelines.readers.tables import subject_from_name
+from pipelines.readers.tables import subject_from_name, utc_times
 
 CWA_BLOCK_BYTES = 512  # an Axivity file is a header and data blocks of exactly 512 bytes each
 
@@ -27,6 +27,7 @@ def read_device_file(path: Path, source: SourceConfig) -> RawRead:
     ReadError
         for a truncated or corrupt file, naming the file and the structural problem.
     """
+    identifier_fields: list[str] = []
     if source.format is FileFormat.CWA:
         size = path.stat().st_size
         # SKDH silently reads the whole blocks of a truncated file; the size gives it away.
@@ -38,6 +39,7 @@ def read_device_file(path: Path, source: SourceConfig) -> RawRead:
             )
         from skdh.io import ReadCwa as Reader
     elif source.format is FileFormat.BIN:
+        identifier_fields = _check_geneactiv_structure(path)
         from skdh.io import ReadBin as Reader
     else:
         raise ValueError(f"{source.format} is not a device binary format")
@@ -54,7 +56,7 @@ def read_device_file(path: Path, source: SourceConfig) -> RawRead:
         raise ReadError(f"{path.name}: the file holds no tri-axial acceleration samples")
     # Microsecond precision: float epoch seconds carry sub-microsecond noise, and the lake keeps us.
     nanoseconds = np.round(np.asarray(data["time"], dtype=np.float64) * 1e6).astype(np.int64) * 1000
-    columns = {"timestamp": pd.DatetimeIndex(nanoseconds.view("datetime64[ns]"), tz="UTC")}
+    columns = {"timestamp": utc_times(nanoseconds)}
     for i, axis in enumerate("xyz"):
         columns[f"accel_{axis}_g"] = accel[:, i]
     if "gyro" in data:
@@ -63,9 +65,51 @@ def read_device_file(path: Path, source: SourceConfig) -> RawRead:
     if "temperature" in data:
         columns["temperature_deg_c"] = np.asarray(data["temperature"], dtype=np.float64)
     return RawRead(
-        frame=pd.DataFrame(columns),
-        source_fields=["timestamp", "accel", *(k for k in ("gyro", "temperature", "light") if k in data)],
+        frame=pd.DataFrame(columns, copy=False),
+        source_fields=["timestamp", "accel", *(k for k in ("gyro", "temperature", "light") if k in data),
+                       *identifier_fields],
         subject_id=subject_from_name(path, source),
         sampling_rate_hz=float(data.get("fs", source.sampling_rate_hz or 0)),
         metadata={"reader": f"skdh.io.{Reader.__name__}", "device_format": source.format.value},
     )
+
+
+_GENEACTIV_PAGE_MARKER = b"Recorded Data"
+_GENEACTIV_UNSET_BIRTH_DATES = {"", "1900-1-1", "1900-01-01"}  # what the device writes when none is set
+
+
+def _check_geneactiv_structure(path: Path) -> list[str]:
+    """Refuse a GENEActiv file that is shorter than its header says; return identifier fields set.
+
+    SKDH's compiled reader loops forever, crashes or returns zeros dated 1970 on a file cut
+    inside its header, so the page count is checked before SKDH sees the file. The header's
+    "Subject Info" may hold a date of birth: when one is set, the direct-identifier check hears of it.
+    """
+    pages_declared = None
+    pages_found = 0
+    header = b""
+    with path.open("rb") as stream:
+        tail = b""
+        while chunk := stream.read(8 << 20):
+            if pages_declared is None:
+                header += chunk
+            window = tail + chunk
+            pages_found += window.count(_GENEACTIV_PAGE_MARKER) - tail.count(_GENEACTIV_PAGE_MARKER)
+            tail = window[-len(_GENEACTIV_PAGE_MARKER) + 1 :]
+            if pages_declared is None and _GENEACTIV_PAGE_MARKER in header:
+                text = header.split(_GENEACTIV_PAGE_MARKER, 1)[0].decode("latin-1")
+                pages_declared = _header_value(text, "Number of Pages")
+                birth_date = _header_value(text, "Date of Birth")
+    if pages_declared is None or not str(pages_declared).isdigit():
+        raise ReadError(f"{path.name}: truncated or not a GENEActiv file: no complete header with 'Number of Pages'")
+    if pages_found < int(pages_declared):
+        raise ReadError(f"{path.name}: truncated GENEActiv file: the header declares {pages_declared} pages, "
+                        f"the file holds {pages_found}; copy the file from the device again")
+    return [] if (birth_date or "") in _GENEACTIV_UNSET_BIRTH_DATES else ["date_of_birth"]
+
+
+def _header_value(text: str, key: str) -> str | None:
+    for line in text.splitlines():
+        if line.startswith(f"{key}:"):
+            return line.split(":", 1)[1].strip()
+    return None

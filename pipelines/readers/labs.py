@@ -631,7 +631,7 @@ def read_fhir(path: Path, source: SourceConfig) -> RawRead:
 
     results: list[_Result] = []
     skipped: Counter[str] = Counter()
-    for index, observation in resources:
+    for _index, observation in resources:
         if observation["resourceType"] != "Observation":
             continue
         if observation.get("status") in _SKIPPED_OBSERVATION_STATUSES:

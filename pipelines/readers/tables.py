@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from pipelines.config import FileFormat, SourceConfig, TableSpec
+from pipelines.config import FileFormat, TableSpec
 from pipelines.readers.base import RawRead, ReadError
 from pipelines.units import QUANTITY_OF_COLUMN, to_canonical
 from validation.schemas import SCHEMAS, CanonicalSchema, Column, SourceKind
@@ -51,15 +51,16 @@ def read_table(path: Path, spec: TableSpec, kind: SourceKind, file_format: FileF
     if kind is SourceKind.SUBJECTS:
         frame = _derive_age(frame)
 
-    unparsable = np.zeros(len(frame), dtype=np.int64)
+    unparsable = np.zeros(len(frame), dtype=np.int64) if file_format is FileFormat.CSV else None
     columns = {}
     for column in schema.columns:
         if column.name not in frame:
             continue
         values, failed = _coerce(frame[column.name], column, spec)
-        unparsable += failed
+        if failed is not None and unparsable is not None:
+            unparsable += failed
         columns[column.name] = values
-    canonical = pd.DataFrame(columns, index=pd.RangeIndex(len(frame)))
+    canonical = pd.DataFrame(columns, index=pd.RangeIndex(len(frame)), copy=False)  # no copy of big signals
     _convert_units(canonical, getattr(spec, "units", {}))
     rate = getattr(spec, "sampling_rate_hz", None)
     return RawRead(
@@ -67,7 +68,7 @@ def read_table(path: Path, spec: TableSpec, kind: SourceKind, file_format: FileF
         source_fields=source_fields,
         subject_id=subject_id,
         sampling_rate_hz=rate,
-        unparsable_cells=unparsable if file_format is FileFormat.CSV else None,
+        unparsable_cells=unparsable,
     )
 
 
@@ -131,17 +132,29 @@ def _derive_age(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.drop(columns=[c for c in ("birth_year", "age") if c in frame])
 
 
-def _coerce(series: pd.Series, column: Column, spec: TableSpec) -> tuple[pd.Series, np.ndarray]:
-    """The series in the column's canonical type, and 1 per row where a present cell failed to parse."""
+def _coerce(series: pd.Series, column: Column, spec: TableSpec) -> tuple[pd.Series, np.ndarray | None]:
+    """The series in the column's canonical type, and 1 per row where a present cell failed to parse.
+
+    A column that arrives typed (Parquet, or CSV numbers Arrow already parsed) cannot hold an
+    unparsable cell, so no mask is computed for it: 30 million rows make every pass count.
+    """
+    typed_number = pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
+    if column.dtype in ("float", "int") and typed_number and column.dtype == "float":
+        # float32 stays float32 (device axes); integers become float so missing values fit.
+        return (series if series.dtype.kind == "f" else series.astype(np.float64)), None
     present = series.notna().to_numpy()
     if column.dtype == "datetime":
         is_event_time = column.name == "timestamp"
         values = parse_times(series, spec.timestamp_encoding if is_event_time else "iso8601", spec.timezone)
+        if typed_number or pd.api.types.is_datetime64_any_dtype(series.dtype):
+            return values, None
     elif column.dtype in ("float", "int"):
-        if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
-            values = series if column.dtype == "int" else series.astype(np.float64, copy=False) if series.dtype != np.float32 else series
+        if typed_number:
+            values = series
         else:
-            values = pd.to_numeric(series.astype("string").str.strip(), errors="coerce")
+            # Through object, not "string": to_numeric on a string column returns nullable Int64 or
+            # Float64 depending on the file's contents, and a column's type must not.
+            values = pd.to_numeric(series.astype(object).map(_stripped), errors="coerce").astype(np.float64)
         if column.dtype == "int":
             values = values.astype("Int64") if values.isna().any() or not _integral(values) else values.astype(np.int64)
     elif column.dtype == "bool":
@@ -154,6 +167,10 @@ def _coerce(series: pd.Series, column: Column, spec: TableSpec) -> tuple[pd.Seri
             values = values.str.upper()
     failed = (present & values.isna().to_numpy()).astype(np.int64)
     return values, failed
+
+
+def _stripped(value):
+    return value.strip() if isinstance(value, str) else value
 
 
 def _integral(values: pd.Series) -> bool:
@@ -177,14 +194,25 @@ def parse_times(series: pd.Series, encoding: str, timezone: str) -> pd.Series:
     ``iso8601`` text keeps its own offset; naive text is taken in ``timezone`` (a device clock
     keeps local time). ``unix_s`` and ``unix_ms`` are numbers since the epoch, UTC.
     """
+    if isinstance(series.dtype, pd.DatetimeTZDtype):
+        return series.dt.tz_convert("UTC")
+    if pd.api.types.is_datetime64_dtype(series.dtype):  # a typed Parquet column without a zone
+        return series.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="NaT").dt.tz_convert("UTC")
     if encoding in ("unix_s", "unix_ms"):
-        numbers = pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64)
+        # In place where possible: a week at 50 Hz is 30 million timestamps (240 MB per copy).
+        numbers = pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64, copy=True)
         # Rounded to microseconds: float epoch seconds carry sub-microsecond noise, the lake keeps us.
-        microseconds = np.round(numbers * (1e6 if encoding == "unix_s" else 1e3))
-        valid = ~np.isnan(microseconds)
-        as_int = np.where(valid, microseconds, 0).astype(np.int64) * 1000
-        times = pd.Series(pd.DatetimeIndex(as_int.view("datetime64[ns]"), tz="UTC"), index=series.index)
-        return times.where(valid)
+        np.multiply(numbers, 1e6 if encoding == "unix_s" else 1e3, out=numbers)
+        np.round(numbers, out=numbers)
+        invalid = np.isnan(numbers)
+        has_invalid = bool(invalid.any())
+        if has_invalid:
+            numbers[invalid] = 0
+        nanoseconds = numbers.astype(np.int64)
+        del numbers
+        nanoseconds *= 1000
+        times = utc_times(nanoseconds, series.index)
+        return times.where(~invalid) if has_invalid else times
     text = series.astype("string").str.strip()
     has_zone = text.str.contains(r"(?:Z|[+-]\d\d:?\d\d)$", regex=True, na=False)
     result = pd.Series(pd.NaT, index=series.index, dtype="datetime64[ns, UTC]")
@@ -195,6 +223,12 @@ def parse_times(series: pd.Series, encoding: str, timezone: str) -> pd.Series:
         local = pd.to_datetime(text[naive], errors="coerce", format="ISO8601")
         result[naive] = local.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="NaT").dt.tz_convert("UTC")
     return result
+
+
+def utc_times(nanoseconds: np.ndarray, index: pd.Index | None = None) -> pd.Series:
+    """``datetime64[ns, UTC]`` series over int64 epoch nanoseconds, in one fast copy (not three)."""
+    times = pd.DatetimeIndex(nanoseconds.view("datetime64[ns]"), copy=False).tz_localize("UTC")
+    return pd.Series(times.array, index=index, copy=False)
 
 
 def _convert_units(frame: pd.DataFrame, units: dict[str, str]) -> None:

@@ -10,47 +10,18 @@ import hashlib
 import multiprocessing
 import time
 import traceback
-import uuid
 from collections.abc import Iterator
 from datetime import UTC
 
-import psycopg
 import pytest
 
 from pipelines.catalog import Catalog, ClaimLostError, FileRecord, FileStatus
 
-PG_ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
 STUDY = "demo"
 
 
 def sha(content: str) -> str:
     return hashlib.sha256(content.encode()).hexdigest()
-
-
-@pytest.fixture(scope="session")
-def postgres_database() -> Iterator[str]:
-    """A database of its own for this test session, so no test sees rows left by anyone else."""
-    try:
-        admin = psycopg.connect(PG_ADMIN_DSN, autocommit=True)
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL is not reachable at 127.0.0.1:5432 as user postgres: {exc}")
-    name = f"catalog_test_{uuid.uuid4().hex[:12]}"
-    admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield name
-    finally:
-        # FORCE: pooled connections of catalogs a failed test did not close must not block the drop.
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
-
-
-@pytest.fixture
-def postgres_url(postgres_database: str) -> str:
-    """A fresh schema per test, selected through search_path in the URL."""
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(f"host=127.0.0.1 port=5432 user=postgres dbname={postgres_database}", autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    return f"postgresql+psycopg://postgres@127.0.0.1:5432/{postgres_database}?options=-csearch_path%3D{schema}"
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

@@ -1,0 +1,100 @@
+"""A tiny study written by hand, for ingestion tests that need to change files between runs."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import psycopg
+import pytest
+
+START = pd.Timestamp("2024-03-04T00:00:00Z")
+PG_ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
+
+
+def write_minute_file(path: Path, subject_index: int, minutes: int = 180, heart_rate_offset: float = 0.0) -> None:
+    """A plausible minute-level export (the demo's column names) for one subject."""
+    rng = np.random.default_rng(subject_index)
+    times = START + pd.to_timedelta(np.arange(minutes), unit="min")
+    frame = pd.DataFrame({
+        "time": times.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "steps": rng.integers(0, 90, minutes),
+        "heart_rate": np.round(rng.normal(72, 6, minutes) + heart_rate_offset, 1),
+        "sleep_stage": "wake",
+        "worn": 1,
+    })
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(path, index=False)
+
+
+def make_study(root: Path, n_subjects: int = 4, catalog_url: str | None = None) -> Path:
+    """Write subjects, endpoints and one minute file per subject; return the study.yaml path."""
+    raw = root / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    subjects = [f"S{i:04d}" for i in range(1, n_subjects + 1)]
+    pd.DataFrame({
+        "subject_id": subjects,
+        "site": "SITE-A",
+        "arm": "placebo",
+        "sex": ["F", "M"] * (n_subjects // 2) + ["F"] * (n_subjects % 2),
+        "birth_year": 1960,
+        "enrolled_on": "2024-03-01",
+    }).to_csv(raw / "subjects.csv", index=False)
+    pd.DataFrame({
+        "subject_id": subjects,
+        "index_time": "2024-03-29T00:00:00Z",
+        "endpoint": "hospitalization_90d",
+        "outcome": [i % 2 for i in range(n_subjects)],
+    }).to_csv(raw / "endpoints.csv", index=False)
+    for i, subject in enumerate(subjects, start=1):
+        write_minute_file(raw / "minute" / f"{subject}_minute.csv", i)
+    catalog = f"\ncatalog_url: '{catalog_url}'" if catalog_url else ""
+    study = root / "study.yaml"
+    study.write_text(f"""
+study_id: tiny
+data_root: {root}{catalog}
+subjects: {{path: raw/subjects.csv, columns: {{site_id: site, enrollment_date: enrolled_on}}}}
+endpoints: {{path: raw/endpoints.csv}}
+sources:
+  minute_wearable:
+    kind: minute_wearable
+    pattern: raw/minute/*.csv
+    format: csv
+    subject_pattern: '^(?P<subject_id>S\\d{{4}})_'
+    columns: {{timestamp: time, steps_count: steps, heart_rate_bpm: heart_rate, wear: worn}}
+""")
+    return study
+
+
+@pytest.fixture
+def tiny_study(tmp_path: Path) -> Path:
+    return make_study(tmp_path / "tiny")
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """A database of its own for this test session, so no test sees rows left by anyone else."""
+    try:
+        admin = psycopg.connect(PG_ADMIN_DSN, autocommit=True)
+    except psycopg.OperationalError as exc:
+        pytest.skip(f"PostgreSQL is not reachable at 127.0.0.1:5432 as user postgres: {exc}")
+    name = f"catalog_test_{uuid.uuid4().hex[:12]}"
+    admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield name
+    finally:
+        # FORCE: pooled connections of catalogs a failed test did not close must not block the drop.
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+@pytest.fixture
+def postgres_url(postgres_database: str) -> str:
+    """A fresh schema per test, selected through search_path in the URL."""
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(f"host=127.0.0.1 port=5432 user=postgres dbname={postgres_database}", autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    return f"postgresql+psycopg://postgres@127.0.0.1:5432/{postgres_database}?options=-csearch_path%3D{schema}"

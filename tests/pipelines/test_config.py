@@ -1,0 +1,317 @@
+"""The study configuration: ``load_study``, ``StudyConfig`` and ``confine``."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+from pydantic import ValidationError
+
+from pipelines.config import CheckName, ConfigError, Severity, SourceConfig, StudyConfig, confine, load_study
+
+DEMO_STUDY = Path(__file__).resolve().parents[2] / "studies" / "demo" / "study.yaml"
+
+
+@pytest.fixture
+def data_root(tmp_path: Path) -> Path:
+    """A data root holding the demo study's subjects and endpoints files (their content is not read)."""
+    root = tmp_path / "data"
+    (root / "raw").mkdir(parents=True)
+    (root / "raw" / "subjects.csv").write_text("subject_id\nS0001\n")
+    (root / "raw" / "endpoints.csv").write_text("subject_id\nS0001\n")
+    return root
+
+
+def demo_raw() -> dict:
+    return yaml.safe_load(DEMO_STUDY.read_text(encoding="utf-8"))
+
+
+def write_study(tmp_path: Path, change: Callable[[dict], object] | None = None) -> Path:
+    """The demo study.yaml, changed by ``change``, written to ``tmp_path/study.yaml``."""
+    raw = demo_raw()
+    if change is not None:
+        change(raw)
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def load_error(path: Path, data_root: Path) -> str:
+    with pytest.raises(ConfigError) as excinfo:
+        load_study(path, data_root=data_root)
+    return str(excinfo.value)
+
+
+# --- the demo study ---------------------------------------------------------------------------
+
+
+def test_demo_study_loads_when_its_enrollment_and_endpoint_files_exist(data_root: Path) -> None:
+    config = load_study(DEMO_STUDY, data_root=data_root)
+
+    assert isinstance(config, StudyConfig)
+    assert config.study_id == "demo"
+    assert config.data_root == data_root.resolve()
+    assert config.subjects.columns == {"site_id": "site", "enrollment_date": "enrolled_on"}
+    assert set(config.sources) >= {"minute_wearable", "wrist_accel", "axivity", "vitals", "labs_fhir"}
+    axivity = config.sources["axivity"]
+    assert axivity.format == "cwa"
+    assert axivity.sampling_rate_hz == 100
+    assert axivity.timezone == "Europe/London"
+    assert config.sources["wrist_accel"].units == {"acceleration": "m/s^2"}
+    assert config.resolve("raw/subjects.csv") == (data_root / "raw" / "subjects.csv").resolve()
+
+
+def test_relative_data_root_is_taken_from_the_yaml_folder(tmp_path: Path, data_root: Path) -> None:
+    path = write_study(tmp_path, lambda raw: raw.update(data_root="data"))
+    assert load_study(path).data_root == data_root.resolve()
+
+
+def test_missing_data_root_folder_is_named(tmp_path: Path) -> None:
+    path = write_study(tmp_path, lambda raw: raw.update(data_root=str(tmp_path / "missing")))
+    with pytest.raises(ConfigError, match="data_root: folder .*missing does not exist") as excinfo:
+        load_study(path)
+    assert str(path) in str(excinfo.value)
+
+
+# --- unknown keys and wrong types -----------------------------------------------------------------
+
+
+def test_unknown_top_level_key_is_named_with_the_file(tmp_path: Path, data_root: Path) -> None:
+    path = write_study(tmp_path, lambda raw: raw.update(catalogue_url="sqlite://"))
+    message = load_error(path, data_root)
+    assert str(path) in message
+    assert "catalogue_url: unknown key" in message
+
+
+def test_unknown_key_inside_a_source_is_named_by_its_full_path(tmp_path: Path, data_root: Path) -> None:
+    path = write_study(tmp_path, lambda raw: raw["sources"]["vitals"].update(colums={"timestamp": "t"}))
+    message = load_error(path, data_root)
+    assert str(path) in message
+    assert "sources.vitals.colums: unknown key" in message
+
+
+def test_every_offending_key_is_reported_at_once(tmp_path: Path, data_root: Path) -> None:
+    def change(raw: dict) -> None:
+        raw["colour"] = "blue"
+        raw["sources"]["ecg"]["sampling_rate_hz"] = "fast"
+
+    message = load_error(write_study(tmp_path, change), data_root)
+    assert "colour" in message
+    assert "sources.ecg.sampling_rate_hz" in message
+
+
+def test_wrong_type_names_the_key(tmp_path: Path, data_root: Path) -> None:
+    path = write_study(tmp_path, lambda raw: raw["sources"]["axivity"].update(sampling_rate_hz="fast"))
+    message = load_error(path, data_root)
+    assert str(path) in message
+    assert "sources.axivity.sampling_rate_hz" in message
+    assert "number" in message
+
+
+def test_yaml_that_is_not_a_mapping_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "study.yaml"
+    path.write_text("- just\n- a list\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_study(path)
+
+
+def test_missing_configuration_file_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "nowhere.yaml"
+    with pytest.raises(ConfigError, match="cannot read") as excinfo:
+        load_study(path)
+    assert str(path) in str(excinfo.value)
+
+
+# --- files and paths ------------------------------------------------------------------------------
+
+
+def test_missing_subjects_file_names_the_key_and_the_file(tmp_path: Path, data_root: Path) -> None:
+    (data_root / "raw" / "subjects.csv").unlink()
+    message = load_error(DEMO_STUDY, data_root)
+    assert str(DEMO_STUDY) in message
+    assert "subjects.path" in message
+    assert "raw/subjects.csv" in message
+    assert "endpoints.path" not in message
+
+
+def test_subjects_path_outside_the_data_root_is_refused(tmp_path: Path, data_root: Path) -> None:
+    (tmp_path / "outside.csv").write_text("subject_id\n")  # exists, but outside the root
+    path = write_study(tmp_path, lambda raw: raw["subjects"].update(path="../outside.csv"))
+    message = load_error(path, data_root)
+    assert "subjects.path" in message
+    assert "outside the study data root" in message
+
+
+@pytest.mark.parametrize("pattern", ["../elsewhere/*.csv", "raw/../../elsewhere/*.csv", "/etc/*.csv"])
+def test_pattern_escaping_the_data_root_is_refused(tmp_path: Path, data_root: Path, pattern: str) -> None:
+    path = write_study(tmp_path, lambda raw: raw["sources"]["vitals"].update(pattern=pattern))
+    message = load_error(path, data_root)
+    assert "sources.vitals.pattern" in message
+    assert "must be relative" in message
+
+
+def test_confine_accepts_a_path_inside_the_root(tmp_path: Path) -> None:
+    (tmp_path / "raw").mkdir()
+    assert confine(tmp_path, "raw/a.csv") == tmp_path.resolve() / "raw" / "a.csv"
+    assert confine(tmp_path, "raw/../raw/a.csv") == tmp_path.resolve() / "raw" / "a.csv"  # stays inside
+    assert confine(tmp_path, tmp_path / "raw" / "a.csv") == tmp_path.resolve() / "raw" / "a.csv"
+
+
+@pytest.mark.parametrize("relative", ["../x", "raw/../../x", "/etc/passwd"])
+def test_confine_refuses_paths_outside_the_root(tmp_path: Path, relative: str) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    with pytest.raises(ConfigError, match="outside the study data root"):
+        confine(root, relative)
+
+
+def test_confine_refuses_an_absolute_path_to_a_sibling_with_the_same_prefix(tmp_path: Path) -> None:
+    # A string-prefix check would let /tmp/root-evil pass for /tmp/root.
+    root = tmp_path / "root"
+    root.mkdir()
+    with pytest.raises(ConfigError):
+        confine(root, tmp_path / "root-evil" / "x.csv")
+
+
+def test_confine_refuses_a_symlink_inside_the_root_pointing_outside(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    outside = tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    (outside / "secret.csv").write_text("x\n")
+    os.symlink(outside, root / "link")
+    with pytest.raises(ConfigError, match="outside the study data root"):
+        confine(root, "link/secret.csv")
+
+
+def test_study_resolve_refuses_escape(data_root: Path) -> None:
+    config = load_study(DEMO_STUDY, data_root=data_root)
+    with pytest.raises(ConfigError):
+        config.resolve("../../etc/passwd")
+
+
+# --- safe YAML --------------------------------------------------------------------------------------
+
+
+def test_python_object_tag_is_refused_and_nothing_runs(tmp_path: Path) -> None:
+    marker = tmp_path / "hacked"
+    path = tmp_path / "study.yaml"
+    path.write_text(f'study_id: !!python/object/apply:os.system ["touch {marker}"]\n')
+    with pytest.raises(ConfigError, match="not valid YAML") as excinfo:
+        load_study(path)
+    assert str(path) in str(excinfo.value)
+    assert not marker.exists()
+
+
+def test_python_object_tag_with_echo_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "study.yaml"
+    path.write_text('study_id: !!python/object/apply:os.system ["echo hacked"]\n')
+    with pytest.raises(ConfigError, match="python/object"):
+        load_study(path)
+
+
+# --- sources ------------------------------------------------------------------------------------------
+
+
+def test_high_rate_source_without_sampling_rate_is_refused(tmp_path: Path, data_root: Path) -> None:
+    path = write_study(tmp_path, lambda raw: raw["sources"]["ecg"].pop("sampling_rate_hz"))
+    message = load_error(path, data_root)
+    assert "sources.ecg" in message
+    assert "needs sampling_rate_hz" in message
+
+
+def test_format_that_cannot_hold_the_kind_is_refused_with_the_allowed_formats(tmp_path: Path, data_root: Path) -> None:
+    path = write_study(tmp_path, lambda raw: raw["sources"]["labs_lims"].update(format="cwa"))
+    message = load_error(path, data_root)
+    assert "sources.labs_lims" in message
+    assert "'cwa' cannot hold labs data" in message
+    assert "fhir, hl7v2, lims_csv" in message
+
+
+def test_unknown_format_is_refused(tmp_path: Path, data_root: Path) -> None:
+    path = write_study(tmp_path, lambda raw: raw["sources"]["vitals"].update(format="xlsx"))
+    assert "sources.vitals.format" in load_error(path, data_root)
+
+
+@pytest.mark.parametrize("name", ["subjects", "endpoints"])
+def test_reserved_source_names_are_refused(tmp_path: Path, data_root: Path, name: str) -> None:
+    path = write_study(tmp_path, lambda raw: raw["sources"].update({name: raw["sources"]["vitals"]}))
+    message = load_error(path, data_root)
+    assert "reserved" in message
+    assert name in message
+
+
+def test_source_name_must_be_an_identifier(tmp_path: Path, data_root: Path) -> None:
+    path = write_study(tmp_path, lambda raw: raw["sources"].update({"Vitals-2": raw["sources"]["vitals"]}))
+    assert "Vitals-2" in load_error(path, data_root)
+
+
+def test_unknown_timezone_is_refused(tmp_path: Path, data_root: Path) -> None:
+    path = write_study(tmp_path, lambda raw: raw["sources"]["axivity"].update(timezone="Europe/Lundon"))
+    message = load_error(path, data_root)
+    assert "sources.axivity.timezone" in message
+    assert "unknown time zone 'Europe/Lundon'" in message
+
+
+def test_subject_pattern_needs_a_subject_id_group(tmp_path: Path, data_root: Path) -> None:
+    path = write_study(tmp_path, lambda raw: raw["sources"]["vitals"].update(subject_pattern=r"^(S\d{4})_"))
+    message = load_error(path, data_root)
+    assert "sources.vitals.subject_pattern" in message
+    assert "subject_id" in message
+
+
+def test_unknown_quantity_in_units_is_refused(tmp_path: Path, data_root: Path) -> None:
+    # A misspelt quantity would otherwise be ignored by every reader: m/s^2 stored as g, 9.8x too large.
+    path = write_study(tmp_path, lambda raw: raw["sources"]["wrist_accel"].update(units={"acceleraton": "m/s^2"}))
+    message = load_error(path, data_root)
+    assert "sources.wrist_accel.units" in message
+    assert "acceleraton" in message
+
+
+def test_source_config_defaults() -> None:
+    source = SourceConfig(kind="vitals", pattern="raw/vitals/*.csv", format="csv")
+    assert source.timezone == "UTC"
+    assert source.header is True
+    assert source.timestamp_encoding == "iso8601"
+    assert source.units == {}
+    assert source.sampling_rate_hz is None
+
+
+# --- check severities -------------------------------------------------------------------------------
+
+
+def test_every_check_rejects_by_default(tmp_path: Path, data_root: Path) -> None:
+    path = write_study(tmp_path, lambda raw: raw.pop("checks"))
+    config = load_study(path, data_root=data_root)
+    assert config.checks == {}
+    assert {config.severity(check) for check in CheckName} == {Severity.REJECT}
+
+
+def test_demo_sets_missingness_to_warn_and_leaves_the_rest_rejecting(data_root: Path) -> None:
+    config = load_study(DEMO_STUDY, data_root=data_root)
+    assert config.severity(CheckName.MISSINGNESS) is Severity.WARN
+    assert config.severity(CheckName.REQUIRED_COLUMNS) is Severity.REJECT
+    assert config.severity(CheckName.PLAUSIBLE_RANGE) is Severity.REJECT
+
+
+def test_unknown_check_name_is_refused(tmp_path: Path, data_root: Path) -> None:
+    path = write_study(tmp_path, lambda raw: raw["checks"].update(missingnes="warn"))
+    message = load_error(path, data_root)
+    assert "checks.missingnes" in message
+    assert "missingness" in message  # the accepted names are listed
+
+
+def test_unknown_severity_is_refused(tmp_path: Path, data_root: Path) -> None:
+    path = write_study(tmp_path, lambda raw: raw["checks"].update(missingness="ignore"))
+    message = load_error(path, data_root)
+    assert "checks.missingness" in message
+    assert "'reject' or 'warn'" in message
+
+
+def test_config_is_frozen(data_root: Path) -> None:
+    config = load_study(DEMO_STUDY, data_root=data_root)
+    with pytest.raises(ValidationError, match="frozen"):
+        config.study_id = "other"  # type: ignore[misc]
