@@ -6,6 +6,7 @@ Only Typer and Rich are imported here at start-up; every job imports its heavy l
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Annotated
@@ -29,14 +30,17 @@ console = Console()
 REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
 DEMO_STUDY = REPOSITORY_ROOT / "studies" / "demo" / "study.yaml"
 DEMO_DATA = REPOSITORY_ROOT / "data" / "demo"
+DEMO_MARKER = ".demo-generated.json"  # parameters of the last complete generation in that folder
 
 StudyArgument = Annotated[Path, typer.Argument(help="the study's study.yaml, e.g. studies/demo/study.yaml")]
 
 
 @app.callback()
 def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log progress details")] = False) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    level = logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.setLevel(level)  # Great Expectations sets INFO on its own loggers
 
 
 @app.command("generate-demo")
@@ -80,11 +84,18 @@ def demo_command(
 ) -> None:
     """The main job on embedded defaults: generate the demo study, then ingest it.
 
-    Running it again generates identical files, so the second ingestion processes nothing.
+    A second run finds the study generated (the generator is deterministic: it would write the
+    same bytes) and the files ingested, so it processes nothing.
 
     Example: biomarkers demo
     """
-    _generate(out_dir, seed, 200, 28)
+    marker = out_dir / DEMO_MARKER
+    wanted = {"seed": seed, "subjects": 200, "days": 28}
+    if marker.is_file() and json.loads(marker.read_text()) == wanted:
+        console.print(f"demo study already generated in {out_dir} (seed {seed}); delete {marker.name} to regenerate")
+    else:
+        _generate(out_dir, seed, 200, 28)
+        marker.write_text(json.dumps(wanted))
     config = _load(DEMO_STUDY, out_dir)
     summary = _ingest(config, workers)
     _print_summary(config, summary)
