@@ -126,6 +126,7 @@ def _load(study: Path, data_root: Path | None):
 def _ingest(config, workers: int):
     from rich.progress import Progress
 
+    from pipelines.config import ConfigError
     from pipelines.ingest import ingest_study
 
     with Progress(console=console, transient=True) as bar:
@@ -135,7 +136,11 @@ def _ingest(config, workers: int):
             bar.update(task, total=total, advance=0 if outcome is None else 1,
                        description=f"ingesting {outcome.path}" if outcome else f"ingesting {config.study_id}")
 
-        return ingest_study(config, workers=workers, progress=advance)
+        try:
+            return ingest_study(config, workers=workers, progress=advance)
+        except ConfigError as error:  # e.g. an unreadable enrollment file: nothing can be checked
+            console.print(f"[red]{error}[/red]")
+            raise typer.Exit(2) from None
 
 
 def _print_summary(config, summary) -> None:

@@ -18,6 +18,7 @@ def per_second_aggregates(
     timestamp_ns: np.ndarray,
     signals: dict[str, list[np.ndarray]],
     gravity_signal: str | None = None,
+    axis_names: dict[str, tuple[str, ...]] | None = None,
 ) -> pd.DataFrame:
     """Summarise a high-rate recording per second, in file order.
 
@@ -29,6 +30,7 @@ def per_second_aggregates(
     gravity_signal : the tri-axial acceleration signal (in g), to add ``gravity_estimate_g``, the
         magnitude of the per-second mean acceleration vector. At rest it is 1 g; about 9.8 means
         the file was in m/s^2, about 1000 means mg.
+    axis_names : signal -> the canonical column of each axis, to add ``<column>_nan`` per axis.
 
     Returns
     -------
@@ -37,7 +39,8 @@ def per_second_aggregates(
     or NaN for the recording's first and last second, which are usually partial),
     ``non_increasing`` (samples whose timestamp is not after the previous sample's), and per
     signal ``<name>_min`` and ``<name>_max`` (over all its axes, NaN ignored) and ``<name>_nan``
-    (missing values over all its axes). Min, max and NaN count are computed per axis and then
+    (missing values over all its axes), and ``<axis>_nan`` per axis when ``axis_names`` names
+    them. Min, max and NaN count are computed per axis and then
     folded, so they are exact; folding keeps the batch narrow, which is what Great Expectations'
     cost grows with (it copies the batch for every expectation).
     A second that appears in two runs means the file is out of order.
@@ -67,6 +70,9 @@ def per_second_aggregates(
         columns[f"{name}_max"] = np.fmax.reduce(maxima).astype(np.float64)
         counts = [_nan_counts(values, starts, total) for values, total in zip(axes, sums, strict=True)]
         columns[f"{name}_nan"] = sum(counts)
+        if axis_names and name in axis_names:
+            for axis, count in zip(axis_names[name], counts, strict=True):
+                columns[f"{axis}_nan"] = count
         if name == gravity_signal:
             # A second holding a NaN gets a NaN mean; the median over seconds skips it.
             columns["gravity_estimate_g"] = np.sqrt(sum((total / samples) ** 2 for total in sums))

@@ -212,19 +212,21 @@ def _failure(
     index = list(result.get("partial_unexpected_index_list") or [])
     missing_columns = ((result.get("details") or {}).get("mismatched") or {}).get("missing")
     if missing_columns:
+        # Per-axis NaN counts stand for their axes in the seconds batch: name the axis itself.
+        missing = [name.removesuffix("_nan") if batch_name == SECONDS_BATCH else name for name in missing_columns]
         return Failure(check=check.check, severity=severities.get(check.check, "reject"),
                        expectation=_describe(check), column=None, unit_of_location="columns",
-                       unexpected_count=len(missing_columns), locations=list(missing_columns),
+                       unexpected_count=len(missing), locations=missing,
                        likely_cause=likely_cause(check, batch, [], None))
     failure = Failure(
         check=check.check,
         severity=severities.get(check.check, "reject"),
         expectation=_describe(check),
         column=column,
-        unit_of_location={FILE_BATCH: "fields", SECONDS_BATCH: "seconds"}.get(batch_name, "rows"),
+        unit_of_location=_unit_of_location(batch_name, column),
         unexpected_count=result.get("unexpected_count"),
         element_count=result.get("element_count"),
-        locations=_locations(batch_name, batch, index),
+        locations=_locations(batch_name, batch, index, column),
         examples=[_plain(v) for v in (result.get("partial_unexpected_list") or [])[:5]],
         observed_value=_plain(result.get("observed_value")),
     )
@@ -235,11 +237,18 @@ def _failure(
     return failure
 
 
-def _locations(batch_name: str, batch: pd.DataFrame, index: list[Any]) -> list[Any]:
+def _unit_of_location(batch_name: str, column: str | None) -> str:
+    if batch_name == FILE_BATCH:
+        return "subjects" if column == "subject_id" else "fields"
+    return "seconds" if batch_name == SECONDS_BATCH else "rows"
+
+
+def _locations(batch_name: str, batch: pd.DataFrame, index: list[Any], check_column: str | None) -> list[Any]:
     if batch_name == SECONDS_BATCH:
         return [batch.loc[i, "second"].strftime("%Y-%m-%dT%H:%M:%SZ") for i in index]
     if batch_name == FILE_BATCH:
-        return [batch.loc[i, "field"] for i in index]
+        column = "subject_id" if check_column == "subject_id" else "field"
+        return [batch.loc[i, column] for i in index]
     return [int(i) + 1 for i in index]  # 1-based data rows, as a person counts them
 
 
@@ -277,8 +286,10 @@ def _plain(value: Any) -> Any:
         return value.isoformat()
     if hasattr(value, "item"):
         return value.item()
-    if isinstance(value, tuple):
+    if isinstance(value, (tuple, list)):
         return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
     return value
 
 

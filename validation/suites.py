@@ -109,6 +109,10 @@ def suite_checks(kind: SourceKind, params: SuiteParameters) -> list[Check]:
         checks.append(Check("known_subject", batch, "ExpectColumnValuesToBeInSet",
                             {"column": "subject_id", "value_set": sorted(params.known_subjects)}))
     if schema.high_rate:
+        # A per-axis NaN count exists exactly when the reader found that axis.
+        checks.append(Check("required_columns", SECONDS_BATCH, "ExpectTableColumnsToMatchSet",
+                            {"column_set": [f"{name}_nan" for name in schema.required_columns if name != "timestamp"],
+                             "exact_match": False}))
         return checks + _high_rate_checks(kind, params)
 
     # One table-level check for all required columns: each expectation costs Great Expectations a
@@ -121,7 +125,10 @@ def suite_checks(kind: SourceKind, params: SuiteParameters) -> list[Check]:
         # Many analytes share a collection time; a result repeats only if all three repeat.
         checks.append(Check("unique_keys", ROWS_BATCH, "ExpectCompoundColumnsToBeUnique",
                             {"column_list": ["subject_id", "loinc_code", "timestamp"]}))
-    elif "timestamp" in schema.by_name:
+    if "timestamp" in schema.by_name:
+        checks.append(Check("timestamps_ordered", ROWS_BATCH, "ExpectColumnValuesToNotBeNull",
+                            {"column": "timestamp"}))
+    if "timestamp" in schema.by_name and kind is not SourceKind.LABS:
         # NaN on a subject's first row, so only repeated and backward times fail.
         checks.append(Check("timestamps_ordered", ROWS_BATCH, "ExpectColumnValuesToBeBetween",
                             {"column": "seconds_since_latest_earlier", "min_value": 0, "strict_min": True}))

@@ -104,13 +104,13 @@ def _signal(column: pa.Array) -> np.ndarray:
 
 def _epoch_ns(column: pa.Array, source: SourceConfig) -> np.ndarray:
     """Epoch nanoseconds, rounded to the microsecond (float epoch seconds carry sub-us noise)."""
+    if column.null_count:  # a missing time would become the year 1677 and break every per-second count
+        raise pa.ArrowInvalid(f"{column.null_count} empty timestamps in a high-rate signal")
     if pa.types.is_timestamp(column.type):
         if column.type.tz is None and source.timezone != "UTC":
             local = pd.Series(column.to_numpy(zero_copy_only=False)).dt.tz_localize(source.timezone)
             return local.array.asi8
         return column.cast(pa.timestamp("ns", tz=column.type.tz)).to_numpy(zero_copy_only=False).view(np.int64)
-    if column.null_count:
-        raise pa.ArrowInvalid(f"{column.null_count} empty timestamps in a high-rate signal")
     numbers = column.to_numpy(zero_copy_only=False).astype(np.float64, copy=True)
     numbers *= 1e6 if source.timestamp_encoding == "unix_s" else 1e3
     np.round(numbers, out=numbers)
