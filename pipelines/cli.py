@@ -159,6 +159,8 @@ def _print_summary(config, summary) -> None:
                           soft_wrap=True, markup=True, highlight=False)
     processed = len(summary.processed())
     console.print(f"{processed} files processed, {len(summary.outcomes) - processed} unchanged since the last run.")
+    if summary.quality_page:
+        console.print(f"data quality page (every file, its outcome and evidence): {summary.quality_page}")
     console.print(f"curated lake: {config.lake_root}")
     console.print(f"quarantine and reports: {config.quarantine_root}")
     if summary.data_docs:

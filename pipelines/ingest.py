@@ -25,6 +25,7 @@ from pathlib import Path
 from pipelines.catalog import Catalog, FileStatus
 from pipelines.config import CheckName, ConfigError, SourceConfig, StudyConfig, TableFile
 from pipelines.lake import remove_parts, sweep_temporary, write_curated
+from pipelines.quality_page import write_quality_page
 from pipelines.readers import RawRead, ReadError, read_raw
 from pipelines.readers.tables import read_table
 from validation.batches import file_batch, rows_batch, seconds_batch
@@ -56,6 +57,7 @@ class IngestSummary:
     run_id: str
     outcomes: list[FileOutcome] = field(default_factory=list)
     data_docs: Path | None = None
+    quality_page: Path | None = None
 
     def processed(self) -> list[FileOutcome]:
         return [o for o in self.outcomes if o.status in ("curated", "quarantined", "failed")]
@@ -270,6 +272,7 @@ def ingest_study(
                 record(outcome)
 
     summary.data_docs = ingestor.publish_results(ingestor.runner.results)
+    summary.quality_page = write_quality_page(config)
     counts = {status: sum(1 for o in summary.outcomes if o.status == status)
               for status in ("curated", "quarantined", "failed", "skipped", "busy")}
     ingestor.catalog.finish_run(run_id, counts)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -268,3 +269,15 @@ def test_a_crash_mid_write_leaves_no_partial_part_visible(tmp_path: Path, monkey
     leftover = tmp_path / "source=rr" / f".part.parquet{TEMP_MARKER}dead"
     leftover.write_bytes(b"PAR1 partial")
     assert sweep_temporary(tmp_path) == 1 and not leftover.exists()
+
+
+def test_quality_page_lists_every_file_with_working_links(demo) -> None:
+    manifest, config, summary = demo
+    page = summary.quality_page
+    text = page.read_text()
+    for path in manifest.broken_files:
+        row = next(line for line in text.split("<tr>") if path in line)
+        assert 'class="quarantined"' in row
+    links = re.findall(r'href="([^"]+)"', text)
+    assert links and all((page.parent / link).is_file() for link in links)
+    assert "http" not in text  # nothing fetched from outside

@@ -1,0 +1,86 @@
+"""A self-contained HTML page of every file's validation outcome, for the study team.
+
+Great Expectations' Data Docs index draws its tables with scripts from a CDN, so offline it
+shows an empty list. This page needs nothing from outside: one table of the latest version of
+every file (status, rows, the reason a file was quarantined), linked to its JSON report and to
+its Data Docs pages, which do render offline.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from collections import Counter
+from pathlib import Path
+
+from pipelines.catalog import Catalog, FileStatus
+from pipelines.config import StudyConfig
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2rem; color: #1d2433; }
+table { border-collapse: collapse; width: 100%; font-size: 0.9rem; }
+th, td { border-bottom: 1px solid #dde2ea; padding: 0.35rem 0.5rem; text-align: left; vertical-align: top; }
+th { background: #f3f5f9; }
+.quarantined { color: #a4262c; font-weight: 600; } .failed { color: #8a3ffc; font-weight: 600; }
+.curated { color: #107c10; } .counts span { margin-right: 1.5rem; }
+"""
+
+
+def write_quality_page(config: StudyConfig) -> Path:
+    """Write ``<platform>/reports/index.html`` from the catalog; return its path."""
+    with Catalog(config.catalog) as catalog:
+        records = catalog.latest()
+    docs = _data_docs_pages(config)
+    order = {FileStatus.QUARANTINED: 0, FileStatus.FAILED: 1, FileStatus.PROCESSING: 2, FileStatus.CURATED: 3}
+    records.sort(key=lambda r: (order.get(r.status, 4), r.source, r.path))
+    counts = Counter(r.status.value for r in records)
+    rows = []
+    target = config.reports_root / "index.html"
+    for record in records:
+        links = []
+        if record.report_id and (config.reports_root / f"{record.report_id}.json").exists():
+            links.append(f'<a href="{html.escape(record.report_id)}.json">report</a>')
+        for batch, page in sorted(docs.get(record.report_id or "", {}).items()):
+            links.append(f'<a href="{html.escape(os.path.relpath(page, target.parent))}">{html.escape(batch)}</a>')
+        rows.append(
+            "<tr>"
+            f"<td>{html.escape(record.source)}</td><td>{html.escape(record.path)}</td>"
+            f"<td>{record.version}</td>"
+            f'<td class="{record.status.value}">{record.status.value}</td>'
+            f"<td>{'' if record.rows is None else f'{record.rows:,}'}</td>"
+            f"<td>{html.escape(record.message or '') if record.status is not FileStatus.CURATED else ''}</td>"
+            f"<td>{' · '.join(links)}</td>"
+            "</tr>"
+        )
+    summary = "".join(f"<span>{html.escape(status)}: {count}</span>" for status, count in sorted(counts.items()))
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Data quality: study {html.escape(config.study_id)}</title>
+<style>{_STYLE}</style></head><body>
+<h1>Data quality: study {html.escape(config.study_id)}</h1>
+<p class="counts">{summary}</p>
+<p>The latest version of every file the catalog holds. Quarantined files keep a copy and their
+report under <code>quarantine/&lt;report id&gt;/</code>.</p>
+<table><thead><tr><th>source</th><th>file</th><th>version</th><th>status</th><th>rows</th>
+<th>reason</th><th>evidence</th></tr></thead><tbody>
+{chr(10).join(rows)}
+</tbody></table></body></html>
+"""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(f".{target.name}.tmp")
+    temporary.write_text(page, encoding="utf-8")
+    os.replace(temporary, target)
+    return target
+
+
+def _data_docs_pages(config: StudyConfig) -> dict[str, dict[str, Path]]:
+    """report id -> batch name -> its Data Docs validation page."""
+    site = config.platform_root / "gx" / "uncommitted" / "data_docs" / "local_site" / "validations"
+    pages: dict[str, dict[str, Path]] = {}
+    if not site.exists():
+        return pages
+    for page in site.rglob("*.html"):
+        run_name = page.parent.parent.name  # <report id>.<batch>/<run time>/<file>.html
+        report_id, _, batch = run_name.rpartition(".")
+        if report_id:
+            pages.setdefault(report_id, {})[batch] = page
+    return pages
