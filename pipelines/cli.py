@@ -82,7 +82,8 @@ def demo_command(
     seed: Annotated[int, typer.Option(help="random seed of the demo study")] = 7,
     workers: Annotated[int, typer.Option(help="processes to validate files in parallel")] = 2,
 ) -> None:
-    """The main job on embedded defaults: generate the demo study, then ingest it.
+    """The main job on embedded defaults: generate the demo study, ingest it, build its features,
+    register the Feast repo, materialize and read two subjects' online features back.
 
     A second run finds the study generated (the generator is deterministic: it would write the
     same bytes) and the files ingested, so it processes nothing.
@@ -99,6 +100,94 @@ def demo_command(
     config = _load(DEMO_STUDY, out_dir)
     summary = _ingest(config, workers)
     _print_summary(config, summary)
+    _build_features(config, workers, force=False)
+    _materialize()
+    _show_online(["S0001", "S0002"])
+
+
+@app.command("build-features")
+def build_features_command(
+    study: StudyArgument,
+    data_root: Annotated[Path | None, typer.Option(help="override the data_root of study.yaml")] = None,
+    workers: Annotated[int, typer.Option(help="processes computing subjects in parallel")] = 2,
+    force: Annotated[bool, typer.Option(help="rebuild even when no curated data changed")] = False,
+) -> None:
+    """Compute every biomarker feature table from the curated lake, one subject per task.
+
+    Example: biomarkers build-features studies/demo/study.yaml
+    """
+    config = _load(study, data_root)
+    _build_features(config, workers, force)
+
+
+@app.command("materialize")
+def materialize_command(
+    study: StudyArgument,
+    data_root: Annotated[Path | None, typer.Option(help="override the data_root of study.yaml")] = None,
+) -> None:
+    """Register the Feast feature repo (feast apply) and load the latest values online, incrementally.
+
+    Example: biomarkers materialize studies/demo/study.yaml
+    """
+    _load(study, data_root)
+    _materialize()
+
+
+def _build_features(config, workers: int, force: bool):
+    from rich.progress import Progress
+
+    from pipelines.build_features import build_features
+    from features.definitions import FEATURE_TABLES_DIR
+
+    with Progress(console=console, transient=True) as bar:
+        task = bar.add_task("building features", total=None)
+        summary = build_features(config, FEATURE_TABLES_DIR, workers=workers, force=force,
+                                 progress=lambda done, total: bar.update(task, completed=done, total=total))
+    if summary.skipped:
+        console.print("feature tables are up to date (no curated data or feature code changed)")
+    table = Table(title=f"Feature tables of study {config.study_id}")
+    table.add_column("table")
+    table.add_column("rows", justify="right")
+    for name, rows in sorted(summary.tables.items()):
+        table.add_row(name, f"{rows:,}")
+    console.print(table)
+    for name, reason in summary.rejected.items():
+        console.print(f"[red]not published: {name}[/red]: {reason}", soft_wrap=True)
+    if summary.rejected:
+        raise typer.Exit(1)
+    return summary
+
+
+def _materialize():
+    from pipelines.feature_store import apply_repo, materialize
+
+    with console.status("feast apply"):
+        registered = apply_repo()
+    console.print(f"registered {len(registered)} Feast objects")
+    with console.status("materializing into the online store"):
+        done = materialize()
+    for view, span in sorted(done.items()):
+        console.print(f"  {view}: {span}")
+
+
+def _show_online(subject_ids: list[str]) -> None:
+    from pipelines.feature_store import online_features
+
+    frame = online_features(subject_ids, service="endpoint_v1")
+    table = Table(title="Online features (feature service endpoint_v1), read back through Feast")
+    table.add_column("feature")
+    for subject_id in frame["subject_id"]:
+        table.add_column(str(subject_id), justify="right")
+    for column in frame.columns:
+        if column != "subject_id":
+            table.add_row(column, *(_cell(value) for value in frame[column]))
+    console.print(table)
+
+
+def _cell(value) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return "-"
+    return f"{value:.2f}" if isinstance(value, float) else str(value)
 
 
 def _generate(out_dir: Path, seed: int, subjects: int, days: int):

@@ -237,7 +237,8 @@ def load_study(path: str | Path, data_root: str | Path | None = None) -> StudyCo
     Parameters
     ----------
     path : path to the YAML file.
-    data_root : overrides the file's ``data_root`` (the demo generates into a folder of the user's choice).
+    data_root : overrides the file's ``data_root`` (the demo generates into a folder of the user's
+        choice); a relative override is taken from the current directory.
 
     Raises
     ------
@@ -254,8 +255,8 @@ def load_study(path: str | Path, data_root: str | Path | None = None) -> StudyCo
         raise ConfigError(f"{path}: not valid YAML: {error}") from error
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the study configuration must be a mapping of keys to values")
-    if data_root is not None:
-        raw = {**raw, "data_root": str(data_root)}
+    if data_root is not None:  # given by the user: relative to where they are, not to the file
+        raw = {**raw, "data_root": str(Path(data_root).resolve())}
     root = raw.get("data_root")
     if isinstance(root, str) and not Path(root).is_absolute():
         raw = {**raw, "data_root": str((path.parent / root).resolve())}

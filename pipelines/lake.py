@@ -162,3 +162,39 @@ def _to_arrow(frame: pd.DataFrame) -> pa.Table:
         arrays.append(array)
         names.append(name)
     return pa.Table.from_arrays(arrays, names=names)
+
+
+def read_subject(lake_root: Path, source: str, subject_id: str) -> pd.DataFrame | None:
+    """All curated rows of one subject from one source, in time order (``None`` if there are none).
+
+    Reads the subject's partition folder directly: with one folder per subject, a subject's
+    data is found without listing the whole source.
+    """
+    folder = lake_root / f"source={source}" / f"subject_id={subject_id}"
+    if not folder.is_dir():
+        return None
+    import pyarrow.dataset as ds
+
+    table = ds.dataset(folder, format="parquet", partitioning="hive").to_table()
+    frame = table.drop_columns([c for c in ("date",) if c in table.column_names]).to_pandas()
+    frame.insert(0, "subject_id", subject_id)
+    return frame.sort_values("timestamp", kind="stable", ignore_index=True)
+
+
+def read_table(lake_root: Path, source: str) -> pd.DataFrame | None:
+    """A study-level curated table (subjects, endpoints), every part of it."""
+    folder = lake_root / f"source={source}"
+    parts = sorted(folder.glob("*.parquet")) if folder.is_dir() else []
+    if not parts:
+        return None
+    return pa.concat_tables([pq.read_table(part) for part in parts]).to_pandas()
+
+
+def subject_parts(lake_root: Path, sources: list[str], subject_id: str) -> list[str]:
+    """Names of a subject's curated parts across ``sources``: they change exactly when its data does."""
+    names = []
+    for source in sources:
+        folder = lake_root / f"source={source}" / f"subject_id={subject_id}"
+        if folder.is_dir():
+            names += sorted(p.relative_to(lake_root).as_posix() for p in folder.rglob("*.parquet"))
+    return names

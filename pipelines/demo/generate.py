@@ -68,6 +68,7 @@ ECG_SNIPPET_S = 30
 N_ACCEL_SUBJECTS = 3
 N_ECG_SUBJECTS = 5
 AX6_ASSET = "ax6_sample.cwa"
+SCREENING_DAYS_BEFORE_ENROLLMENT = 3
 MIN_SUBJECTS = 4  # broken files need S0001, S0002, two inpatients and a subject without wrist data
 READABLE = "readable"  # not a configurable check: the reader itself fails on the file
 
@@ -941,9 +942,10 @@ def lab_results(subjects: list[Subject], days: int, seed: int) -> pd.DataFrame:
 
 
 def _subject_labs(subject: Subject, days: int, rng: np.random.Generator) -> pd.DataFrame:
-    """Weekly draws from enrollment plus one on the last day of the window, when the decline
-    (rising creatinine, CRP and white cells; falling hemoglobin, albumin, sodium) is greatest."""
-    visit_days = sorted(set(range(0, days, 7)) | {days - 1})
+    """A screening draw three days before enrollment (the baseline), weekly draws from enrollment
+    and one on the last day of the window, when the decline (rising creatinine, CRP and white
+    cells; falling hemoglobin, albumin, sodium) is greatest."""
+    visit_days = sorted(set(range(0, days, 7)) | {days - 1, -SCREENING_DAYS_BEFORE_ENROLLMENT})
     t_s = np.array([subject.start_s + d * 86_400 + int(rng.integers(8 * 60, 10 * 60)) * 60 for d in visit_days])
     r = decline(subject, t_s, days)
     k = t_s.size

@@ -1,0 +1,613 @@
+"""Physical-activity biomarkers: daily steps and cadence from minute exports, daily activity
+levels from raw wrist accelerometry through SKDH.
+
+Two sources, two table functions, one row per subject per UTC day:
+
+* :func:`minute_activity_daily_features` from minute-level wearable exports (steps per minute):
+  step total, minutes at a moderate cadence and the peak 1-minute and 30-minute cadences;
+* :func:`accel_activity_daily_features` from a raw accelerometry file (one subject) through the
+  SKDH pipeline of :func:`skdh_activity_pipeline`: wear detection, then time in sedentary,
+  light and moderate-to-vigorous activity by published ENMO cut-points, and the mean ENMO.
+
+A row carries ``event_timestamp``, the end of the UTC day it summarizes (the next midnight), and
+``missing_reason``: ``None`` when every measure of the row was computed, else a sentence saying
+why the measures that are NaN could not be. Too little data gives NaN and a reason, never an
+exception and never a made-up value.
+
+A day is valid with at least 600 worn minutes (10 h), the usual criterion of accelerometer
+studies (Troiano et al. 2008) and SKDH's default (``min_wear_time=10`` hours).
+
+SKDH (scikit-digital-health) is imported where it is used, not with this module: it takes
+1-2 s to import (it loads matplotlib and lightgbm). The two SKDH process classes defined here,
+:class:`ActivityLevelTimes` and :class:`MeanAcceleration`, are built on first access for the
+same reason; ``from features.biomarkers.activity import ActivityLevelTimes`` works as usual,
+and so does ``skdh.Pipeline.load`` of a saved pipeline that uses them.
+
+References
+----------
+Troiano RP, Berrigan D, Dodd KW, Masse LC, Tilert T, McDowell M (2008). Physical activity in the
+United States measured by accelerometer. Med Sci Sports Exerc 40(1):181-188.
+doi:10.1249/mss.0b013e31815a51b3
+
+Adamowicz L, Christakis Y, Czech MD, Adamusiak T (2022). SciKit Digital Health: Python package
+for streamlined wearable inertial sensor data processing. JMIR mHealth uHealth 10(4):e36762.
+doi:10.2196/36762
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:  # pragma: no cover
+    import skdh
+
+# Tudor-Locke et al. (2018): 100 steps/min is the heuristic threshold of moderate intensity
+# (about 3 METs) in adults.
+MODERATE_CADENCE_STEPS_PER_MIN = 100.0
+# Valid day: at least 10 h of wear (Troiano et al. 2008), in minutes.
+MIN_WEAR_MIN = 600
+# Default cut-points: Migueles et al. (2019) dominant-wrist ENMO thresholds for adults, SKDH's
+# default ("migueles_wrist_adult"): sedentary < 50 mg <= light < 110 mg <= MVPA.
+DEFAULT_CUTPOINTS = "migueles_wrist_adult"
+# SKDH's epoch for the acceleration metric, s (ActivityLevelClassification short_wlen).
+EPOCH_S = 5
+
+MINUTE_ACTIVITY_DAILY_COLUMNS = (
+    "subject_id",
+    "event_timestamp",
+    "steps_sum_1d_count",
+    "active_minutes_1d_min",
+    "peak_cadence_1min_1d_steps_per_min",
+    "peak_cadence_30min_1d_steps_per_min",
+    "wear_time_1d_min",
+    "missing_reason",
+)
+ACCEL_ACTIVITY_DAILY_COLUMNS = (
+    "subject_id",
+    "event_timestamp",
+    "sedentary_time_1d_min",
+    "light_activity_1d_min",
+    "mvpa_1d_min",
+    "acceleration_intensity_mean_1d_mg",
+    "accel_wear_time_1d_min",
+    "missing_reason",
+)
+
+_DAY = pd.Timedelta(days=1)
+_ACCEL_AXES = ("accel_x_g", "accel_y_g", "accel_z_g")
+_FILL_BLOCK_ROWS = 1 << 15
+_NS_PER_UNIT = {"s": 1, "ms": 10**3, "us": 10**6, "ns": 10**9}
+# SKDH result keys of ActivityLevelTimes for our columns ("wake": all worn time when no sleep
+# periods are passed in, as here).
+_SKDH_LEVEL_KEYS = {
+    "sedentary_time_1d_min": f"wake sed {EPOCH_S}s epoch [min]",
+    "light_activity_1d_min": f"wake light {EPOCH_S}s epoch [min]",
+    "mvpa_1d_min": f"wake MVPA {EPOCH_S}s epoch [min]",
+}
+_SKDH_MEAN_KEY = "wake mean acc [g]"
+
+
+# --------------------------------------------------------------------------------------------
+# Steps and cadence from minute-level exports
+
+
+def active_minutes_min(
+    steps_per_min: np.ndarray, threshold_steps_per_min: float = MODERATE_CADENCE_STEPS_PER_MIN
+) -> int:
+    """Minutes at or above a cadence threshold (default 100 steps/min, moderate intensity).
+
+    Parameters
+    ----------
+    steps_per_min : array-like of shape (n_minutes,)
+        Steps counted in each minute (steps/min); NaN minutes never count.
+    threshold_steps_per_min : float
+        Inclusive cadence threshold, steps/min.
+
+    Returns
+    -------
+    int
+        Number of minutes with ``steps >= threshold``.
+
+    References
+    ----------
+    Tudor-Locke C, Han H, Aguiar EJ, et al. (2018). How fast is fast enough? Walking cadence
+    (steps/min) as a practical estimate of intensity in adults: a narrative review. Br J Sports
+    Med 52(12):776-788. doi:10.1136/bjsports-2017-097628
+    """
+    steps = np.asarray(steps_per_min, dtype=float)
+    with np.errstate(invalid="ignore"):
+        return int(np.count_nonzero(steps >= threshold_steps_per_min))
+
+
+def peak_cadence_steps_per_min(steps_per_min: np.ndarray, n_minutes: int) -> float:
+    """Peak cadence: mean of the ``n_minutes`` highest minutes of step counts, steps/min.
+
+    The minutes need not be consecutive (Tudor-Locke et al. 2012). ``n_minutes=1`` gives the
+    peak 1-minute cadence, ``n_minutes=30`` the peak 30-minute cadence. NaN when fewer than
+    ``n_minutes`` minutes have a count.
+
+    Parameters
+    ----------
+    steps_per_min : array-like of shape (n_minutes_total,)
+        Steps counted in each minute (steps/min); NaN minutes are ignored.
+    n_minutes : int
+        How many of the highest minutes to average (>= 1).
+
+    Returns
+    -------
+    float
+        Peak cadence, steps/min.
+
+    References
+    ----------
+    Tudor-Locke C, Brashear MM, Katzmarzyk PT, Johnson WD (2012). Peak stepping cadence in
+    free-living adults: 2005-2006 NHANES. J Phys Act Health 9(8):1125-1129.
+    doi:10.1123/jpah.9.8.1125
+    """
+    if n_minutes < 1:
+        raise ValueError(f"n_minutes={n_minutes}: pass 1 or more minutes")
+    steps = np.asarray(steps_per_min, dtype=float).reshape(-1)
+    steps = steps[np.isfinite(steps)]
+    if steps.size < n_minutes:
+        return math.nan
+    return float(np.partition(steps, steps.size - n_minutes)[steps.size - n_minutes:].mean())
+
+
+def minute_activity_daily_features(minute: pd.DataFrame, *, min_wear_min: int = MIN_WEAR_MIN) -> pd.DataFrame:
+    """Daily steps and cadence from minute-level wearable data, one row per subject per UTC day.
+
+    A minute is worn when ``wear`` is True and it has a step count; only worn minutes count
+    towards any measure. A day with fewer than ``min_wear_min`` worn minutes gets NaN step
+    measures and a ``missing_reason`` such as ``"wear time 410 min < 600 min"``; its
+    ``wear_time_1d_min`` is still reported.
+
+    * ``steps_sum_1d_count``: steps over the worn minutes of the day.
+    * ``active_minutes_1d_min``: worn minutes at >= 100 steps/min, the cadence threshold of
+      moderate intensity (Tudor-Locke et al. 2018); see :func:`active_minutes_min`.
+    * ``peak_cadence_1min_1d_steps_per_min``: the highest minute of the day.
+    * ``peak_cadence_30min_1d_steps_per_min``: mean of the day's 30 highest minutes, not
+      necessarily consecutive (Tudor-Locke et al. 2012); see :func:`peak_cadence_steps_per_min`.
+    * ``wear_time_1d_min``: worn minutes.
+
+    Parameters
+    ----------
+    minute : DataFrame
+        Canonical MINUTE_WEARABLE frame: ``subject_id``, ``timestamp`` (UTC, start of the
+        minute), ``steps_count`` (steps in the minute), ``wear`` (bool); other columns are
+        ignored. Not modified. A repeated minute keeps its last row.
+    min_wear_min : int
+        Least worn minutes of a valid day (600 = 10 h, Troiano et al. 2008).
+
+    Returns
+    -------
+    DataFrame
+        Columns :data:`MINUTE_ACTIVITY_DAILY_COLUMNS`: ``subject_id``, ``event_timestamp``
+        (UTC, end of the day: the next midnight), the five measures above (float) and
+        ``missing_reason`` (None or str); one row per subject and UTC day present in ``minute``,
+        sorted by subject and day.
+
+    Raises
+    ------
+    ValueError
+        If a column is missing or the timestamps are timezone-naive.
+
+    References
+    ----------
+    Tudor-Locke C, Han H, Aguiar EJ, et al. (2018). How fast is fast enough? Walking cadence
+    (steps/min) as a practical estimate of intensity in adults: a narrative review. Br J Sports
+    Med 52(12):776-788. doi:10.1136/bjsports-2017-097628
+
+    Tudor-Locke C, Brashear MM, Katzmarzyk PT, Johnson WD (2012). Peak stepping cadence in
+    free-living adults: 2005-2006 NHANES. J Phys Act Health 9(8):1125-1129.
+    doi:10.1123/jpah.9.8.1125
+
+    Troiano RP et al. (2008). Physical activity in the United States measured by accelerometer.
+    Med Sci Sports Exerc 40(1):181-188. doi:10.1249/mss.0b013e31815a51b3
+    """
+    _require_columns(minute, ("subject_id", "timestamp", "steps_count", "wear"), "MINUTE_WEARABLE")
+    steps = pd.to_numeric(minute["steps_count"], errors="coerce").to_numpy(dtype=float)
+    frame = pd.DataFrame({
+        "subject_id": minute["subject_id"].astype(str).to_numpy(),
+        "timestamp": _utc(minute["timestamp"], "MINUTE_WEARABLE").dt.floor("min").reset_index(drop=True),
+        # True, 1 and 1.0 are worn; False, 0, NaN and None are not.
+        "worn": minute["wear"].astype(object).eq(True).to_numpy(dtype=bool) & np.isfinite(steps),
+        "steps": steps,
+    })
+    if frame.empty:
+        return _empty_frame(MINUTE_ACTIVITY_DAILY_COLUMNS)
+    frame = frame.drop_duplicates(["subject_id", "timestamp"], keep="last")
+    frame["day"] = frame["timestamp"].dt.floor("D")
+    rows = []
+    for (subject_id, day), day_min in frame.groupby(["subject_id", "day"], sort=True):
+        worn_steps = day_min["steps"].to_numpy()[day_min["worn"].to_numpy()]
+        wear_min = worn_steps.size
+        row = {
+            "subject_id": subject_id,
+            "event_timestamp": day + _DAY,
+            "steps_sum_1d_count": math.nan,
+            "active_minutes_1d_min": math.nan,
+            "peak_cadence_1min_1d_steps_per_min": math.nan,
+            "peak_cadence_30min_1d_steps_per_min": math.nan,
+            "wear_time_1d_min": float(wear_min),
+            "missing_reason": None,
+        }
+        if wear_min < min_wear_min:
+            row["missing_reason"] = f"wear time {wear_min} min < {min_wear_min} min"
+        else:
+            row.update({
+                "steps_sum_1d_count": float(worn_steps.sum()),
+                "active_minutes_1d_min": float(active_minutes_min(worn_steps)),
+                "peak_cadence_1min_1d_steps_per_min": peak_cadence_steps_per_min(worn_steps, 1),
+                "peak_cadence_30min_1d_steps_per_min": peak_cadence_steps_per_min(worn_steps, 30),
+            })
+        rows.append(row)
+    return _table(rows, MINUTE_ACTIVITY_DAILY_COLUMNS)
+
+
+# --------------------------------------------------------------------------------------------
+# Raw accelerometry through SKDH
+
+
+def unix_time_s_and_accel_g(accel: pd.DataFrame, fs_hz: float) -> tuple[np.ndarray, np.ndarray]:
+    """The arrays SKDH processes take, from a canonical ACCELEROMETRY frame, converted once.
+
+    Parameters
+    ----------
+    accel : DataFrame of n rows
+        Canonical ACCELEROMETRY frame of one recording: ``timestamp`` (timezone-aware),
+        ``accel_x_g``, ``accel_y_g``, ``accel_z_g`` (g, any float dtype), in time order and
+        without gaps. Not modified.
+    fs_hz : float
+        Sampling rate, Hz; checked against the timestamps.
+
+    Returns
+    -------
+    time_s : ndarray of shape (n,), float64
+        Unix time, s (UTC).
+    accel_g : ndarray of shape (n, 3), float64, C-contiguous
+        Acceleration, g, columns x, y, z. The only copy of the samples made (SKDH computes in
+        float64).
+
+    Raises
+    ------
+    ValueError
+        If a column is missing, the timestamps are naive or out of order, the sample count does
+        not match ``fs_hz`` over the recording's span (gaps or a wrong rate) or a sample is NaN.
+    """
+    _require_columns(accel, ("timestamp", *_ACCEL_AXES), "ACCELEROMETRY")
+    if not fs_hz > 0:
+        raise ValueError(f"fs_hz={fs_hz}: pass the sampling rate in Hz (> 0)")
+    stamps = accel["timestamp"]
+    if not isinstance(stamps.dtype, pd.DatetimeTZDtype):
+        raise ValueError(
+            f"ACCELEROMETRY.timestamp has dtype {stamps.dtype}; canonical frames carry timezone-aware UTC "
+            "timestamps (datetime64[ns, UTC]; use tz_localize('UTC'))"
+        )
+    n = len(accel)
+    if n and not stamps.is_monotonic_increasing:
+        raise ValueError("ACCELEROMETRY.timestamp is not in increasing order: sort the recording by time first")
+    # asi8 views the epoch integers (in the dtype's unit) without a copy.
+    time_s = stamps.array.asi8 / float(_NS_PER_UNIT[stamps.dtype.unit])
+    if n > 1:
+        expected = (time_s[-1] - time_s[0]) * fs_hz + 1
+        if abs(n - expected) > 0.01 * expected + 1:
+            raise ValueError(
+                f"ACCELEROMETRY has {n} samples over {time_s[-1] - time_s[0]:.1f} s, {expected:.0f} at "
+                f"fs_hz={fs_hz}: the recording has gaps or another sampling rate; fill gaps "
+                "(skdh.preprocessing.FillGaps) or pass the true rate"
+            )
+    columns = [accel[column].to_numpy() for column in _ACCEL_AXES]  # views of the frame's data
+    accel_g = np.empty((n, 3), dtype=np.float64)
+    # Interleave block by block, so each block of the output is written while in cache.
+    for start in range(0, n, _FILL_BLOCK_ROWS):
+        for k, column in enumerate(columns):
+            accel_g[start:start + _FILL_BLOCK_ROWS, k] = column[start:start + _FILL_BLOCK_ROWS]
+    if n and not np.isfinite(accel_g.sum()):
+        bad = int(np.count_nonzero(~np.isfinite(accel_g).all(axis=1)))
+        raise ValueError(
+            f"ACCELEROMETRY has {bad} samples with NaN or infinite acceleration; SKDH needs finite "
+            "samples: drop or fill them first"
+        )
+    return time_s, accel_g
+
+
+def skdh_activity_pipeline(fs_hz: float, *, cutpoints: str | dict = DEFAULT_CUTPOINTS) -> skdh.Pipeline:
+    """The SKDH pipeline behind :func:`accel_activity_daily_features`.
+
+    Steps, all with SKDH's defaults unless stated:
+
+    1. ``skdh.preprocessing.GetDayWindowIndices(bases=0, periods=24)``: UTC calendar days;
+    2. ``skdh.preprocessing.AccelThresholdWearDetection()``: non-wear where at least 2 axes have
+       a standard deviation < 13 mg and a range < 67 mg over 60-min windows moved by 15 min
+       (van Hees et al. 2013), with SKDH's re-classification rules;
+    3. :class:`ActivityLevelTimes` (SKDH's ``ActivityLevelClassification`` computing only the
+       endpoints used here): ENMO in 5-s epochs, time per intensity level by ``cutpoints``,
+       mean ENMO over worn time; days with < 10 h of wear are left NaN.
+
+    Run it the way :func:`accel_activity_daily_features` does::
+
+        pipeline = skdh_activity_pipeline(50.0)
+        results = pipeline.run(time=time_s, accel=accel_g, fs=50.0, tz_name="UTC")
+        results["ActivityLevelTimes"]  # dict of per-day arrays
+
+    Parameters
+    ----------
+    fs_hz : float
+        Sampling rate the pipeline is built for, Hz (> 0). SKDH processes take the rate at run
+        time, so pass it again to ``run(fs=...)``.
+    cutpoints : str or dict
+        ENMO cut-points known to SKDH (``skdh.activity.get_available_cutpoints()``), e.g.
+        ``"migueles_wrist_adult"`` (default; Migueles et al. 2019) or
+        ``"hildebrand_wrist_adult_geneactiv"`` (Hildebrand et al. 2014), or an SKDH cut-point
+        dict. Cut-points on another metric (MAD, BFEN) are refused: the mean intensity is ENMO.
+
+    Returns
+    -------
+    skdh.Pipeline
+        A new pipeline; ``pipeline.save(path)`` writes it as YAML with its parameters.
+
+    References
+    ----------
+    van Hees VT, Gorzelniak L, Dean Leon EC, et al. (2013). Separating movement and gravity
+    components in an acceleration signal and implications for the assessment of human daily
+    physical activity. PLoS One 8(4):e61691. doi:10.1371/journal.pone.0061691
+
+    Migueles JH, Aadland E, Andersen LB, et al. (2019). Comparability of accelerometer signal
+    aggregation metrics across placements and dominant wrist cut points for the assessment of
+    physical activity in adults. Sci Rep 9:18235. doi:10.1038/s41598-019-54267-y
+
+    Hildebrand M, van Hees VT, Hansen BH, Ekelund U (2014). Age group comparability of raw
+    accelerometer output from wrist- and hip-worn monitors. Med Sci Sports Exerc
+    46(9):1816-1824. doi:10.1249/MSS.0000000000000289
+    """
+    import skdh
+    from skdh.preprocessing import AccelThresholdWearDetection, GetDayWindowIndices
+
+    if not fs_hz > 0:
+        raise ValueError(f"fs_hz={fs_hz}: pass the sampling rate in Hz (> 0)")
+    pipeline = skdh.Pipeline()
+    pipeline.add(GetDayWindowIndices(bases=0, periods=24))
+    pipeline.add(AccelThresholdWearDetection())
+    pipeline.add(_skdh_process_classes()["ActivityLevelTimes"](cutpoints=cutpoints, day_window=(0, 24)))
+    return pipeline
+
+
+def accel_activity_daily_features(
+    accel: pd.DataFrame, fs_hz: float, subject_id: str, *, cutpoints: str | dict = DEFAULT_CUTPOINTS
+) -> pd.DataFrame:
+    """Daily activity levels from one raw wrist accelerometry recording, through SKDH.
+
+    Runs :func:`skdh_activity_pipeline` on the recording, one row per UTC day it touches:
+
+    * ``sedentary_time_1d_min``, ``light_activity_1d_min``, ``mvpa_1d_min``: worn time in each
+      intensity level by the ENMO cut-points (default Migueles et al. 2019: < 50 mg sedentary,
+      50-110 mg light, >= 110 mg moderate-to-vigorous), 5-s epochs, not bouted (SKDH's
+      ``"wake <level> 5s epoch [min]"``);
+    * ``acceleration_intensity_mean_1d_mg``: mean ENMO (Euclidean norm minus 1 g, negative
+      values set to 0) over the worn time, mg;
+    * ``accel_wear_time_1d_min``: worn minutes by SKDH's AccelThresholdWearDetection.
+
+    Worn-time levels add up to the wear time (to within the epochs of wear blocks shorter than
+    a minute, which SKDH skips), so a fully recorded day gives
+    ``sedentary + light + mvpa + (1440 - wear) ~= 1440``. A day with < 10 h of wear gets NaN
+    levels and intensity and a reason such as ``"wear time 410 min < 600 min"``. A recording
+    shorter than 10 h is not run through SKDH (its wear detection needs 60-min windows, and no
+    day could be valid): every row gets NaN and a reason.
+
+    Parameters
+    ----------
+    accel : DataFrame of n rows
+        Canonical ACCELEROMETRY frame of one wrist recording (``timestamp`` UTC, ``accel_x_g``,
+        ``accel_y_g``, ``accel_z_g`` in g), in time order without gaps. Not modified; converted
+        once to the float64 arrays SKDH takes (:func:`unix_time_s_and_accel_g`).
+    fs_hz : float
+        Sampling rate, Hz.
+    subject_id : str
+        The recording's subject, copied to every row.
+    cutpoints : str or dict
+        ENMO cut-points, see :func:`skdh_activity_pipeline`.
+
+    Returns
+    -------
+    DataFrame
+        Columns :data:`ACCEL_ACTIVITY_DAILY_COLUMNS`: ``subject_id``, ``event_timestamp`` (UTC,
+        the midnight ending the day), the five measures above (float) and ``missing_reason``.
+
+    Raises
+    ------
+    ValueError
+        For a frame SKDH cannot take (see :func:`unix_time_s_and_accel_g`).
+
+    References
+    ----------
+    See :func:`skdh_activity_pipeline`.
+    """
+    time_s, accel_g = unix_time_s_and_accel_g(accel, fs_hz)
+    if time_s.size == 0:
+        return _empty_frame(ACCEL_ACTIVITY_DAILY_COLUMNS)
+    days = _utc_days(time_s)
+    duration_min = (time_s[-1] - time_s[0]) / 60.0 + 1.0 / (60.0 * fs_hz)
+    if duration_min < MIN_WEAR_MIN:
+        reason = f"recording {duration_min:.0f} min < {MIN_WEAR_MIN} min of wear needed for a valid day"
+        return _table([_nan_row(subject_id, day + _DAY, ACCEL_ACTIVITY_DAILY_COLUMNS, reason) for day in days],
+                      ACCEL_ACTIVITY_DAILY_COLUMNS)
+    pipeline = skdh_activity_pipeline(fs_hz, cutpoints=cutpoints)
+    # AccelThresholdWearDetection divides by a zero non-wear length when a recording starts
+    # or ends worn (the ratio is then inf, which its rules handle): not worth a warning.
+    with np.errstate(divide="ignore"):
+        result = pipeline.run(time=time_s, accel=accel_g, fs=float(fs_hz), tz_name="UTC")["ActivityLevelTimes"]
+    by_day = {pd.Timestamp(str(date), tz="UTC"): i for i, date in enumerate(result["Date"])}
+    rows = []
+    for day in days:
+        i = by_day.get(day)
+        if i is None:  # SKDH made no window for this day (a recording ending just after midnight)
+            rows.append(_nan_row(subject_id, day + _DAY, ACCEL_ACTIVITY_DAILY_COLUMNS, "no SKDH day window"))
+            continue
+        wear_min = float(result["Wear Minutes"][i])
+        row = {
+            "subject_id": subject_id,
+            "event_timestamp": day + _DAY,
+            **{column: float(result[key][i]) for column, key in _SKDH_LEVEL_KEYS.items()},
+            "acceleration_intensity_mean_1d_mg": 1000.0 * float(result[_SKDH_MEAN_KEY][i]),
+            "accel_wear_time_1d_min": wear_min,
+            "missing_reason": None,
+        }
+        if not np.isfinite(row["sedentary_time_1d_min"]):
+            row["missing_reason"] = (
+                f"wear time {wear_min:.0f} min < {MIN_WEAR_MIN} min" if wear_min < MIN_WEAR_MIN
+                else "SKDH computed no activity levels"
+            )
+        rows.append(row)
+    return _table(rows, ACCEL_ACTIVITY_DAILY_COLUMNS)
+
+
+# --------------------------------------------------------------------------------------------
+# SKDH process classes, built on first access (PEP 562) so importing this module stays fast
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("ActivityLevelTimes", "MeanAcceleration"):
+        return _skdh_process_classes()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+@functools.cache
+def _skdh_process_classes() -> dict[str, type]:
+    from skdh.activity import ActivityLevelClassification
+    from skdh.activity.endpoints import ActivityEndpoint, TotalIntensityTime
+    from skdh.activity.utility import handle_cutpoints
+
+    class MeanAcceleration(ActivityEndpoint):
+        """SKDH activity endpoint: mean of the acceleration metric (ENMO, g) over the state's
+        worn time of a day, epochs of every wear block weighted alike.
+
+        Result key ``"<state> mean acc [g]"``.
+        """
+
+        def __init__(self, state: str = "wake"):
+            super().__init__("mean acc [g]", state)
+            self._sum = 0.0
+            self._count = 0
+
+        def predict(self, results, i, accel_metric, accel_metric_60, epoch_s, epochs_per_min, **kwargs):
+            """Add one wear block's epochs (``accel_metric``, shape (n_epochs,)) to day ``i``."""
+            super().predict()
+            finite = np.isfinite(accel_metric)
+            self._sum += float(accel_metric[finite].sum())
+            self._count += int(finite.sum())
+            results[self.name][i] = self._sum / self._count if self._count else math.nan
+
+        def reset_cached(self):
+            """Start the next day from zero."""
+            self._sum = 0.0
+            self._count = 0
+
+    class ActivityLevelTimes(ActivityLevelClassification):
+        """SKDH's ``ActivityLevelClassification`` computing only the time per intensity level
+        and the mean acceleration metric.
+
+        The parent computes some 90 endpoints per day, among them a detrended fluctuation
+        analysis that takes about 20 s per day of 50 Hz data; the daily features need four.
+        Everything else (epochs, wear and day handling, minimum wear time, result layout) is
+        the parent's. Results per day: ``"wake <level> <short_wlen>s epoch [min]"`` for the
+        levels sed, light, mod, vig and MVPA, and ``"wake mean acc [g]"``; the same with
+        ``sleep`` when sleep periods are passed to ``predict``.
+
+        Parameters
+        ----------
+        cutpoints : str or dict
+            Cut-points (see ``ActivityLevelClassification``); must use the ``metric_enmo``
+            metric, as the mean intensity is reported as ENMO.
+        min_wear_time : int
+            Least wear of a valid day, hours (default 10).
+        short_wlen : int
+            Epoch length, s (default 5).
+        day_window : tuple of int
+            (base hour, period hours) of the days (default (0, 24): calendar days).
+        **kwargs
+            Other ``ActivityLevelClassification`` parameters (accepted so that a saved
+            pipeline loads again; they do not change the endpoints computed here).
+        """
+
+        def __init__(self, cutpoints=DEFAULT_CUTPOINTS, min_wear_time=10, short_wlen=EPOCH_S,
+                     day_window=(0, 24), **kwargs):
+            resolved = handle_cutpoints(cutpoints)
+            if resolved["metric"] != "metric_enmo":
+                raise ValueError(
+                    f"cutpoints {cutpoints!r} use {resolved['metric']}; pass ENMO cut-points, e.g. "
+                    f"{DEFAULT_CUTPOINTS!r} or 'hildebrand_wrist_adult_geneactiv'"
+                )
+            super().__init__(cutpoints=cutpoints, min_wear_time=min_wear_time, short_wlen=short_wlen,
+                             day_window=day_window, **kwargs)
+            levels = ("MVPA", "sed", "light", "mod", "vig")
+            self.wake_endpoints = [TotalIntensityTime(lvl, self.wlen, self.cutpoints, state="wake") for lvl in levels]
+            self.wake_endpoints.append(MeanAcceleration(state="wake"))
+            self.sleep_endpoints = [TotalIntensityTime(lvl, self.wlen, self.cutpoints, state="sleep") for lvl in levels]
+            self.sleep_endpoints.append(MeanAcceleration(state="sleep"))
+
+    classes = {"MeanAcceleration": MeanAcceleration, "ActivityLevelTimes": ActivityLevelTimes}
+    for cls in classes.values():  # so Pipeline.save/load and pickle find them in this module
+        cls.__module__ = __name__
+        cls.__qualname__ = cls.__name__
+    return classes
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers shared with sleep and gait
+
+
+def _require_columns(frame: pd.DataFrame, columns: tuple[str, ...], what: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValueError(
+            f"{what} frame lacks column(s) {missing}; it has {list(frame.columns)}: pass the canonical "
+            f"{what} frame (validation.schemas)"
+        )
+
+
+def _utc(timestamps: pd.Series, what: str) -> pd.Series:
+    stamps = pd.to_datetime(timestamps)
+    if stamps.dt.tz is None:
+        raise ValueError(
+            f"{what}.timestamp is timezone-naive; canonical frames carry UTC timestamps (use tz_localize('UTC'))"
+        )
+    return stamps.dt.tz_convert("UTC")
+
+
+def _utc_days(time_s: np.ndarray) -> list[pd.Timestamp]:
+    """UTC midnights of the calendar days a recording touches, from its first and last sample."""
+    first = pd.Timestamp(float(time_s[0]), unit="s", tz="UTC").floor("D")
+    last = pd.Timestamp(float(time_s[-1]), unit="s", tz="UTC").floor("D")
+    return list(pd.date_range(first, last, freq="D"))
+
+
+def _nan_row(subject_id: str, event_timestamp: pd.Timestamp, columns: tuple[str, ...], reason: str) -> dict:
+    row: dict[str, Any] = dict.fromkeys(columns, math.nan)
+    row.update(subject_id=subject_id, event_timestamp=event_timestamp, missing_reason=reason)
+    return row
+
+
+def _table(rows: list[dict], columns: tuple[str, ...]) -> pd.DataFrame:
+    if not rows:
+        return _empty_frame(columns)
+    frame = pd.DataFrame(rows, columns=list(columns))
+    frame["subject_id"] = frame["subject_id"].astype(object)
+    frame["event_timestamp"] = pd.to_datetime(frame["event_timestamp"], utc=True).astype("datetime64[ns, UTC]")
+    frame["missing_reason"] = frame["missing_reason"].astype(object).where(frame["missing_reason"].notna(), None)
+    for column in columns:
+        if column not in ("subject_id", "event_timestamp", "missing_reason"):
+            frame[column] = frame[column].astype(float)
+    return frame
+
+
+def _empty_frame(columns: tuple[str, ...]) -> pd.DataFrame:
+    frame = pd.DataFrame({c: pd.Series(dtype=float) for c in columns})
+    frame["subject_id"] = frame["subject_id"].astype(object)
+    frame["event_timestamp"] = pd.Series(dtype="datetime64[ns, UTC]")
+    frame["missing_reason"] = frame["missing_reason"].astype(object)
+    return frame

@@ -1,0 +1,992 @@
+"""Cardiac biomarkers: heart-rate variability, resting heart rate and beat detection.
+
+Raw beats become features in four steps, each a pure function of arrays:
+
+1. beats from a waveform: :func:`r_peak_indices` (ECG) or :func:`pulse_peak_indices` (PPG),
+   their quality (:func:`beat_template_correlation`), then :func:`rr_intervals_from_peaks_ms`;
+2. normal-to-normal (NN) intervals: :func:`nn_intervals_ms` flags ectopic beats and artefacts;
+3. time-domain measures (:func:`mean_nn_ms`, :func:`sdnn_ms`, :func:`rmssd_ms`,
+   :func:`pnn50_percent`) and frequency-domain measures (:func:`lf_power_ms2`,
+   :func:`hf_power_ms2`, :func:`lf_hf_ratio`) with the definitions of the Task Force (1996);
+4. table functions the feature build calls, one row per subject per UTC day:
+   :func:`hrv_daily_features`, :func:`ecg_hrv_features`, :func:`ppg_hrv_features` and
+   :func:`heart_rate_daily_features`.
+
+A day's row carries ``event_timestamp``, the end of the UTC day it summarizes (the next
+midnight), and ``missing_reason``: ``None`` when every measure of the row was computed, else a
+sentence saying why the measures that are NaN could not be. Too little or too poor data gives
+NaN and a reason, never an exception and never a made-up value.
+
+References
+----------
+Task Force of the European Society of Cardiology and the North American Society of Pacing and
+Electrophysiology (1996). Heart rate variability: standards of measurement, physiological
+interpretation and clinical use. Circulation 93(5):1043-1065.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+from scipy import interpolate, ndimage, signal
+
+# Frequency bands of short-term HRV (Task Force 1996), Hz, half-open [low, high).
+LF_BAND_HZ = (0.04, 0.15)
+HF_BAND_HZ = (0.15, 0.40)
+
+HRV_MORNING_COLUMNS = (
+    "mean_nn_morning_ms",
+    "sdnn_morning_ms",
+    "rmssd_morning_ms",
+    "pnn50_morning_percent",
+    "lf_power_morning_ms2",
+    "hf_power_morning_ms2",
+    "lf_hf_ratio_morning",
+    "ectopic_beats_morning_percent",
+)
+HRV_DAILY_COLUMNS = ("subject_id", "event_timestamp", *HRV_MORNING_COLUMNS, "missing_reason")
+HEART_RATE_DAILY_COLUMNS = (
+    "subject_id",
+    "event_timestamp",
+    "resting_heart_rate_1d_bpm",
+    "heart_rate_mean_1d_bpm",
+    "missing_reason",
+)
+
+# Least correlation of a beat with the average beat for an acceptable ECG or PPG beat
+# (Orphanidou et al. 2015).
+MIN_BEAT_CORRELATION = 0.86
+
+_DAY = pd.Timedelta(days=1)
+
+
+# --------------------------------------------------------------------------------------------
+# NN intervals: ectopic beats and artefacts
+
+
+def nn_intervals_ms(
+    rr_interval_ms: np.ndarray,
+    *,
+    min_ms: float = 300.0,
+    max_ms: float = 2000.0,
+    max_deviation_fraction: float = 0.20,
+    median_beats: int = 11,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Normal-to-normal intervals: the RR series with ectopic beats and artefacts removed.
+
+    An interval is flagged when it is missing (NaN), outside ``[min_ms, max_ms]`` (300-2000 ms,
+    i.e. 30-200 bpm), or when it differs by more than ``max_deviation_fraction`` (20 %) from the
+    median of the ``median_beats`` (11) in-range intervals centred on it. This is the 20 % rule
+    of Malik et al. (1989), taken against a local median rather than the previous interval so
+    that the interval after a flagged beat is judged against normal beats, as in the
+    threshold-based correction of Kubios HRV (Tarvainen et al. 2014). A premature beat flags
+    both its short coupling interval and the long compensatory pause that follows.
+
+    Flagged intervals are replaced by NaN rather than removed, so the series keeps its beat
+    positions: the time-domain functions of this module take successive differences only
+    between two adjacent normal intervals (Task Force 1996: "adjacent NN intervals"), and the
+    spectral functions bridge removed intervals by interpolating at the kept beats' times.
+
+    Parameters
+    ----------
+    rr_interval_ms : array-like of shape (n_intervals,)
+        Consecutive RR intervals in ms, in beat order.
+    min_ms, max_ms : float
+        Physiological range of an interval, ms.
+    max_deviation_fraction : float
+        Largest accepted relative difference from the local median (0.20 = 20 %).
+    median_beats : int
+        Number of intervals in the centred local-median window (odd).
+
+    Returns
+    -------
+    nn_ms : ndarray of shape (n_intervals,)
+        The intervals in ms with every flagged interval set to NaN.
+    is_ectopic : ndarray of bool, shape (n_intervals,)
+        True where the interval was flagged as ectopic or artefact; its mean times 100 is the
+        ectopic percentage (:func:`ectopic_beats_percent`).
+
+    References
+    ----------
+    Malik M, Farrell T, Cripps T, Camm AJ (1989). Heart rate variability in relation to
+    prognosis after myocardial infarction: selection of optimal processing techniques.
+    Eur Heart J 10(12):1060-1074.
+
+    Tarvainen MP, Niskanen JP, Lipponen JA, Ranta-aho PO, Karjalainen PA (2014). Kubios HRV -
+    heart rate variability analysis software. Comput Methods Programs Biomed 113(1):210-220.
+    """
+    rr = np.array(rr_interval_ms, dtype=float).reshape(-1)
+    out_of_range = ~np.isfinite(rr) | (rr < min_ms) | (rr > max_ms)
+    in_range = np.where(out_of_range, np.nan, rr)
+    local_median = (
+        pd.Series(in_range).rolling(median_beats, center=True, min_periods=1).median().to_numpy()
+    )
+    with np.errstate(invalid="ignore"):
+        deviates = np.abs(rr - local_median) > max_deviation_fraction * local_median
+    is_ectopic = out_of_range | deviates
+    return np.where(is_ectopic, np.nan, rr), is_ectopic
+
+
+def ectopic_beats_percent(is_ectopic: np.ndarray) -> float:
+    """Share of intervals flagged as ectopic or artefact, percent (NaN for no intervals)."""
+    flags = np.asarray(is_ectopic, dtype=bool)
+    return float(100.0 * flags.mean()) if flags.size else math.nan
+
+
+# --------------------------------------------------------------------------------------------
+# Time domain (Task Force 1996)
+
+
+def _finite(values: np.ndarray) -> np.ndarray:
+    x = np.asarray(values, dtype=float).reshape(-1)
+    return x[np.isfinite(x)]
+
+
+def successive_differences_ms(nn_ms: np.ndarray) -> np.ndarray:
+    """Differences between adjacent NN intervals, ms, shape (n_pairs,).
+
+    Only pairs of two adjacent finite intervals count: a NaN (a removed ectopic beat or a gap)
+    breaks the chain, so no difference spans it.
+    """
+    d = np.diff(np.asarray(nn_ms, dtype=float).reshape(-1))
+    return d[np.isfinite(d)]
+
+
+def mean_nn_ms(nn_ms: np.ndarray) -> float:
+    """Mean of the NN intervals in ms (NaN entries ignored; NaN when there are none)."""
+    x = _finite(nn_ms)
+    return float(x.mean()) if x.size else math.nan
+
+
+def sdnn_ms(nn_ms: np.ndarray) -> float:
+    """Standard deviation of the NN intervals (SDNN), ms.
+
+    Sample standard deviation (``ddof=1``), as Kubios HRV and pyHRV compute it; NaN entries
+    are ignored and fewer than two intervals give NaN.
+
+    Parameters
+    ----------
+    nn_ms : array-like of shape (n_intervals,)
+        NN intervals in ms; NaN marks a removed interval.
+
+    Returns
+    -------
+    float
+        SDNN in ms (Task Force 1996, time-domain measures).
+    """
+    x = _finite(nn_ms)
+    return float(x.std(ddof=1)) if x.size >= 2 else math.nan
+
+
+def rmssd_ms(nn_ms: np.ndarray) -> float:
+    """Root mean square of successive differences of adjacent NN intervals (RMSSD), ms.
+
+    Parameters
+    ----------
+    nn_ms : array-like of shape (n_intervals,)
+        NN intervals in ms; NaN marks a removed interval and breaks the chain of differences.
+
+    Returns
+    -------
+    float
+        ``sqrt(mean(diff(nn) ** 2))`` over adjacent normal pairs in ms (Task Force 1996);
+        NaN when there is no such pair.
+    """
+    d = successive_differences_ms(nn_ms)
+    return float(np.sqrt(np.mean(d**2))) if d.size else math.nan
+
+
+def pnn50_percent(nn_ms: np.ndarray) -> float:
+    """Percentage of adjacent NN pairs differing by more than 50 ms (pNN50), percent.
+
+    Parameters
+    ----------
+    nn_ms : array-like of shape (n_intervals,)
+        NN intervals in ms; NaN marks a removed interval.
+
+    Returns
+    -------
+    float
+        ``100 * NN50 / n_pairs`` where NN50 counts ``|diff| > 50`` ms, strictly (Task Force
+        1996); the denominator is the number of successive differences. NaN when there is no
+        pair.
+    """
+    d = successive_differences_ms(nn_ms)
+    return float(100.0 * np.mean(np.abs(d) > 50.0)) if d.size else math.nan
+
+
+# --------------------------------------------------------------------------------------------
+# Frequency domain
+
+
+def beat_times_s(rr_interval_ms: np.ndarray) -> np.ndarray:
+    """Time of the beat that ends each interval, s from the start of the first interval.
+
+    For a gap-free series only: ``cumsum(rr) / 1000``, shape (n_intervals,).
+    """
+    return np.cumsum(np.asarray(rr_interval_ms, dtype=float).reshape(-1)) / 1000.0
+
+
+def nn_power_spectral_density_ms2_per_hz(
+    nn_ms: np.ndarray,
+    beat_time_s: np.ndarray,
+    *,
+    resample_hz: float = 4.0,
+    segment_s: float = 120.0,
+    overlap_fraction: float = 0.5,
+    window: str = "hann",
+    detrend: str = "linear",
+    nfft: int = 4096,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Power spectral density of an NN series: cubic resampling at 4 Hz, then Welch.
+
+    The NN intervals, unevenly spaced in time, are interpolated with a cubic spline at the
+    times of their ending beats and resampled at ``resample_hz`` (4 Hz, the rate of Kubios
+    HRV); Welch's method then averages Hann-windowed, linearly detrended segments of
+    ``segment_s`` (120 s, the Task Force minimum recording for LF, so each segment resolves LF
+    on its own) overlapping by half, zero-padded to ``nfft`` points (frequency grid of about
+    1 mHz at 4 Hz). A 5-minute recording gives four averaged segments. A record shorter than
+    one segment is analysed as a single segment.
+
+    Why Welch and not Lomb-Scargle: the Lomb-Scargle periodogram needs no resampling, but its
+    power scaling differs between implementations and it leaks high-frequency power, so its
+    ms² values are not comparable with published short-term norms (Nunan et al. 2010), which
+    are almost all from resampled FFT/Welch spectra. Removed ectopic beats are no problem for
+    the resampling approach because each kept interval keeps its own beat time: the spline
+    bridges the gap as Kubios' interpolation-based correction does.
+
+    Parameters
+    ----------
+    nn_ms : array-like of shape (n_intervals,)
+        NN intervals in ms; NaN entries (removed intervals) are skipped.
+    beat_time_s : array-like of shape (n_intervals,)
+        Time of the beat ending each interval, s (any origin), increasing.
+    resample_hz : float
+        Rate of the evenly resampled series, Hz.
+    segment_s : float
+        Welch segment length, s.
+    overlap_fraction : float
+        Overlap of consecutive segments, fraction of a segment.
+    window : str
+        Window function name understood by :func:`scipy.signal.get_window`.
+    detrend : {"linear", "constant"}
+        Detrending of each segment.
+    nfft : int
+        Length of the FFT (zero padding); raised to the segment length if shorter.
+
+    Returns
+    -------
+    frequency_hz : ndarray of shape (n_frequencies,)
+        Frequencies from 0 to ``resample_hz / 2``, Hz.
+    psd_ms2_per_hz : ndarray of shape (n_frequencies,)
+        One-sided power spectral density, ms²/Hz. Both arrays are empty when fewer than four
+        finite intervals or less than four resampled points are available.
+
+    References
+    ----------
+    Welch PD (1967). The use of fast Fourier transform for the estimation of power spectra.
+    IEEE Trans Audio Electroacoust 15(2):70-73.
+
+    Nunan D, Sandercock GRH, Brodie DA (2010). A quantitative systematic review of normal
+    values for short-term heart rate variability in healthy adults. Pacing Clin Electrophysiol
+    33(11):1407-1417.
+    """
+    nn = np.asarray(nn_ms, dtype=float).reshape(-1)
+    t = np.asarray(beat_time_s, dtype=float).reshape(-1)
+    if nn.shape != t.shape:
+        raise ValueError(f"nn_ms has shape {nn.shape} but beat_time_s has shape {t.shape}; pass one time per interval")
+    keep = np.isfinite(nn) & np.isfinite(t)
+    nn, t = nn[keep], t[keep]
+    order = np.argsort(t, kind="stable")
+    nn, t = nn[order], t[order]
+    unique = np.r_[True, np.diff(t) > 0]
+    nn, t = nn[unique], t[unique]
+    empty = (np.empty(0), np.empty(0))
+    if nn.size < 4:
+        return empty
+    grid = np.arange(t[0], t[-1], 1.0 / resample_hz)
+    if grid.size < 4:
+        return empty
+    resampled = interpolate.CubicSpline(t, nn)(grid)
+    nperseg = min(int(round(segment_s * resample_hz)), grid.size)
+    return signal.welch(
+        resampled,
+        fs=resample_hz,
+        window=window,
+        nperseg=nperseg,
+        noverlap=int(nperseg * overlap_fraction),
+        nfft=max(nfft, nperseg),
+        detrend=detrend,
+        scaling="density",
+    )
+
+
+def band_power_ms2(frequency_hz: np.ndarray, psd_ms2_per_hz: np.ndarray, low_hz: float, high_hz: float) -> float:
+    """Power in the band ``[low_hz, high_hz)``, ms²: the PSD summed over its bins times the bin width.
+
+    NaN when the spectrum is empty.
+    """
+    f = np.asarray(frequency_hz, dtype=float)
+    p = np.asarray(psd_ms2_per_hz, dtype=float)
+    if f.size < 2:
+        return math.nan
+    in_band = (f >= low_hz) & (f < high_hz)
+    return float(p[in_band].sum() * (f[1] - f[0]))
+
+
+def lf_power_ms2(nn_ms: np.ndarray, beat_time_s: np.ndarray, **spectrum_options) -> float:
+    """Low-frequency power (0.04-0.15 Hz) of an NN series, ms².
+
+    Parameters
+    ----------
+    nn_ms, beat_time_s : array-like of shape (n_intervals,)
+        NN intervals (ms, NaN = removed) and the times of their ending beats (s).
+    **spectrum_options
+        Passed to :func:`nn_power_spectral_density_ms2_per_hz`.
+
+    Returns
+    -------
+    float
+        Absolute LF power in ms² (Task Force 1996); NaN for too short a series.
+    """
+    f, p = nn_power_spectral_density_ms2_per_hz(nn_ms, beat_time_s, **spectrum_options)
+    return band_power_ms2(f, p, *LF_BAND_HZ)
+
+
+def hf_power_ms2(nn_ms: np.ndarray, beat_time_s: np.ndarray, **spectrum_options) -> float:
+    """High-frequency power (0.15-0.40 Hz) of an NN series, ms².
+
+    Parameters
+    ----------
+    nn_ms, beat_time_s : array-like of shape (n_intervals,)
+        NN intervals (ms, NaN = removed) and the times of their ending beats (s).
+    **spectrum_options
+        Passed to :func:`nn_power_spectral_density_ms2_per_hz`.
+
+    Returns
+    -------
+    float
+        Absolute HF power in ms² (Task Force 1996); NaN for too short a series.
+    """
+    f, p = nn_power_spectral_density_ms2_per_hz(nn_ms, beat_time_s, **spectrum_options)
+    return band_power_ms2(f, p, *HF_BAND_HZ)
+
+
+def _ratio(lf: float, hf: float) -> float:
+    return lf / hf if np.isfinite(lf) and np.isfinite(hf) and hf > 0 else math.nan
+
+
+def lf_hf_ratio(nn_ms: np.ndarray, beat_time_s: np.ndarray, **spectrum_options) -> float:
+    """Ratio of LF to HF power of an NN series, dimensionless (NaN when HF power is 0 or unknown).
+
+    Parameters and spectrum as :func:`lf_power_ms2`.
+    """
+    f, p = nn_power_spectral_density_ms2_per_hz(nn_ms, beat_time_s, **spectrum_options)
+    return _ratio(band_power_ms2(f, p, *LF_BAND_HZ), band_power_ms2(f, p, *HF_BAND_HZ))
+
+
+# --------------------------------------------------------------------------------------------
+# Beat detection from waveforms
+
+
+def _without_nan(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The signal with NaN samples linearly interpolated, and the mask of the finite ones."""
+    finite = np.isfinite(x)
+    if finite.all() or not finite.any():
+        return np.where(finite, x, 0.0), finite
+    idx = np.arange(x.size)
+    return np.interp(idx, idx[finite], x[finite]), finite
+
+
+def _blocks(above: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Start (inclusive) and stop (exclusive) indices of the runs of True in ``above``."""
+    edges = np.diff(np.r_[0, above.astype(np.int8), 0])
+    return np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+
+
+def _peaks_in_blocks(
+    detector: np.ndarray,
+    feature: np.ndarray,
+    fs_hz: float,
+    *,
+    short_window_s: float,
+    long_window_s: float,
+    beta: float,
+    refractory_s: float,
+) -> np.ndarray:
+    """Elgendi's two-moving-averages block detector.
+
+    Blocks of interest are the runs where the short moving average of ``detector`` exceeds its
+    long moving average plus ``beta`` times its mean; a block at least one short window wide
+    holds one beat, located at the maximum of ``feature`` inside it. Of two beats closer than
+    ``refractory_s`` the smaller is dropped.
+    """
+    w1 = max(int(round(short_window_s * fs_hz)), 1)
+    w2 = max(int(round(long_window_s * fs_hz)), 1)
+    ma_short = ndimage.uniform_filter1d(detector, w1, mode="nearest")
+    ma_long = ndimage.uniform_filter1d(detector, w2, mode="nearest")
+    starts, stops = _blocks(ma_short > ma_long + beta * detector.mean())
+    wide = (stops - starts) >= w1
+    peaks = np.array(
+        [start + int(np.argmax(feature[start:stop])) for start, stop in zip(starts[wide], stops[wide], strict=True)],
+        dtype=np.int64,
+    )
+    # A maximum on the first or last sample is where the record was cut, not a peak.
+    peaks = peaks[np.isfinite(feature[peaks]) & (peaks > 0) & (peaks < feature.size - 1)]
+    return _enforce_refractory(peaks, feature, int(round(refractory_s * fs_hz)))
+
+
+def _enforce_refractory(peaks: np.ndarray, height: np.ndarray, min_distance: int) -> np.ndarray:
+    kept: list[int] = []
+    for p in peaks:
+        if kept and p - kept[-1] < min_distance:
+            if height[p] > height[kept[-1]]:
+                kept[-1] = int(p)
+            continue
+        kept.append(int(p))
+    return np.asarray(kept, dtype=np.int64)
+
+
+def r_peak_indices(ecg_mv: np.ndarray, fs_hz: float) -> np.ndarray:
+    """Sample indices of the R peaks of an ECG.
+
+    Elgendi's knowledge-based QRS detector: 3rd-order Butterworth band-pass 8-20 Hz (zero
+    phase), squaring, two moving averages (97 ms for the QRS, 611 ms for the beat) and the
+    offset ``beta = 0.08`` times the mean squared signal; each block of interest at least
+    97 ms wide holds one QRS. The R peak is then placed at the maximum of the ECG inside the
+    block after removing baseline wander (0.5 Hz zero-phase high-pass), so its timing is that
+    of the recorded wave, not of the filtered one. The polarity of the QRS is taken from the
+    larger of the median positive and median negative deflections over all blocks, so inverted
+    leads work too. Two peaks closer than 250 ms (240 bpm) keep the larger.
+
+    Parameters
+    ----------
+    ecg_mv : array-like of shape (n_samples,)
+        One ECG lead in mV (any unit works), evenly sampled; NaN samples are interpolated for
+        filtering and never chosen as peaks.
+    fs_hz : float
+        Sampling rate in Hz (at least 50 Hz; 250 Hz or more recommended for HRV).
+
+    Returns
+    -------
+    ndarray of int64, shape (n_beats,)
+        Increasing R-peak indices, never the first or last sample (a record cut mid-beat);
+        empty for a signal too short to filter (< 2 s) or flat.
+
+    References
+    ----------
+    Elgendi M (2013). Fast QRS detection with an optimized knowledge-based method: evaluation
+    on 11 standard ECG databases. PLoS ONE 8(9):e73557.
+
+    Pan J, Tompkins WJ (1985). A real-time QRS detection algorithm. IEEE Trans Biomed Eng
+    32(3):230-236 (band-pass, squaring and moving-window integration).
+    """
+    x, finite = _without_nan(np.asarray(ecg_mv, dtype=float).reshape(-1))
+    if x.size < 2 * fs_hz or not np.any(np.ptp(x)):
+        return np.empty(0, dtype=np.int64)
+    band = signal.sosfiltfilt(signal.butter(3, [8.0, 20.0], btype="bandpass", fs=fs_hz, output="sos"), x)
+    baseline_free = signal.sosfiltfilt(signal.butter(2, 0.5, btype="highpass", fs=fs_hz, output="sos"), x)
+    squared = band**2
+    w1 = max(int(round(0.097 * fs_hz)), 1)
+    w2 = max(int(round(0.611 * fs_hz)), 1)
+    ma_qrs = ndimage.uniform_filter1d(squared, w1, mode="nearest")
+    ma_beat = ndimage.uniform_filter1d(squared, w2, mode="nearest")
+    starts, stops = _blocks(ma_qrs > ma_beat + 0.08 * squared.mean())
+    wide = (stops - starts) >= w1
+    starts, stops = starts[wide], stops[wide]
+    if starts.size == 0:
+        return np.empty(0, dtype=np.int64)
+    highs = np.array([baseline_free[a:b].max() for a, b in zip(starts, stops, strict=True)])
+    lows = np.array([baseline_free[a:b].min() for a, b in zip(starts, stops, strict=True)])
+    polarity = 1.0 if np.median(highs) >= -np.median(lows) else -1.0
+    feature = np.where(finite, polarity * baseline_free, -np.inf)
+    peaks = np.array([a + int(np.argmax(feature[a:b])) for a, b in zip(starts, stops, strict=True)], dtype=np.int64)
+    # A maximum on the first or last sample is where the record was cut, not a peak.
+    peaks = peaks[np.isfinite(feature[peaks]) & (peaks > 0) & (peaks < x.size - 1)]
+    return _enforce_refractory(peaks, feature, int(round(0.25 * fs_hz)))
+
+
+def pulse_peak_indices(ppg_au: np.ndarray, fs_hz: float) -> np.ndarray:
+    """Sample indices of the systolic peaks of a photoplethysmogram.
+
+    Elgendi's two-event-related-moving-averages method: 2nd-order Butterworth band-pass
+    0.5-8 Hz (zero phase), negative values clipped to zero, squaring, moving averages of
+    111 ms (systolic peak) and 667 ms (beat), offset ``beta = 0.02`` times the mean squared
+    signal; each block of interest at least 111 ms wide holds one systolic peak, placed at the
+    maximum of the band-passed signal inside the block. Two peaks closer than 300 ms (200 bpm)
+    keep the larger. Pulse-to-pulse intervals approximate RR intervals (pulse rate
+    variability) at rest.
+
+    Parameters
+    ----------
+    ppg_au : array-like of shape (n_samples,)
+        Photoplethysmogram in arbitrary units, larger = more blood volume (invert a raw
+        absorbance signal first), evenly sampled; NaN samples are interpolated for filtering and
+        never chosen as peaks.
+    fs_hz : float
+        Sampling rate in Hz (at least 20 Hz).
+
+    Returns
+    -------
+    ndarray of int64, shape (n_beats,)
+        Increasing pulse-peak indices, never the first or last sample (a record cut mid-beat);
+        empty for a signal too short to filter (< 2 s) or flat.
+
+    References
+    ----------
+    Elgendi M, Norton I, Brearley M, Abbott D, Schuurmans D (2013). Systolic peak detection in
+    acceleration photoplethysmograms measured from emergency responders in tropical conditions.
+    PLoS ONE 8(10):e76585.
+    """
+    x, finite = _without_nan(np.asarray(ppg_au, dtype=float).reshape(-1))
+    if x.size < 2 * fs_hz or not np.any(np.ptp(x)):
+        return np.empty(0, dtype=np.int64)
+    band = signal.sosfiltfilt(signal.butter(2, [0.5, 8.0], btype="bandpass", fs=fs_hz, output="sos"), x)
+    squared = np.clip(band, 0.0, None) ** 2
+    feature = np.where(finite, band, -np.inf)
+    return _peaks_in_blocks(
+        squared, feature, fs_hz, short_window_s=0.111, long_window_s=0.667, beta=0.02, refractory_s=0.3
+    )
+
+
+def beat_template_correlation(waveform: np.ndarray, peak_indices: np.ndarray, fs_hz: float) -> np.ndarray:
+    """Correlation of each beat with the recording's average beat (template), dimensionless.
+
+    The waveform is high-passed at 0.5 Hz (zero phase) to remove baseline wander; each beat is
+    the stretch from 0.3 median beat intervals before its peak to 0.6 after, the template is
+    the mean of all beats, and each beat's Pearson correlation with the template measures its
+    quality. Orphanidou et al. (2015) accept ECG and PPG whose beats correlate with the
+    template at 0.86 or more; a beat below that is a motion artefact, noise or an ectopic beat
+    of another shape.
+
+    Parameters
+    ----------
+    waveform : array-like of shape (n_samples,)
+        ECG (mV) or PPG (a.u.), evenly sampled; NaN samples are interpolated.
+    peak_indices : array-like of int, shape (n_beats,)
+        Beat locations (R or systolic peaks), increasing.
+    fs_hz : float
+        Sampling rate, Hz.
+
+    Returns
+    -------
+    ndarray of shape (n_beats,)
+        Correlation in [-1, 1] per beat; NaN where it cannot be computed: a beat cut by either
+        end of the signal, a flat beat, or fewer than three complete beats in all.
+
+    References
+    ----------
+    Orphanidou C, Bonnici T, Charlton P, Clifton D, Vallance D, Tarassenko L (2015).
+    Signal-quality indices for the electrocardiogram and photoplethysmogram: derivation and
+    applications to wireless monitoring. IEEE J Biomed Health Inform 19(3):832-838.
+    """
+    peaks = np.asarray(peak_indices, dtype=np.int64).reshape(-1)
+    out = np.full(peaks.size, np.nan)
+    x, _ = _without_nan(np.asarray(waveform, dtype=float).reshape(-1))
+    if peaks.size < 3 or x.size < 2 * fs_hz:
+        return out
+    x = signal.sosfiltfilt(signal.butter(2, 0.5, btype="highpass", fs=fs_hz, output="sos"), x)
+    median_interval = float(np.median(np.diff(peaks)))
+    before, after = int(round(0.3 * median_interval)), int(round(0.6 * median_interval))
+    complete = (peaks - before >= 0) & (peaks + after < x.size)
+    if complete.sum() < 3:
+        return out
+    beats = np.array([x[p - before : p + after] for p in peaks[complete]])
+    template = beats.mean(axis=0)
+    if before + after < 3 or not np.std(template) > 0:
+        return out
+    spread = beats.std(axis=1)
+    correlation = np.full(beats.shape[0], np.nan)
+    ok = spread > 0
+    centred = beats[ok] - beats[ok].mean(axis=1, keepdims=True)
+    reference = template - template.mean()
+    correlation[ok] = centred @ reference / (np.linalg.norm(centred, axis=1) * np.linalg.norm(reference))
+    out[complete] = correlation
+    return out
+
+
+def rr_intervals_from_peaks_ms(peak_indices: np.ndarray, fs_hz: float) -> np.ndarray:
+    """Intervals between consecutive beats in ms, shape (n_beats - 1,), from sample indices and the rate in Hz."""
+    peaks = np.asarray(peak_indices, dtype=float).reshape(-1)
+    return np.diff(peaks) * 1000.0 / fs_hz
+
+
+# --------------------------------------------------------------------------------------------
+# Table functions
+
+
+def _require_columns(frame: pd.DataFrame, columns: tuple[str, ...], what: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValueError(
+            f"{what} frame lacks column(s) {missing}; it has {list(frame.columns)}: pass the canonical "
+            f"{what} frame (validation.schemas)"
+        )
+
+
+def _utc(timestamps: pd.Series, what: str) -> pd.Series:
+    ts = pd.to_datetime(timestamps)
+    if ts.dt.tz is None:
+        raise ValueError(
+            f"{what}.timestamp is timezone-naive; canonical frames carry UTC timestamps (use tz_localize('UTC'))"
+        )
+    return ts.dt.tz_convert("UTC")
+
+
+def _empty_frame(columns: tuple[str, ...]) -> pd.DataFrame:
+    frame = pd.DataFrame({c: pd.Series(dtype=float) for c in columns})
+    frame["subject_id"] = frame["subject_id"].astype(object)
+    frame["event_timestamp"] = pd.Series(dtype="datetime64[ns, UTC]")
+    frame["missing_reason"] = frame["missing_reason"].astype(object)
+    return frame
+
+
+def _hrv_window(
+    rr_ms: np.ndarray,
+    end_time_s: np.ndarray,
+    *,
+    min_duration_s: float,
+    max_ectopic_percent: float,
+    max_spectral_gap_s: float,
+    gap_tolerance_s: float = 0.25,
+) -> tuple[dict[str, float], str | None]:
+    """HRV measures of one recording: intervals and end-of-interval times (s), both shape (n,)."""
+    nn, is_ectopic = nn_intervals_ms(rr_ms)
+    values = dict.fromkeys(HRV_MORNING_COLUMNS, math.nan)
+    values["ectopic_beats_morning_percent"] = ectopic_beats_percent(is_ectopic)
+    duration_s = float(np.nansum(rr_ms)) / 1000.0
+    if duration_s < min_duration_s:
+        return values, f"only {duration_s:.0f} s of RR data (needs {min_duration_s:.0f} s)"
+    if values["ectopic_beats_morning_percent"] > max_ectopic_percent:
+        return values, (
+            f"{values['ectopic_beats_morning_percent']:.1f} % of intervals flagged as ectopic or artefact "
+            f"(at most {max_ectopic_percent:.0f} % allowed)"
+        )
+    # A jump in the beat times that the interval does not explain is a gap in the stream: a NaN
+    # placed there keeps successive differences from spanning it.
+    start_s = end_time_s - rr_ms / 1000.0
+    gap = np.r_[False, np.abs(start_s[1:] - end_time_s[:-1]) > gap_tolerance_s]
+    chained = np.insert(nn, np.flatnonzero(gap), np.nan)
+    values.update(
+        mean_nn_morning_ms=mean_nn_ms(nn),
+        sdnn_morning_ms=sdnn_ms(nn),
+        rmssd_morning_ms=rmssd_ms(chained),
+        pnn50_morning_percent=pnn50_percent(chained),
+    )
+    # The spline would have to invent the oscillation of a gap longer than a breathing cycle.
+    kept_s = end_time_s[np.isfinite(nn)]
+    longest_gap_s = float(np.diff(kept_s).max()) if kept_s.size >= 2 else math.inf
+    if longest_gap_s > max_spectral_gap_s:
+        return values, (
+            f"frequency-domain measures need NN data without gaps over {max_spectral_gap_s:.0f} s "
+            f"(longest gap {longest_gap_s:.0f} s)"
+        )
+    f, p = nn_power_spectral_density_ms2_per_hz(nn, end_time_s)
+    lf, hf = band_power_ms2(f, p, *LF_BAND_HZ), band_power_ms2(f, p, *HF_BAND_HZ)
+    values.update(lf_power_morning_ms2=lf, hf_power_morning_ms2=hf, lf_hf_ratio_morning=_ratio(lf, hf))
+    unknown = [k for k, v in values.items() if not np.isfinite(v)]
+    return values, (f"could not compute {', '.join(unknown)} from the NN series" if unknown else None)
+
+
+def hrv_daily_features(
+    rr: pd.DataFrame,
+    *,
+    window_s: float = 300.0,
+    min_duration_s: float = 120.0,
+    max_ectopic_percent: float = 20.0,
+    max_spectral_gap_s: float = 5.0,
+) -> pd.DataFrame:
+    """Morning heart-rate variability, one row per subject per UTC day that has RR data.
+
+    Each day's morning recording (the demo study records 5 minutes seated, 20-50 min after
+    waking) is the first ``window_s`` seconds of the day's RR data, from the start of its first
+    interval; a source with continuous RR data should select the recording upstream. Its RR
+    intervals become NN intervals (:func:`nn_intervals_ms`), then time- and frequency-domain
+    measures (Task Force 1996). A gap in the beat stream (beat times jumping by more than the
+    interval explains) is never bridged by a successive difference.
+
+    Parameters
+    ----------
+    rr : DataFrame
+        Canonical RR_INTERVALS frame: ``subject_id``, ``timestamp`` (UTC, time of the beat ending
+        the interval), ``rr_interval_ms``. Not modified. A missing (NaN) interval counts as an
+        artefact: it adds to the ectopic share but not to the duration.
+    window_s : float
+        Length of the analysed recording, s.
+    min_duration_s : float
+        Least RR data (sum of the finite intervals, s) for any measure: 120 s, the Task Force
+        minimum for LF power (about 1 min for HF, 2 min for LF).
+    max_ectopic_percent : float
+        Above this share of flagged intervals the recording is not analysed (the measures are
+        NaN; the share is still reported).
+    max_spectral_gap_s : float
+        Longest time between two kept NN intervals for the frequency-domain measures (5 s,
+        longer than a breathing cycle of the HF band); past it they are NaN with a reason,
+        the time-domain measures are kept.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``subject_id``, ``event_timestamp`` (UTC, end of the day), ``mean_nn_morning_ms``,
+        ``sdnn_morning_ms``, ``rmssd_morning_ms``, ``pnn50_morning_percent``,
+        ``lf_power_morning_ms2``, ``hf_power_morning_ms2``, ``lf_hf_ratio_morning``,
+        ``ectopic_beats_morning_percent``, ``missing_reason`` (None, or why the NaN measures are
+        NaN); sorted by subject and day.
+    """
+    _require_columns(rr, ("subject_id", "timestamp", "rr_interval_ms"), "RR_INTERVALS")
+    frame = pd.DataFrame({
+        "subject_id": rr["subject_id"].astype(str).to_numpy(),
+        "timestamp": _utc(rr["timestamp"], "RR_INTERVALS").reset_index(drop=True),
+        "rr_interval_ms": pd.to_numeric(rr["rr_interval_ms"], errors="coerce").to_numpy(dtype=float),
+    })
+    if frame.empty:
+        return _empty_frame(HRV_DAILY_COLUMNS)
+    frame = frame.sort_values(["subject_id", "timestamp"], kind="stable")
+    frame["day"] = frame["timestamp"].dt.floor("D")
+    rows = []
+    for (subject_id, day), day_rr in frame.groupby(["subject_id", "day"], sort=True):
+        rr_ms = day_rr["rr_interval_ms"].to_numpy()
+        end_s = (day_rr["timestamp"] - day).dt.total_seconds().to_numpy()
+        start_s = end_s - np.nan_to_num(rr_ms) / 1000.0
+        in_window = end_s <= start_s[0] + window_s + 1e-9
+        values, reason = _hrv_window(
+            rr_ms[in_window],
+            end_s[in_window],
+            min_duration_s=min_duration_s,
+            max_ectopic_percent=max_ectopic_percent,
+            max_spectral_gap_s=max_spectral_gap_s,
+        )
+        rows.append({"subject_id": subject_id, "event_timestamp": day + _DAY, **values, "missing_reason": reason})
+    return _as_table(rows, HRV_DAILY_COLUMNS)
+
+
+def _as_table(rows: list[dict], columns: tuple[str, ...]) -> pd.DataFrame:
+    if not rows:
+        return _empty_frame(columns)
+    out = pd.DataFrame(rows, columns=list(columns))
+    out["event_timestamp"] = pd.to_datetime(out["event_timestamp"], utc=True)
+    out["missing_reason"] = out["missing_reason"].astype(object).where(out["missing_reason"].notna(), None)
+    return out.reset_index(drop=True)
+
+
+def _waveform_hrv_features(
+    waveform: pd.DataFrame,
+    column: str,
+    fs_hz: float,
+    subject_id: str,
+    detector: Callable[[np.ndarray, float], np.ndarray],
+    beat_name: str,
+    **options,
+) -> pd.DataFrame:
+    _require_columns(waveform, ("timestamp", column), column.split("_")[0].upper())
+    ts = _utc(waveform["timestamp"], column.split("_")[0].upper())
+    all_ns = pd.DatetimeIndex(ts).as_unit("ns").asi8
+    order = np.argsort(all_ns, kind="stable")
+    t_ns = all_ns[order]
+    x = pd.to_numeric(waveform[column], errors="coerce").to_numpy(dtype=float)[order]
+    if x.size == 0:
+        return _empty_frame(HRV_DAILY_COLUMNS)
+    # Contiguous segments: a step longer than 1.5 sample periods starts a new recording, and
+    # no interval spans two recordings.
+    breaks = np.flatnonzero(np.diff(t_ns) > 1.5e9 / fs_hz) + 1
+    beat_ns: list[np.ndarray] = []
+    rr_ms: list[np.ndarray] = []
+    for lo, hi in zip(np.r_[0, breaks], np.r_[breaks, x.size], strict=True):
+        peaks = detector(x[lo:hi], fs_hz)
+        if peaks.size >= 2:
+            # An interval bounded by a beat unlike the recording's average beat is an artefact:
+            # NaN, so it counts in the ectopic share and never as an NN interval.
+            correlation = beat_template_correlation(x[lo:hi], peaks, fs_hz)
+            poor = correlation < MIN_BEAT_CORRELATION  # NaN (quality unknown) is not poor
+            beat_ns.append(t_ns[lo:hi][peaks[1:]])
+            rr_ms.append(np.where(poor[1:] | poor[:-1], np.nan, rr_intervals_from_peaks_ms(peaks, fs_hz)))
+    rr = pd.DataFrame({
+        "subject_id": subject_id,
+        "timestamp": pd.to_datetime(np.concatenate(beat_ns) if beat_ns else np.empty(0, np.int64), utc=True),
+        "rr_interval_ms": np.concatenate(rr_ms) if rr_ms else np.empty(0),
+    })
+    features = hrv_daily_features(rr, **options)
+    days = np.unique(pd.to_datetime(t_ns, utc=True).floor("D"))
+    found = set(features["event_timestamp"])
+    absent = [
+        {"subject_id": subject_id, "event_timestamp": day + _DAY, **dict.fromkeys(HRV_MORNING_COLUMNS, math.nan),
+         "missing_reason": f"fewer than two {beat_name} detected in the waveform"}
+        for day in pd.DatetimeIndex(days)
+        if day + _DAY not in found
+    ]
+    if not absent:
+        return features
+    both = pd.concat([features, _as_table(absent, HRV_DAILY_COLUMNS)], ignore_index=True) if len(features) \
+        else _as_table(absent, HRV_DAILY_COLUMNS)
+    return _as_table(both.sort_values("event_timestamp").to_dict("records"), HRV_DAILY_COLUMNS)
+
+
+def ecg_hrv_features(ecg: pd.DataFrame, fs_hz: float, subject_id: str, **options) -> pd.DataFrame:
+    """Morning HRV from a raw ECG, one row per UTC day of waveform.
+
+    R peaks (:func:`r_peak_indices`) of each contiguous stretch of samples give RR intervals
+    stamped with the time of their ending peak; an interval bounded by a beat whose
+    :func:`beat_template_correlation` is below 0.86 is an artefact (NaN). The day's measures are then those of
+    :func:`hrv_daily_features`, with the same columns and missing reasons. A day with waveform
+    but fewer than two R peaks gets NaN measures and a reason.
+
+    Parameters
+    ----------
+    ecg : DataFrame
+        Canonical ECG frame: ``timestamp`` (UTC) and ``ecg_mv``, one subject. Not modified.
+    fs_hz : float
+        Sampling rate, Hz.
+    subject_id : str
+        The subject of the recording (high-rate frames carry no subject column).
+    **options
+        ``window_s``, ``min_duration_s``, ``max_ectopic_percent``, ``max_spectral_gap_s`` of
+        :func:`hrv_daily_features`.
+
+    Returns
+    -------
+    DataFrame
+        The columns of :func:`hrv_daily_features`.
+    """
+    return _waveform_hrv_features(ecg, "ecg_mv", fs_hz, subject_id, r_peak_indices, "R peaks", **options)
+
+
+def ppg_hrv_features(ppg: pd.DataFrame, fs_hz: float, subject_id: str, **options) -> pd.DataFrame:
+    """Morning pulse-rate variability from a raw PPG, one row per UTC day of waveform.
+
+    As :func:`ecg_hrv_features`, with systolic peaks (:func:`pulse_peak_indices`) in place of
+    R peaks; the canonical PPG frame has ``timestamp`` (UTC) and ``ppg_au``.
+    """
+    return _waveform_hrv_features(ppg, "ppg_au", fs_hz, subject_id, pulse_peak_indices, "pulse peaks", **options)
+
+
+# --------------------------------------------------------------------------------------------
+# Heart rate from minute-level wearable data
+
+
+def resting_heart_rate_bpm(
+    heart_rate_bpm: np.ndarray, *, rolling_minutes: int = 5, lowest_fraction: float = 0.10
+) -> float:
+    """Resting heart rate: mean of the lowest 10 % of 5-minute rolling means, bpm.
+
+    Parameters
+    ----------
+    heart_rate_bpm : array-like of shape (n_minutes,)
+        Consecutive minutes of heart rate in bpm, NaN where a minute does not qualify (not
+        worn, asleep, no reading). Only windows of ``rolling_minutes`` qualifying minutes count.
+    rolling_minutes : int
+        Length of the rolling window, minutes.
+    lowest_fraction : float
+        Share of the lowest window means averaged (at least one window).
+
+    Returns
+    -------
+    float
+        Resting heart rate in bpm; NaN when no complete window exists.
+
+    Notes
+    -----
+    Clinically, resting heart rate is measured after about 5 minutes of seated rest (Palatini
+    2009); in free-living minute data the quietest 5-minute stretches of the awake day stand in
+    for that rest. Averaging the lowest decile of windows, rather than taking the single
+    lowest, keeps one artefactual low reading from setting the value. This is this project's
+    operational definition (consumer devices such as Fitbit use undisclosed algorithms).
+
+    References
+    ----------
+    Palatini P (2009). Recommendations on how to measure resting heart rate. Medicographia
+    31(4):414-419.
+    """
+    hr = pd.Series(np.asarray(heart_rate_bpm, dtype=float).reshape(-1))
+    means = hr.rolling(rolling_minutes, min_periods=rolling_minutes).mean().to_numpy()
+    means = np.sort(means[np.isfinite(means)])
+    if means.size == 0:
+        return math.nan
+    return float(means[: max(int(math.ceil(lowest_fraction * means.size)), 1)].mean())
+
+
+def heart_rate_daily_features(
+    minute: pd.DataFrame,
+    *,
+    min_worn_minutes: int = 600,
+    min_awake_minutes: int = 60,
+    rolling_minutes: int = 5,
+    lowest_fraction: float = 0.10,
+) -> pd.DataFrame:
+    """Daily resting and mean heart rate from minute-level wearable data, one row per subject per UTC day.
+
+    ``heart_rate_mean_1d_bpm`` is the mean heart rate over the day's worn minutes with a
+    reading; it needs ``min_worn_minutes`` such minutes (600 = 10 h, the usual valid-day wear
+    criterion of wearable studies, e.g. Troiano et al. 2008), since a partly worn day is biased
+    towards the hours worn. ``resting_heart_rate_1d_bpm`` is :func:`resting_heart_rate_bpm` over
+    the worn, awake (``sleep_stage == "wake"``) minutes with a reading, windows never spanning
+    a minute that does not qualify; it needs ``min_awake_minutes`` such minutes.
+
+    Parameters
+    ----------
+    minute : DataFrame
+        Canonical MINUTE_WEARABLE frame: ``subject_id``, ``timestamp`` (UTC, start of the
+        minute), ``heart_rate_bpm``, ``sleep_stage``, ``wear`` (``steps_count`` is not used).
+        Not modified. A repeated minute keeps its last row.
+    min_worn_minutes, min_awake_minutes : int
+        Least qualifying minutes for the mean and the resting heart rate.
+    rolling_minutes, lowest_fraction : int, float
+        Passed to :func:`resting_heart_rate_bpm`.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``subject_id``, ``event_timestamp`` (UTC, end of the day),
+        ``resting_heart_rate_1d_bpm``, ``heart_rate_mean_1d_bpm``, ``missing_reason``; one row
+        per subject and UTC day present in ``minute``.
+
+    References
+    ----------
+    Troiano RP, Berrigan D, Dodd KW, Masse LC, Tilert T, McDowell M (2008). Physical activity
+    in the United States measured by accelerometer. Med Sci Sports Exerc 40(1):181-188.
+    """
+    _require_columns(minute, ("subject_id", "timestamp", "heart_rate_bpm", "sleep_stage", "wear"), "MINUTE_WEARABLE")
+    frame = pd.DataFrame({
+        "subject_id": minute["subject_id"].astype(str).to_numpy(),
+        "timestamp": _utc(minute["timestamp"], "MINUTE_WEARABLE").dt.floor("min").reset_index(drop=True),
+        "heart_rate_bpm": pd.to_numeric(minute["heart_rate_bpm"], errors="coerce").to_numpy(dtype=float),
+        "awake": (minute["sleep_stage"].astype(object) == "wake").to_numpy(dtype=bool),
+        # True, 1 and 1.0 are worn; False, 0, NaN and None are not.
+        "worn": minute["wear"].astype(object).eq(True).to_numpy(dtype=bool),
+    })
+    if frame.empty:
+        return _empty_frame(HEART_RATE_DAILY_COLUMNS)
+    frame = frame.drop_duplicates(["subject_id", "timestamp"], keep="last").sort_values(["subject_id", "timestamp"])
+    frame["day"] = frame["timestamp"].dt.floor("D")
+    rows = []
+    for (subject_id, day), day_min in frame.groupby(["subject_id", "day"], sort=True):
+        hr = day_min["heart_rate_bpm"].to_numpy()
+        worn = day_min["worn"].to_numpy() & np.isfinite(hr) & (hr > 0)
+        rest = worn & day_min["awake"].to_numpy()
+        # Place the minutes on the day's full grid so a rolling window never joins two
+        # stretches separated by missing minutes.
+        minute_of_day = ((day_min["timestamp"] - day).dt.total_seconds() // 60).to_numpy(dtype=np.int64)
+        grid = np.full(1440, np.nan)
+        grid[minute_of_day[rest]] = hr[rest]
+        reasons = []
+        n_worn, n_rest = int(worn.sum()), int(rest.sum())
+        mean_bpm = float(hr[worn].mean()) if n_worn >= min_worn_minutes else math.nan
+        if n_worn < min_worn_minutes:
+            reasons.append(f"only {n_worn} worn minutes with heart rate (needs {min_worn_minutes})")
+        resting = math.nan
+        if n_rest < min_awake_minutes:
+            reasons.append(f"only {n_rest} worn awake minutes with heart rate (needs {min_awake_minutes})")
+        else:
+            resting = resting_heart_rate_bpm(grid, rolling_minutes=rolling_minutes, lowest_fraction=lowest_fraction)
+            if not np.isfinite(resting):
+                reasons.append(f"no {rolling_minutes} consecutive worn awake minutes with heart rate")
+        rows.append({
+            "subject_id": subject_id,
+            "event_timestamp": day + _DAY,
+            "resting_heart_rate_1d_bpm": resting,
+            "heart_rate_mean_1d_bpm": mean_bpm,
+            "missing_reason": "; ".join(reasons) or None,
+        })
+    return _as_table(rows, HEART_RATE_DAILY_COLUMNS)

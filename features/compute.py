@@ -1,0 +1,151 @@
+"""Compute every feature table of one subject from its curated frames (pure: no I/O).
+
+The same code runs in the local process pool and, later, inside Spark tasks: the caller reads
+a subject's curated data, this module turns it into feature rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from features.biomarkers import activity, cardiac, gait, labs, sleep, vitals
+
+
+@dataclass(frozen=True)
+class Recording:
+    """A curated frame of one source for one subject, with the source's sampling rate (high-rate only)."""
+
+    frame: pd.DataFrame
+    sampling_rate_hz: float | None = None
+
+
+@dataclass(frozen=True)
+class SubjectInputs:
+    """Everything curated about one subject.
+
+    Attributes
+    ----------
+    subject_id : the study subject code.
+    recordings : input key (``minute_wearable``, ``accelerometry:wrist``, ``labs`` ...) -> the
+        recordings of that key, one per curated source.
+    subject : the subject's row of the enrollment table (one-row frame).
+    """
+
+    subject_id: str
+    recordings: dict[str, list[Recording]] = field(default_factory=dict)
+    subject: pd.DataFrame | None = None
+
+
+def _daily_activity(inputs: SubjectInputs) -> list[pd.DataFrame]:
+    results = []
+    for recording in inputs.recordings.get("minute_wearable", []):
+        steps = activity.minute_activity_daily_features(recording.frame)
+        heart = cardiac.heart_rate_daily_features(recording.frame)
+        merged = steps.merge(heart, on=["subject_id", "event_timestamp"], how="outer", suffixes=("", "_heart"))
+        merged["missing_reason"] = _join_reasons(merged["missing_reason"], merged.pop("missing_reason_heart"))
+        results.append(merged)
+    return results
+
+
+def _per_recording(key: str, function: Callable[..., pd.DataFrame], high_rate: bool = False):
+    def compute(inputs: SubjectInputs) -> list[pd.DataFrame]:
+        results = []
+        for recording in inputs.recordings.get(key, []):
+            if not high_rate:
+                results.append(function(recording.frame))
+                continue
+            rate = measured_rate_hz(recording.frame["timestamp"], recording.sampling_rate_hz)
+            try:
+                results.append(function(recording.frame, rate, inputs.subject_id))
+            except ValueError as error:  # a recording SKDH cannot use: its days get NaN and the reason
+                results.append(_unusable_recording(recording.frame, inputs.subject_id, str(error)))
+        return results
+    return compute
+
+
+def measured_rate_hz(timestamp: pd.Series, nominal_hz: float | None) -> float | None:
+    """The rate the device really sampled at (clocks drift: an AX6 set to 100 Hz records ~98.4 Hz).
+
+    Taken from the median sample interval, and used only when within 5 % of the nominal rate;
+    anything further off is not the same set-up, and the nominal rate is kept.
+    """
+    if nominal_hz is None or len(timestamp) < 3:
+        return nominal_hz
+    step_s = float(pd.Series(timestamp.array.asi8).diff().median()) / 1e9
+    if step_s <= 0:
+        return nominal_hz
+    measured = 1.0 / step_s
+    return measured if abs(measured - nominal_hz) <= 0.05 * nominal_hz else nominal_hz
+
+
+def _unusable_recording(frame: pd.DataFrame, subject_id: str, reason: str) -> pd.DataFrame:
+    """One row per UTC day the recording touches, every biomarker missing, with the reason."""
+    days = frame["timestamp"].dt.floor("D").drop_duplicates() + pd.Timedelta(days=1)
+    return pd.DataFrame({"subject_id": subject_id, "event_timestamp": days.to_numpy(),
+                         "missing_reason": f"recording not usable: {reason}"})
+
+
+def _cardiac(inputs: SubjectInputs) -> list[pd.DataFrame]:
+    """HRV from RR recordings; a day without one takes the HRV of that day's ECG or PPG, if any."""
+    from_rr = [cardiac.hrv_daily_features(r.frame) for r in inputs.recordings.get("rr_intervals", [])]
+    from_waveforms = [
+        function(r.frame, r.sampling_rate_hz, inputs.subject_id)
+        for key, function in (("ecg", cardiac.ecg_hrv_features), ("ppg", cardiac.ppg_hrv_features))
+        for r in inputs.recordings.get(key, [])
+    ]
+    return from_rr + from_waveforms
+
+
+def _labs(inputs: SubjectInputs) -> list[pd.DataFrame]:
+    if inputs.subject is None or inputs.subject.empty:
+        return []
+    return [labs.labs_features(r.frame, inputs.subject) for r in inputs.recordings.get("labs", [])]
+
+
+# table name -> how to compute its frames for one subject (several when a subject has several
+# recordings of an input; duplicates of one window are resolved by ``compute_subject_tables``).
+COMPUTATIONS: dict[str, Callable[[SubjectInputs], list[pd.DataFrame]]] = {
+    "daily_activity": _daily_activity,
+    "accel_activity": _per_recording("accelerometry:wrist", activity.accel_activity_daily_features, high_rate=True),
+    "gait": _per_recording("accelerometry:lower_back", gait.gait_daily_features, high_rate=True),
+    "sleep": _per_recording("minute_wearable", sleep.minute_sleep_nightly_features),
+    "accel_sleep": _per_recording("accelerometry:wrist", sleep.accel_sleep_nightly_features, high_rate=True),
+    "cardiac": _cardiac,
+    "hourly_vitals": _per_recording("vitals", vitals.vitals_hourly_features),
+    "labs": _labs,
+}
+
+
+def compute_subject_tables(inputs: SubjectInputs) -> dict[str, pd.DataFrame]:
+    """Every feature table's rows for one subject: table name -> frame (tables without rows left out).
+
+    When two recordings give a row for the same window (two devices worn the same day), the
+    row with the fewest missing values is kept. ``missing_reason`` becomes
+    ``<table>_missing_reason`` so that, like every feature name, it is unique across tables.
+    """
+    tables = {}
+    for name, compute in COMPUTATIONS.items():
+        frames = [frame for frame in compute(inputs) if not frame.empty]
+        if not frames:
+            continue
+        rows = pd.concat(frames, ignore_index=True)
+        rows = (rows.assign(_missing=rows.isna().sum(axis=1))
+                .sort_values(["event_timestamp", "_missing"], kind="stable")
+                .drop_duplicates(["subject_id", "event_timestamp"], keep="first")
+                .drop(columns="_missing")
+                .rename(columns={"missing_reason": f"{name}_missing_reason"})
+                .reset_index(drop=True))
+        tables[name] = rows
+    return tables
+
+
+def _join_reasons(first: pd.Series, second: pd.Series) -> pd.Series:
+    """Two reason columns into one; ``None`` where both are ``None``."""
+    joined = [
+        "; ".join(str(r) for r in (a, b) if isinstance(r, str) and r) or None
+        for a, b in zip(first, second, strict=True)
+    ]
+    return pd.Series(joined, index=first.index, dtype=object)

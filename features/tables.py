@@ -1,0 +1,190 @@
+"""The feature tables: what each holds, which curated sources feed it, and how it is computed.
+
+A feature table is one Parquet file, one row per subject per window, with ``subject_id``,
+``event_timestamp`` (the end of the window), ``created_timestamp`` and the biomarker columns.
+This module is the single list of them: the feature build computes them, the Feast feature
+views are declared from them, and each column's description (unit, source, algorithm) lives
+here once.
+
+Pure declarations: importing this module reads nothing and writes nothing (Feast imports it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from features.biomarkers import labs, vitals
+
+
+@dataclass(frozen=True)
+class FeatureTable:
+    """One feature table.
+
+    Attributes
+    ----------
+    name : table and feature view name, e.g. ``daily_activity``.
+    inputs : the curated inputs it reads, as ``kind`` or ``kind:placement`` (``accelerometry:wrist``).
+    columns : biomarker column -> description (what, unit, source, algorithm and reference).
+    ttl_days : how long a row stays valid for point-in-time retrieval and online serving.
+    description : what the table is, for the Feast registry and the UI.
+    """
+
+    name: str
+    inputs: tuple[str, ...]
+    columns: dict[str, str]
+    ttl_days: float
+    description: str
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+_MINUTE = "minute-level wearable export (steps, heart rate, sleep stage, wear per minute)"
+_RR = "RR intervals of the daily 5-minute morning recording"
+_WRIST = "raw wrist accelerometry (g)"
+_LOWER_BACK = "raw lower-back accelerometry (g)"
+_VITALS = "bedside vital signs"
+_LABS = "laboratory results (LIMS, HL7 v2, FHIR), canonical units"
+
+_STATISTICS = {"mean": "mean", "min": "lowest", "max": "highest", "slope": "least-squares slope per hour of"}
+
+
+def _describe_vital(name: str) -> str:
+    """``heart_rate_mean_24h_bpm`` -> what it is, its unit, its source and how it is computed."""
+    if name.startswith("news2_score_max_"):
+        window = name.removeprefix("news2_score_max_")
+        return (f"highest NEWS2 total over the past {window}, points; " + _VITALS
+                + "; Royal College of Physicians NEWS2 (2017) chart, SpO2 scale 1")
+    if name == "desaturation_events_24h_count":
+        return ("SpO2 desaturation events over the past 24 h, count; " + _VITALS
+                + "; >= 3 points below the 4 h median or < 90 % on 2 readings (after AASM 2012)")
+    for statistic, words in _STATISTICS.items():
+        marker = f"_{statistic}_"
+        if marker in name:
+            signal, rest = name.split(marker, 1)
+            window, unit = rest.split("_", 1)
+            return (f"{words} {signal.replace('_', ' ')} over the past {window}, {unit.replace('_', ' ')}; "
+                    + _VITALS + f"; window [T-{window}, T)")
+    raise ValueError(f"no description for vital-sign feature {name!r}")
+
+
+def _describe_lab(name: str) -> str:
+    """``creatinine_last_mg_dl`` -> what it is, its unit, its source and how it is computed."""
+    if name.startswith("egfr_ckd_epi_2021"):
+        return ("estimated GFR, mL/min/1.73 m^2; " + _LABS
+                + "; CKD-EPI 2021 race-free creatinine equation (Inker et al., NEJM 2021)")
+    for statistic, words in (("_last_", "last value"), ("_baseline_", "last value at or before enrollment"),
+                             ("_slope_30d_", "least-squares slope over 30 days"),
+                             ("_out_of_range_flag", "outside the reference range (1) or not (0)")):
+        if statistic in name:
+            analyte, _, unit = name.partition(statistic)
+            unit_words = f", {unit.replace('_', ' ')}" if unit else ""
+            return f"{analyte.replace('_', ' ')}: {words}{unit_words}; " + _LABS
+    raise ValueError(f"no description for lab feature {name!r}")
+
+
+HRV_COLUMNS = {
+    "mean_nn_morning_ms": "mean NN interval, ms; " + _RR + "; Task Force 1996, ectopic beats removed (Malik filter)",
+    "sdnn_morning_ms": "standard deviation of NN intervals, ms; " + _RR + "; Task Force 1996",
+    "rmssd_morning_ms": "root mean square of successive NN differences, ms; " + _RR + "; Task Force 1996",
+    "pnn50_morning_percent": "share of successive NN differences > 50 ms, %; " + _RR + "; Task Force 1996",
+    "lf_power_morning_ms2": "low-frequency power 0.04-0.15 Hz, ms^2; " + _RR + "; 4 Hz cubic spline + Welch",
+    "hf_power_morning_ms2": "high-frequency power 0.15-0.40 Hz, ms^2; " + _RR + "; 4 Hz cubic spline + Welch",
+    "lf_hf_ratio_morning": "LF/HF power ratio, unitless; " + _RR + "; Task Force 1996",
+    "ectopic_beats_morning_percent": "intervals flagged ectopic or artefact, %; " + _RR + "; Malik 1989 20 % rule",
+}
+
+TABLES: tuple[FeatureTable, ...] = (
+    FeatureTable(
+        name="daily_activity",
+        inputs=("minute_wearable",),
+        columns={
+            "steps_sum_1d_count": "steps in the UTC day, count; " + _MINUTE + "; sum over worn minutes",
+            "active_minutes_1d_min": "minutes at >= 100 steps/min, min; " + _MINUTE
+            + "; Tudor-Locke et al. 2018 moderate-cadence threshold",
+            "peak_cadence_1min_1d_steps_per_min": "highest one-minute cadence, steps/min; " + _MINUTE
+            + "; Tudor-Locke et al. 2018",
+            "peak_cadence_30min_1d_steps_per_min": "mean of the 30 highest minutes, steps/min; " + _MINUTE
+            + "; Tudor-Locke et al. 2018",
+            "wear_time_1d_min": "minutes worn in the UTC day, min; " + _MINUTE + "; device wear flag",
+            "resting_heart_rate_1d_bpm": "mean of the lowest 10 % of 5-minute heart-rate means while awake and "
+            "worn, bpm; " + _MINUTE + "; platform definition after Palatini 2009",
+            "heart_rate_mean_1d_bpm": "mean heart rate over worn minutes, bpm; " + _MINUTE,
+        },
+        ttl_days=3,
+        description="Daily physical activity and heart rate from minute-level wearable exports.",
+    ),
+    FeatureTable(
+        name="accel_activity",
+        inputs=("accelerometry:wrist",),
+        columns={
+            "sedentary_time_1d_min": "sedentary minutes in the UTC day, min; " + _WRIST
+            + "; SKDH ActivityLevelClassification cut-points",
+            "light_activity_1d_min": "light-activity minutes, min; " + _WRIST + "; SKDH cut-points",
+            "mvpa_1d_min": "moderate-to-vigorous activity minutes, min; " + _WRIST + "; SKDH cut-points",
+            "acceleration_intensity_mean_1d_mg": "mean ENMO over worn time, mg; " + _WRIST + "; SKDH ENMO",
+            "accel_wear_time_1d_min": "minutes worn, min; " + _WRIST + "; SKDH wear detection",
+        },
+        ttl_days=3,
+        description="Daily activity levels from raw wrist accelerometry through SKDH.",
+    ),
+    FeatureTable(
+        name="gait",
+        inputs=("accelerometry:lower_back",),
+        columns={
+            "gait_bouts_1d_count": "walking bouts in the UTC day, count; " + _LOWER_BACK + "; SKDH gait",
+            "gait_steps_1d_count": "steps in walking bouts, count; " + _LOWER_BACK + "; SKDH gait",
+            "cadence_mean_1d_steps_per_min": "mean cadence in bouts, steps/min; " + _LOWER_BACK + "; SKDH gait",
+            "gait_speed_mean_1d_m_s": "mean gait speed, m/s; " + _LOWER_BACK + "; SKDH gait speed model",
+            "stride_time_mean_1d_s": "mean stride time, s; " + _LOWER_BACK + "; SKDH gait events",
+            "stride_time_cv_1d_percent": "stride-time coefficient of variation, %; " + _LOWER_BACK + "; SKDH",
+        },
+        ttl_days=14,
+        description="Gait from raw lower-back accelerometry through SKDH.",
+    ),
+    FeatureTable(
+        name="sleep",
+        inputs=("minute_wearable",),
+        columns={
+            "total_sleep_time_night_min": "total sleep time, min; " + _MINUTE + "; sleep stages in the night window",
+            "sleep_efficiency_night_percent": "sleep time / time in bed, %; " + _MINUTE,
+            "waso_night_min": "wake after sleep onset, min; " + _MINUTE,
+            "sleep_onset_latency_night_min": "time from the night window's start of rest to sleep, min; " + _MINUTE,
+        },
+        ttl_days=2,
+        description="Nightly sleep from minute-level sleep stages.",
+    ),
+    FeatureTable(
+        name="accel_sleep",
+        inputs=("accelerometry:wrist",),
+        columns={
+            "total_sleep_time_accel_night_min": "total sleep time, min; " + _WRIST + "; SKDH Sleep",
+            "sleep_efficiency_accel_night_percent": "sleep time / time in bed, %; " + _WRIST + "; SKDH Sleep",
+            "waso_accel_night_min": "wake after sleep onset, min; " + _WRIST + "; SKDH Sleep",
+            "sleep_onset_latency_accel_night_min": "sleep onset latency, min; " + _WRIST + "; SKDH Sleep",
+        },
+        ttl_days=2,
+        description="Nightly sleep from raw wrist accelerometry through SKDH.",
+    ),
+    FeatureTable(
+        name="cardiac",
+        inputs=("rr_intervals",),
+        columns=HRV_COLUMNS,
+        ttl_days=3,
+        description="Daily heart-rate variability from the morning RR recording.",
+    ),
+    FeatureTable(
+        name="hourly_vitals",
+        inputs=("vitals",),
+        columns={name: _describe_vital(name) for name in vitals.VITALS_HOURLY_FEATURE_COLUMNS},
+        ttl_days=0.25,
+        description="Hourly vital-sign windows, NEWS2 (RCP 2017) and SpO2 desaturation events.",
+    ),
+    FeatureTable(
+        name="labs",
+        inputs=("labs", "subjects"),
+        columns={name: _describe_lab(name) for name in labs.labs_feature_columns()},
+        ttl_days=30,
+        description="Laboratory trajectories per subject and eGFR (CKD-EPI 2021), canonical units.",
+    ),
+)
+
+TABLES_BY_NAME: dict[str, FeatureTable] = {table.name: table for table in TABLES}

@@ -1,0 +1,179 @@
+"""Build the feature tables of a study from its curated lake, one subject per task.
+
+Each subject's curated frames are read from its own lake partition, turned into feature rows by
+``features.compute`` in a process pool, and the rows of all subjects are gathered into one
+Parquet file per table under the feature repo's table folder, each checked by a plausibility
+suite before it is published (written to a temporary file, then renamed). A table that fails
+its suite is not published: the previous version stays, and the report says why.
+
+Idempotent: the build is skipped when the curated parts (whose names carry their content hash)
+and the feature code are the same as at the last published build.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import multiprocessing
+import os
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+
+from pipelines.config import StudyConfig
+from pipelines.ingest import SUBJECTS_SOURCE
+from pipelines.lake import read_subject, read_table, subject_parts
+from validation.schemas import SCHEMAS, SourceKind
+
+logger = logging.getLogger(__name__)
+
+MANIFEST = "_build.json"
+
+
+@dataclass
+class BuildSummary:
+    tables: dict[str, int] = field(default_factory=dict)  # published table -> rows
+    rejected: dict[str, str] = field(default_factory=dict)  # table -> why it was not published
+    skipped: bool = False
+    subjects: int = 0
+    out_dir: Path | None = None
+
+
+def input_sources(config: StudyConfig) -> dict[str, list[str]]:
+    """Input key (``kind`` or ``accelerometry:<placement>``) -> the study's curated sources of it."""
+    keys: dict[str, list[str]] = {}
+    for name, source in config.sources.items():
+        key = source.kind.value
+        if source.kind is SourceKind.ACCELEROMETRY:
+            key = f"{key}:{source.placement}"  # wrist for activity and sleep, lower back for gait
+        keys.setdefault(key, []).append(name)
+    return keys
+
+
+def build_features(
+    config: StudyConfig,
+    out_dir: Path,
+    *,
+    workers: int = 2,
+    force: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> BuildSummary:
+    """Build and publish every feature table of the study into ``out_dir``.
+
+    Parameters
+    ----------
+    config : the study.
+    out_dir : the feature repo's table folder (one ``<table>.parquet`` per feature view).
+    workers : processes computing subjects in parallel (1: in this process).
+    force : rebuild even when nothing changed.
+    progress : called with ``(done, total)`` subjects.
+    """
+    subjects = read_table(config.lake_root, SUBJECTS_SOURCE)
+    if subjects is None or subjects.empty:
+        raise ValueError(f"study {config.study_id} has no curated enrollment table: run `biomarkers ingest` first")
+    subject_ids = sorted(subjects["subject_id"].astype(str))
+    keys = input_sources(config)
+    fingerprint = _fingerprint(config, keys, subject_ids)
+    manifest = out_dir / MANIFEST
+    summary = BuildSummary(subjects=len(subject_ids), out_dir=out_dir)
+    if not force and manifest.is_file() and json.loads(manifest.read_text()).get("fingerprint") == fingerprint:
+        summary.skipped = True
+        summary.tables = json.loads(manifest.read_text())["tables"]
+        return summary
+
+    tasks = [(config, keys, sid, subjects[subjects["subject_id"] == sid].reset_index(drop=True))
+             for sid in subject_ids]
+    results: dict[str, list[pd.DataFrame]] = {}
+    done = 0
+    for tables in _map(_subject_tables, tasks, workers):
+        for name, frame in tables.items():
+            results.setdefault(name, []).append(frame)
+        done += 1
+        if progress:
+            progress(done, len(tasks))
+
+    created = pd.Timestamp(datetime.now(UTC))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    from features.tables import TABLES
+    from pipelines.feature_checks import check_feature_table
+
+    for table in TABLES:
+        frames = results.get(table.name)
+        if not frames:
+            continue
+        frame = pd.concat(frames, ignore_index=True).sort_values(["subject_id", "event_timestamp"], ignore_index=True)
+        frame["created_timestamp"] = created
+        problems = check_feature_table(table, frame)
+        if problems:
+            summary.rejected[table.name] = problems
+            logger.warning("feature table %s not published: %s", table.name, problems)
+            continue
+        _publish(frame, out_dir / f"{table.name}.parquet")
+        summary.tables[table.name] = len(frame)
+    if not summary.rejected:
+        _write_json(manifest, {"fingerprint": fingerprint, "tables": summary.tables,
+                               "built_at": created.isoformat(), "study_id": config.study_id})
+    return summary
+
+
+def _subject_tables(task) -> dict[str, pd.DataFrame]:
+    """Read one subject's curated data and compute its feature rows (runs in a pool worker)."""
+    from features.compute import Recording, SubjectInputs, compute_subject_tables
+
+    config, keys, subject_id, subject_row = task
+    recordings: dict[str, list[Recording]] = {}
+    for key, sources in keys.items():
+        for source in sources:
+            frame = read_subject(config.lake_root, source, subject_id)
+            if frame is None or frame.empty:
+                continue
+            spec = config.sources[source]
+            if not SCHEMAS[spec.kind].per_subject_column:
+                frame = frame.drop(columns="subject_id")
+            recordings.setdefault(key, []).append(Recording(frame, spec.sampling_rate_hz))
+    return compute_subject_tables(SubjectInputs(subject_id, recordings, subject_row))
+
+
+def _map(function, tasks: list, workers: int):
+    if workers <= 1 or len(tasks) <= 1:
+        yield from map(function, tasks)
+        return
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        yield from pool.map(function, tasks, chunksize=1)
+
+
+def _fingerprint(config: StudyConfig, keys: dict[str, list[str]], subject_ids: list[str]) -> str:
+    """Hash of every input part name (content-addressed) and of the feature code."""
+    digest = hashlib.sha256()
+    sources = [source for names in keys.values() for source in names]
+    for subject_id in subject_ids:
+        for part in subject_parts(config.lake_root, sources, subject_id):
+            digest.update(part.encode())
+    for part in sorted((config.lake_root / f"source={SUBJECTS_SOURCE}").glob("*.parquet")):
+        digest.update(part.name.encode())
+    features_dir = Path(__file__).resolve().parent.parent / "features"
+    for path in sorted(features_dir.rglob("*.py")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _publish(frame: pd.DataFrame, target: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    temporary = target.with_name(f".{target.name}.tmp")
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    pq.write_table(table, temporary, coerce_timestamps="us", allow_truncated_timestamps=True)
+    os.replace(temporary, target)
+
+
+def _write_json(target: Path, document: dict) -> None:
+    temporary = target.with_name(f".{target.name}.tmp")
+    temporary.write_text(json.dumps(document, indent=2, default=str))
+    os.replace(temporary, target)

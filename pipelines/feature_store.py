@@ -1,0 +1,79 @@
+"""Feast at the edge: register the feature repo, materialize it, read online features back.
+
+The repository root is the Feast repo (``feature_store.yaml`` there holds the infrastructure);
+``features.definitions`` holds every Feast object. Only this module and the CLI talk to Feast.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+
+REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
+
+
+def feast_objects() -> list:
+    """Every Feast object of the repo, as `feast apply` would find them."""
+    from feast import Entity, FeatureService, FeatureView
+    from feast.on_demand_feature_view import OnDemandFeatureView
+
+    from features import definitions
+
+    kinds = (Entity, FeatureView, OnDemandFeatureView, FeatureService)
+    return [value for value in vars(definitions).values() if isinstance(value, kinds)]
+
+
+def open_store(repo_path: Path = REPOSITORY_ROOT):
+    from feast import FeatureStore
+
+    return FeatureStore(repo_path=str(repo_path))
+
+
+def apply_repo(repo_path: Path = REPOSITORY_ROOT) -> list[str]:
+    """Register every definition (what `feast apply` does); return the names registered."""
+    store = open_store(repo_path)
+    objects = feast_objects()
+    store.apply(objects)
+    return sorted(obj.name for obj in objects)
+
+
+def materialize(repo_path: Path = REPOSITORY_ROOT, end: datetime | None = None) -> dict[str, str]:
+    """Load the latest feature values into the online store, incrementally.
+
+    A view materialized before continues from where it stopped (`feast materialize-incremental`).
+    A view never materialized starts from its table's first row: Feast's incremental default
+    would start at ``end - ttl`` and silently skip older windows (a study's data is often older
+    than the TTL when it is first loaded).
+    """
+    import pyarrow.parquet as pq
+
+    store = open_store(repo_path)
+    end = end or datetime.now(UTC)
+    done = {}
+    for view in store.list_feature_views():
+        path = Path(view.batch_source.path)
+        if not path.is_file():
+            done[view.name] = "no feature table yet"
+            continue
+        if view.materialization_intervals:
+            store.materialize_incremental(end_date=end, feature_views=[view.name])
+            done[view.name] = f"incremental to {end.isoformat()}"
+            continue
+        timestamps = pq.read_table(path, columns=["event_timestamp"]).column(0)
+        start = pd.Timestamp(timestamps.to_pandas().min()).to_pydatetime() - pd.Timedelta(seconds=1)
+        store.materialize(start_date=start, end_date=end, feature_views=[view.name])
+        done[view.name] = f"{start.isoformat()} to {end.isoformat()}"
+    return done
+
+
+def online_features(subject_ids: list[str], service: str = "endpoint_v1",
+                    repo_path: Path = REPOSITORY_ROOT) -> pd.DataFrame:
+    """The online feature values of a feature service for some subjects, read back through Feast."""
+    store = open_store(repo_path)
+    response = store.get_online_features(
+        features=store.get_feature_service(service),
+        entity_rows=[{"subject_id": subject_id} for subject_id in subject_ids],
+    )
+    return response.to_df()

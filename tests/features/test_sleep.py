@@ -1,0 +1,187 @@
+"""Sleep biomarkers: nights from minute-level sleep stages, and from wrist accelerometry through SKDH."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.biomarkers.sleep import (
+    ACCEL_SLEEP_NIGHTLY_COLUMNS,
+    MINUTE_SLEEP_NIGHTLY_COLUMNS,
+    accel_sleep_nightly_features,
+    main_sleep_period_min,
+    minute_sleep_nightly_features,
+    sleep_efficiency_percent,
+)
+
+STANDARD_GRAVITY_M_S2 = 9.80665
+EVENING = pd.Timestamp("2024-03-05 18:00", tz="UTC")
+NIGHT_END = pd.Timestamp("2024-03-06 12:00", tz="UTC")
+MEASURES = ("total_sleep_time_night_min", "sleep_efficiency_night_percent", "waso_night_min",
+            "sleep_onset_latency_night_min")
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    from pipelines.demo.generate import generate_demo
+
+    return generate_demo(tmp_path_factory.mktemp("demo"), seed=7, n_subjects=6, days=3)
+
+
+@pytest.fixture(scope="module")
+def demo_wrist(demo) -> tuple[str, pd.DataFrame]:
+    """The first demo wrist recording (one calendar day, midnight to midnight) in g."""
+    path = next(demo.out_dir / f for f in demo.files if f.endswith("_wrist.parquet") and "resampled" not in f)
+    raw = pd.read_parquet(path)
+    frame = pd.DataFrame({"timestamp": pd.to_datetime(raw["time"], unit="s", utc=True)})
+    for axis in "xyz":
+        frame[f"accel_{axis}_g"] = (raw[axis] / STANDARD_GRAVITY_M_S2).astype(np.float32)
+    return path.name.split("_")[0], frame
+
+
+def _night(segments: list[tuple[int, str, float]], *, start: pd.Timestamp = EVENING,
+           subject_id: str = "S0001") -> pd.DataFrame:
+    """Minute rows from (minutes, sleep_stage, steps per minute) segments; stage None = not worn."""
+    stages = [stage for length, stage, _ in segments for _ in range(length)]
+    steps = [steps for length, _, steps in segments for _ in range(length)]
+    n = len(stages)
+    return pd.DataFrame({
+        "subject_id": subject_id,
+        "timestamp": start + pd.to_timedelta(np.arange(n), unit="min"),
+        "steps_count": np.asarray(steps, dtype=float),
+        "heart_rate_bpm": 60.0,
+        "sleep_stage": stages,
+        "wear": [stage is not None for stage in stages],
+    })
+
+
+# 18:00-22:00 up and about; 22:00-22:20 in bed awake; asleep 22:20-02:00; awake 02:00-02:30;
+# asleep 02:30-06:30 (deep, then rem); lying awake 06:30-06:35; up from 06:35 to 12:00.
+HAND_BUILT_NIGHT = [
+    (240, "wake", 12.0),
+    (20, "wake", 0.0),
+    (220, "light", 0.0),
+    (30, "wake", 0.0),
+    (120, "deep", 0.0),
+    (120, "rem", 0.0),
+    (5, "wake", 0.0),
+    (325, "wake", 8.0),
+]
+
+
+# --------------------------------------------------------------------------------------------
+# Minute-level sleep stages
+
+
+def test_hand_built_night_gives_exact_measures():
+    minute = _night(HAND_BUILT_NIGHT)
+    before = minute.copy(deep=True)
+    out = minute_sleep_nightly_features(minute)
+
+    pd.testing.assert_frame_equal(minute, before)
+    assert list(out.columns) == list(MINUTE_SLEEP_NIGHTLY_COLUMNS)
+    row = out.iloc[0]
+    assert (row["subject_id"], row["event_timestamp"]) == ("S0001", NIGHT_END)
+    assert row["total_sleep_time_night_min"] == 220 + 240
+    assert row["waso_night_min"] == 30
+    assert row["sleep_onset_latency_night_min"] == 20  # from the first step-free minute in bed
+    # Rest period 22:00-06:35 (515 min): in bed from the last minute with steps to the first.
+    assert row["sleep_efficiency_night_percent"] == pytest.approx(100 * 460 / 515)
+    assert row["missing_reason"] is None
+
+
+def test_a_recording_that_starts_or_ends_mid_night_is_not_reported():
+    # Data start at midnight, in the middle of the night: bedtime was not seen.
+    starts_mid_night = _night([(390, "light", 0.0), (330, "wake", 8.0)], start=EVENING + pd.Timedelta(hours=6))
+    row = minute_sleep_nightly_features(starts_mid_night).iloc[0]
+    assert all(math.isnan(row[m]) for m in MEASURES)
+    assert row["missing_reason"].startswith("bedtime not observed")
+
+    # Data stop at midnight while asleep: rising was not seen.
+    ends_mid_night = _night([(270, "wake", 12.0), (90, "light", 0.0)])
+    row = minute_sleep_nightly_features(ends_mid_night).iloc[0]
+    assert all(math.isnan(row[m]) for m in MEASURES)
+    assert row["missing_reason"].startswith("rising not observed")
+
+
+def test_device_off_at_bedtime_or_too_long_in_the_night_is_not_reported():
+    off_at_bedtime = _night([(240, "wake", 12.0), (20, None, 0.0), *HAND_BUILT_NIGHT[2:]])
+    row = minute_sleep_nightly_features(off_at_bedtime).iloc[0]
+    assert row["missing_reason"].startswith("bedtime not observed")
+
+    off_at_night = _night([*HAND_BUILT_NIGHT[:3], (30, None, 0.0), *HAND_BUILT_NIGHT[4:]])
+    row = minute_sleep_nightly_features(off_at_night).iloc[0]
+    assert row["missing_reason"] is None  # 30 min off the wrist is tolerated; they count as neither
+    assert (row["total_sleep_time_night_min"], row["waso_night_min"]) == (460, 0)
+    off_longer = _night([*HAND_BUILT_NIGHT[:3], (45, None, 0.0), (15, "wake", 0.0), *HAND_BUILT_NIGHT[4:]])
+    row = minute_sleep_nightly_features(off_longer).iloc[0]
+    assert row["missing_reason"] == "45 min without a worn sleep stage inside the sleep period (> 30 min)"
+    assert all(math.isnan(row[m]) for m in MEASURES)
+
+
+def test_nights_are_windows_from_18_to_12_utc_and_afternoons_belong_to_none():
+    no_sleep = _night([(1080, "wake", 5.0)])
+    afternoon = _night([(360, "asleep", 0.0)], start=EVENING - pd.Timedelta(hours=6))  # 12:00-18:00: no night
+    second = _night(HAND_BUILT_NIGHT, start=EVENING + pd.Timedelta(days=1), subject_id="S0002")
+    out = minute_sleep_nightly_features(pd.concat([second, no_sleep, afternoon], ignore_index=True))
+
+    assert out[["subject_id", "event_timestamp"]].values.tolist() == [
+        ["S0001", NIGHT_END], ["S0002", NIGHT_END + pd.Timedelta(days=1)]]
+    assert out["missing_reason"].iloc[0].startswith("no sleep recorded in the night window")
+    assert out["total_sleep_time_night_min"].iloc[1] == 460
+
+
+def test_main_sleep_period_merges_short_gaps_and_keeps_the_longest():
+    asleep = np.zeros(600, dtype=bool)
+    asleep[10:40] = True  # an evening doze, 30 min, 100 min before the night
+    asleep[140:300] = True
+    asleep[360:400] = True  # after a 60-min awakening: still the same night
+    asleep[470:480] = True  # after 70 min awake: a separate, shorter period
+    assert main_sleep_period_min(asleep) == (140, 400)
+    assert main_sleep_period_min(np.zeros(10, dtype=bool)) is None
+    assert sleep_efficiency_percent(450, 500) == 90
+    assert math.isnan(sleep_efficiency_percent(0, 0))
+
+
+# --------------------------------------------------------------------------------------------
+# Wrist accelerometry through SKDH
+
+
+def test_skdh_finds_the_demo_night_in_its_window(demo_wrist, demo):
+    subject_id, frame = demo_wrist
+    # The demo records one calendar day; rotate it by 12 h into one whole noon-to-noon window:
+    # the evening and the start of the night, then the end of a night and the morning.
+    half = len(frame) // 2
+    night = pd.DataFrame({"timestamp": frame["timestamp"] + pd.Timedelta(hours=12)})
+    for column in ("accel_x_g", "accel_y_g", "accel_z_g"):
+        night[column] = np.r_[frame[column].to_numpy()[half:], frame[column].to_numpy()[:half]]
+    before = night.copy(deep=True)
+    out = accel_sleep_nightly_features(night, 50.0, subject_id)
+
+    pd.testing.assert_frame_equal(night, before)
+    assert list(out.columns) == list(ACCEL_SLEEP_NIGHTLY_COLUMNS)
+    assert len(out) == 1
+    row = out.iloc[0]
+    assert row["event_timestamp"] == frame["timestamp"].iloc[0].floor("D") + pd.Timedelta(days=1, hours=12)
+    assert row["missing_reason"] is None
+    # The minute data the wrist signal was made from say how long the subject slept that day.
+    minute = pd.read_csv(demo.out_dir / "raw" / "minute" / f"{subject_id}_minute.csv", parse_dates=["time"])
+    day = minute[minute["time"].dt.floor("D") == frame["timestamp"].iloc[0].floor("D")]
+    asleep_min = int(day["sleep_stage"].isin(["light", "deep", "rem"]).sum())
+    assert 60 <= row["total_sleep_time_accel_night_min"] <= asleep_min + 30
+    assert 0 < row["sleep_efficiency_accel_night_percent"] <= 100
+    assert row["waso_accel_night_min"] >= 0 and row["sleep_onset_latency_accel_night_min"] >= 0
+
+
+def test_demo_wrist_day_holds_no_whole_night(demo_wrist):
+    subject_id, frame = demo_wrist
+    out = accel_sleep_nightly_features(frame, 50.0, subject_id)
+
+    day = frame["timestamp"].iloc[0].floor("D")
+    assert out["event_timestamp"].tolist() == [day + pd.Timedelta(hours=12), day + pd.Timedelta(days=1, hours=12)]
+    assert out["total_sleep_time_accel_night_min"].isna().all()
+    assert (out["missing_reason"] == "recording covers 12.0 h of the 24 h noon-to-noon window: "
+                                     "the night may be cut").all()
