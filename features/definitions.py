@@ -8,12 +8,13 @@ source, algorithm) is written once.
 
 from __future__ import annotations
 
+import inspect
 from datetime import timedelta
 from pathlib import Path
 
 import pandas as pd
 from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
-from feast.on_demand_feature_view import on_demand_feature_view
+from feast.on_demand_feature_view import OnDemandFeatureView
 from feast.types import Float64, String
 
 from features.tables import TABLES, TABLES_BY_NAME, FeatureTable
@@ -29,10 +30,10 @@ subject = Entity(
 )
 
 
-def _view(table: FeatureTable) -> FeatureView:
+def _view(table: FeatureTable, tables_dir: Path) -> FeatureView:
     source = FileSource(
         name=f"{table.name}_source",
-        path=str(FEATURE_TABLES_DIR / f"{table.name}.parquet"),
+        path=str(tables_dir / f"{table.name}.parquet"),
         timestamp_field="event_timestamp",
         created_timestamp_column="created_timestamp",
         description=f"Feature table {table.name}: one row per subject per window; event_timestamp = window end.",
@@ -52,39 +53,8 @@ def _view(table: FeatureTable) -> FeatureView:
     )
 
 
-daily_activity = _view(TABLES_BY_NAME["daily_activity"])
-accel_activity = _view(TABLES_BY_NAME["accel_activity"])
-gait = _view(TABLES_BY_NAME["gait"])
-sleep = _view(TABLES_BY_NAME["sleep"])
-accel_sleep = _view(TABLES_BY_NAME["accel_sleep"])
-cardiac = _view(TABLES_BY_NAME["cardiac"])
-hourly_vitals = _view(TABLES_BY_NAME["hourly_vitals"])
-labs = _view(TABLES_BY_NAME["labs"])
-assert {v.name for v in (daily_activity, accel_activity, gait, sleep, accel_sleep, cardiac, hourly_vitals, labs)} \
-    == {t.name for t in TABLES}, "every feature table has its view"
-
-# Change from baseline depends on when it is asked (the last value moves, the baseline does
-# not), so it is derived at request time from the two stored values rather than stored.
-_CHANGE_ANALYTES = tuple(
-    (name.removesuffix("_baseline_" + name.split("_baseline_")[1]), name.split("_baseline_")[1])
-    for name in TABLES_BY_NAME["labs"].columns if "_baseline_" in name
-)
-
-
-# Feast 0.67 compares declared on-demand fields with the ones it infers by running the function,
-# descriptions included, and inferred fields have none: a described field fails `feast apply`.
-# So these fields are described in the view's description instead.
-@on_demand_feature_view(
-    sources=[labs],
-    schema=[Field(name=f"{analyte}_change_from_baseline_{unit}", dtype=Float64) for analyte, unit in _CHANGE_ANALYTES],
-    mode="pandas",
-    description=(
-        "Lab change from the subject's baseline, derived at request time: <analyte>_change_from_baseline_<unit> "
-        "= <analyte>_last_<unit> - <analyte>_baseline_<unit> (baseline: the last result at or before "
-        "enrollment), in the analyte's canonical unit; source: laboratory results (LIMS, HL7 v2, FHIR)."
-    ),
-)
 def labs_change_from_baseline(inputs: pd.DataFrame) -> pd.DataFrame:
+    """Lab change from baseline, derived at request time (the last value moves, the baseline does not)."""
     # Feast stores this function's source and runs it without this module's globals:
     # everything it needs is imported or derived inside it.
     import pandas as pd
@@ -104,41 +74,90 @@ def labs_change_from_baseline(inputs: pd.DataFrame) -> pd.DataFrame:
     return output
 
 
-endpoint_v1 = FeatureService(
-    name="endpoint_v1",
-    features=[
-        daily_activity[["steps_sum_1d_count", "active_minutes_1d_min", "peak_cadence_30min_1d_steps_per_min",
-                        "wear_time_1d_min", "resting_heart_rate_1d_bpm", "heart_rate_mean_1d_bpm"]],
-        sleep[["total_sleep_time_night_min", "sleep_efficiency_night_percent", "waso_night_min"]],
-        cardiac[["mean_nn_morning_ms", "sdnn_morning_ms", "rmssd_morning_ms", "lf_hf_ratio_morning"]],
-        labs[["creatinine_last_mg_dl", "c_reactive_protein_last_mg_l", "hemoglobin_last_g_dl",
-              "white_blood_cells_last_thousand_per_ul", "egfr_ckd_epi_2021_ml_min_1_73m2"]],
-        labs_change_from_baseline[["creatinine_change_from_baseline_mg_dl",
-                                   "c_reactive_protein_change_from_baseline_mg_l"]],
-    ],
-    description="Version 1 of the features for clinical endpoint prediction (hospitalization within 90 days).",
-    tags={"model": "endpoint", "version": "1"},
-)
+# Read once: Feast keeps the source text to run the function where this module is not imported.
+_CHANGE_SOURCE = inspect.getsource(labs_change_from_baseline)
 
-anomaly_v1 = FeatureService(
-    name="anomaly_v1",
-    features=[
-        daily_activity[["steps_sum_1d_count", "resting_heart_rate_1d_bpm", "heart_rate_mean_1d_bpm",
-                        "wear_time_1d_min"]],
-        cardiac[["rmssd_morning_ms", "sdnn_morning_ms", "mean_nn_morning_ms", "ectopic_beats_morning_percent"]],
-        sleep[["total_sleep_time_night_min", "sleep_efficiency_night_percent"]],
-    ],
-    description="Version 1 of the features for anomaly detection on daily biomarker vectors.",
-    tags={"model": "anomaly", "version": "1"},
-)
 
-vitals_anomaly_v1 = FeatureService(
-    name="vitals_anomaly_v1",
-    features=[
-        hourly_vitals[["news2_score_max_24h", "spo2_min_24h_percent", "desaturation_events_24h_count",
-                       "heart_rate_mean_24h_bpm", "respiratory_rate_mean_24h_per_min",
-                       "temperature_max_24h_deg_c", "systolic_bp_min_24h_mmhg"]],
-    ],
-    description="Version 1 of the features for anomaly detection on vital-sign windows.",
-    tags={"model": "anomaly", "version": "1"},
-)
+def _change_analytes() -> list[tuple[str, str]]:
+    return [tuple(name.split("_baseline_")) for name in TABLES_BY_NAME["labs"].columns if "_baseline_" in name]
+
+
+def build_definitions(tables_dir: Path = FEATURE_TABLES_DIR) -> dict[str, object]:
+    """Every Feast object of the repo, with feature tables read from ``tables_dir``, by name."""
+    views = {table.name: _view(table, tables_dir) for table in TABLES}
+    # Feast 0.67 compares declared on-demand fields with the ones it infers by running the
+    # function, descriptions included, and inferred fields have none: a described field fails
+    # `feast apply`. So these fields are described in the view's description instead.
+    change = OnDemandFeatureView(
+        name="labs_change_from_baseline",
+        sources=[views["labs"]],
+        schema=[Field(name=f"{analyte}_change_from_baseline_{unit}", dtype=Float64)
+                for analyte, unit in _change_analytes()],
+        mode="pandas",
+        description=(
+            "Lab change from the subject's baseline, derived at request time: "
+            "<analyte>_change_from_baseline_<unit> = <analyte>_last_<unit> - <analyte>_baseline_<unit> "
+            "(baseline: the last result at or before enrollment), in the analyte's canonical unit; "
+            "source: laboratory results (LIMS, HL7 v2, FHIR)."
+        ),
+        udf=labs_change_from_baseline,
+        udf_string=_CHANGE_SOURCE,
+    )
+    daily_activity, sleep, cardiac, labs, vitals = (views[name] for name in
+                                                     ("daily_activity", "sleep", "cardiac", "labs", "hourly_vitals"))
+    services = [
+        FeatureService(
+            name="endpoint_v1",
+            features=[
+                daily_activity[["steps_sum_1d_count", "active_minutes_1d_min", "peak_cadence_30min_1d_steps_per_min",
+                                "wear_time_1d_min", "resting_heart_rate_1d_bpm", "heart_rate_mean_1d_bpm"]],
+                sleep[["total_sleep_time_night_min", "sleep_efficiency_night_percent", "waso_night_min"]],
+                cardiac[["mean_nn_morning_ms", "sdnn_morning_ms", "rmssd_morning_ms", "lf_hf_ratio_morning"]],
+                labs[["creatinine_last_mg_dl", "c_reactive_protein_last_mg_l", "hemoglobin_last_g_dl",
+                      "white_blood_cells_last_thousand_per_ul", "egfr_ckd_epi_2021_ml_min_1_73m2"]],
+                change[["creatinine_change_from_baseline_mg_dl", "c_reactive_protein_change_from_baseline_mg_l"]],
+            ],
+            description="Version 1 of the features for clinical endpoint prediction (hospitalization within 90 days).",
+            tags={"model": "endpoint", "version": "1"},
+        ),
+        FeatureService(
+            name="anomaly_v1",
+            features=[
+                daily_activity[["steps_sum_1d_count", "resting_heart_rate_1d_bpm", "heart_rate_mean_1d_bpm",
+                                "wear_time_1d_min"]],
+                cardiac[["rmssd_morning_ms", "sdnn_morning_ms", "mean_nn_morning_ms", "ectopic_beats_morning_percent"]],
+                sleep[["total_sleep_time_night_min", "sleep_efficiency_night_percent"]],
+            ],
+            description="Version 1 of the features for anomaly detection on daily biomarker vectors.",
+            tags={"model": "anomaly", "version": "1"},
+        ),
+        FeatureService(
+            name="vitals_anomaly_v1",
+            features=[
+                vitals[["news2_score_max_24h", "spo2_min_24h_percent", "desaturation_events_24h_count",
+                        "heart_rate_mean_24h_bpm", "respiratory_rate_mean_24h_per_min",
+                        "temperature_max_24h_deg_c", "systolic_bp_min_24h_mmhg"]],
+            ],
+            description="Version 1 of the features for anomaly detection on vital-sign windows.",
+            tags={"model": "anomaly", "version": "1"},
+        ),
+    ]
+    objects = {"subject": subject, **views, change.name: change}
+    objects.update({service.name: service for service in services})
+    return objects
+
+
+# Module-level names: what `feast apply` finds when it imports this file.
+_DEFINITIONS = build_definitions()
+daily_activity = _DEFINITIONS["daily_activity"]
+accel_activity = _DEFINITIONS["accel_activity"]
+gait = _DEFINITIONS["gait"]
+sleep = _DEFINITIONS["sleep"]
+accel_sleep = _DEFINITIONS["accel_sleep"]
+cardiac = _DEFINITIONS["cardiac"]
+hourly_vitals = _DEFINITIONS["hourly_vitals"]
+labs = _DEFINITIONS["labs"]
+labs_change_from_baseline_view = _DEFINITIONS["labs_change_from_baseline"]
+endpoint_v1 = _DEFINITIONS["endpoint_v1"]
+anomaly_v1 = _DEFINITIONS["anomaly_v1"]
+vitals_anomaly_v1 = _DEFINITIONS["vitals_anomaly_v1"]

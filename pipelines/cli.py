@@ -136,8 +136,8 @@ def materialize_command(
 def _build_features(config, workers: int, force: bool):
     from rich.progress import Progress
 
-    from pipelines.build_features import build_features
     from features.definitions import FEATURE_TABLES_DIR
+    from pipelines.build_features import build_features
 
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task("building features", total=None)

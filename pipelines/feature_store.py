@@ -14,15 +14,11 @@ import pandas as pd
 REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
 
 
-def feast_objects() -> list:
-    """Every Feast object of the repo, as `feast apply` would find them."""
-    from feast import Entity, FeatureService, FeatureView
-    from feast.on_demand_feature_view import OnDemandFeatureView
+def feast_objects(tables_dir: Path | None = None) -> list:
+    """Every Feast object of the repo, as `feast apply` would find them (tables from ``tables_dir``)."""
+    from features.definitions import FEATURE_TABLES_DIR, build_definitions
 
-    from features import definitions
-
-    kinds = (Entity, FeatureView, OnDemandFeatureView, FeatureService)
-    return [value for value in vars(definitions).values() if isinstance(value, kinds)]
+    return list(build_definitions(tables_dir or FEATURE_TABLES_DIR).values())
 
 
 def open_store(repo_path: Path = REPOSITORY_ROOT):
@@ -31,10 +27,10 @@ def open_store(repo_path: Path = REPOSITORY_ROOT):
     return FeatureStore(repo_path=str(repo_path))
 
 
-def apply_repo(repo_path: Path = REPOSITORY_ROOT) -> list[str]:
+def apply_repo(repo_path: Path = REPOSITORY_ROOT, tables_dir: Path | None = None) -> list[str]:
     """Register every definition (what `feast apply` does); return the names registered."""
     store = open_store(repo_path)
-    objects = feast_objects()
+    objects = feast_objects(tables_dir)
     store.apply(objects)
     return sorted(obj.name for obj in objects)
 
