@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from features.biomarkers import activity, cardiac, gait, labs, sleep, vitals
+from features.tables import TABLES_BY_NAME
 
 
 @dataclass(frozen=True)
@@ -119,11 +120,28 @@ COMPUTATIONS: dict[str, Callable[[SubjectInputs], list[pd.DataFrame]]] = {
 }
 
 
+# Tables from continuous monitoring, whose last window is usually still open when the data is
+# pulled: a window ending after the subject's last minute is not reported until it has closed
+# (its NaN row would otherwise become the subject's latest value, online and in training sets).
+CONTINUOUS_INPUT = {"daily_activity": "minute_wearable", "sleep": "minute_wearable"}
+_CLOSING_MARGIN = pd.Timedelta(minutes=1)  # the last minute's row starts one minute before the window ends
+
+
+def _closed_windows(name: str, rows: pd.DataFrame, inputs: SubjectInputs) -> pd.DataFrame:
+    key = CONTINUOUS_INPUT.get(name)
+    recordings = inputs.recordings.get(key, []) if key else []
+    if not recordings:
+        return rows
+    last = max(recording.frame["timestamp"].max() for recording in recordings)
+    return rows[rows["event_timestamp"] <= last + _CLOSING_MARGIN]
+
+
 def compute_subject_tables(inputs: SubjectInputs) -> dict[str, pd.DataFrame]:
     """Every feature table's rows for one subject: table name -> frame (tables without rows left out).
 
     When two recordings give a row for the same window (two devices worn the same day), the
-    row with the fewest missing values is kept. ``missing_reason`` becomes
+    row with the fewest missing values is kept. Windows of continuous monitoring that are still
+    open at the end of the data are left out (see ``CONTINUOUS_INPUT``). ``missing_reason`` becomes
     ``<table>_missing_reason`` so that, like every feature name, it is unique across tables.
     """
     tables = {}
@@ -131,7 +149,9 @@ def compute_subject_tables(inputs: SubjectInputs) -> dict[str, pd.DataFrame]:
         frames = [frame for frame in compute(inputs) if not frame.empty]
         if not frames:
             continue
-        rows = pd.concat(frames, ignore_index=True)
+        rows = _closed_windows(name, pd.concat(frames, ignore_index=True), inputs)
+        declared = ["subject_id", "event_timestamp", *TABLES_BY_NAME[name].columns, "missing_reason"]
+        rows = rows.reindex(columns=declared)  # every declared column, NaN where a recording gave none
         rows = (rows.assign(_missing=rows.isna().sum(axis=1))
                 .sort_values(["event_timestamp", "_missing"], kind="stable")
                 .drop_duplicates(["subject_id", "event_timestamp"], keep="first")

@@ -6,8 +6,11 @@ Only Typer and Rich are imported here at start-up; every job imports its heavy l
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import logging
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -41,6 +44,10 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log prog
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     for handler in logging.getLogger().handlers:
         handler.setLevel(level)  # Great Expectations sets INFO on its own loggers
+    if not verbose:  # deprecation notices of third-party libraries are for their maintainers
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        logging.getLogger("py.warnings").setLevel(logging.ERROR)  # where captured warnings are logged
 
 
 @app.command("generate-demo")
@@ -164,7 +171,8 @@ def _materialize():
     with console.status("feast apply"):
         registered = apply_repo()
     console.print(f"registered {len(registered)} Feast objects")
-    with console.status("materializing into the online store"):
+    # Feast prints a progress block per view; the summary below says what was done.
+    with console.status("materializing into the online store"), contextlib.redirect_stdout(io.StringIO()):
         done = materialize()
     for view, span in sorted(done.items()):
         console.print(f"  {view}: {span}")

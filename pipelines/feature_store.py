@@ -36,31 +36,39 @@ def apply_repo(repo_path: Path = REPOSITORY_ROOT, tables_dir: Path | None = None
 
 
 def materialize(repo_path: Path = REPOSITORY_ROOT, end: datetime | None = None) -> dict[str, str]:
-    """Load the latest feature values into the online store, incrementally.
+    """Load the latest feature values into the online store, incrementally where that is right.
 
-    A view materialized before continues from where it stopped (`feast materialize-incremental`).
-    A view never materialized starts from its table's first row: Feast's incremental default
-    would start at ``end - ttl`` and silently skip older windows (a study's data is often older
-    than the TTL when it is first loaded).
+    A view whose table is unchanged since its last materialization continues from where it
+    stopped (`feast materialize-incremental`). A view never materialized, or whose table was
+    rebuilt since (rows recomputed or withdrawn with old event times, which an incremental run
+    would never see), is loaded from its table's first row; Feast's incremental default would
+    start at ``end - ttl`` and silently skip older windows.
     """
+    import json
+
     import pyarrow.parquet as pq
 
     store = open_store(repo_path)
     end = end or datetime.now(UTC)
+    record_path = Path(store.config.registry.path).with_name("materialized_tables.json")
+    record = json.loads(record_path.read_text()) if record_path.is_file() else {}
     done = {}
     for view in store.list_feature_views():
         path = Path(view.batch_source.path)
         if not path.is_file():
             done[view.name] = "no feature table yet"
             continue
-        if view.materialization_intervals:
+        stamps = pq.read_table(path, columns=["event_timestamp", "created_timestamp"])
+        built = str(pd.Timestamp(stamps.column("created_timestamp")[0].as_py()))
+        if view.materialization_intervals and record.get(view.name) == built:
             store.materialize_incremental(end_date=end, feature_views=[view.name])
             done[view.name] = f"incremental to {end.isoformat()}"
-            continue
-        timestamps = pq.read_table(path, columns=["event_timestamp"]).column(0)
-        start = pd.Timestamp(timestamps.to_pandas().min()).to_pydatetime() - pd.Timedelta(seconds=1)
-        store.materialize(start_date=start, end_date=end, feature_views=[view.name])
-        done[view.name] = f"{start.isoformat()} to {end.isoformat()}"
+        else:
+            start = pd.Timestamp(stamps.column("event_timestamp").to_pandas().min()) - pd.Timedelta(seconds=1)
+            store.materialize(start_date=start.to_pydatetime(), end_date=end, feature_views=[view.name])
+            done[view.name] = f"full load {start.isoformat()} to {end.isoformat()} (table built {built})"
+        record[view.name] = built
+    record_path.write_text(json.dumps(record, indent=2))
     return done
 
 
