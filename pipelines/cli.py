@@ -131,13 +131,16 @@ def build_features_command(
 def materialize_command(
     study: StudyArgument,
     data_root: Annotated[Path | None, typer.Option(help="override the data_root of study.yaml")] = None,
+    feature_store_yaml: Annotated[Path | None, typer.Option(
+        help="Feast infrastructure to use instead of feature_store.yaml, e.g. "
+             "deploy/feature_store.production.yaml (Redis online store, PostgreSQL registry)")] = None,
 ) -> None:
     """Register the Feast feature repo (feast apply) and load the latest values online, incrementally.
 
     Example: biomarkers materialize studies/demo/study.yaml
     """
     _load(study, data_root)
-    _materialize()
+    _materialize(feature_store_yaml)
 
 
 def _build_features(config, workers: int, force: bool):
@@ -165,15 +168,15 @@ def _build_features(config, workers: int, force: bool):
     return summary
 
 
-def _materialize():
-    from pipelines.feature_store import apply_repo, materialize
+def _materialize(yaml_file: Path | None = None):
+    from pipelines.feature_store import REPOSITORY_ROOT, apply_repo, materialize
 
     with console.status("feast apply"):
-        registered = apply_repo()
+        registered = apply_repo(REPOSITORY_ROOT, yaml_file=yaml_file)
     console.print(f"registered {len(registered)} Feast objects")
     # Feast prints a progress block per view; the summary below says what was done.
     with console.status("materializing into the online store"), contextlib.redirect_stdout(io.StringIO()):
-        done = materialize()
+        done = materialize(REPOSITORY_ROOT, yaml_file=yaml_file)
     for view, span in sorted(done.items()):
         console.print(f"  {view}: {span}")
 

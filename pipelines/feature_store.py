@@ -21,21 +21,26 @@ def feast_objects(tables_dir: Path | None = None) -> list:
     return list(build_definitions(tables_dir or FEATURE_TABLES_DIR).values())
 
 
-def open_store(repo_path: Path = REPOSITORY_ROOT):
+def open_store(repo_path: Path = REPOSITORY_ROOT, yaml_file: Path | None = None):
+    """The feature store of the repo; ``yaml_file`` selects other infrastructure (production)."""
     from feast import FeatureStore
 
-    return FeatureStore(repo_path=str(repo_path))
+    if yaml_file is None:
+        return FeatureStore(repo_path=str(repo_path))
+    return FeatureStore(repo_path=str(repo_path), fs_yaml_file=Path(yaml_file))
 
 
-def apply_repo(repo_path: Path = REPOSITORY_ROOT, tables_dir: Path | None = None) -> list[str]:
+def apply_repo(repo_path: Path = REPOSITORY_ROOT, tables_dir: Path | None = None,
+               yaml_file: Path | None = None) -> list[str]:
     """Register every definition (what `feast apply` does); return the names registered."""
-    store = open_store(repo_path)
+    store = open_store(repo_path, yaml_file)
     objects = feast_objects(tables_dir)
     store.apply(objects)
     return sorted(obj.name for obj in objects)
 
 
-def materialize(repo_path: Path = REPOSITORY_ROOT, end: datetime | None = None) -> dict[str, str]:
+def materialize(repo_path: Path = REPOSITORY_ROOT, end: datetime | None = None,
+                yaml_file: Path | None = None) -> dict[str, str]:
     """Load the latest feature values into the online store, incrementally where that is right.
 
     A view whose table is unchanged since its last materialization continues from where it
@@ -48,9 +53,14 @@ def materialize(repo_path: Path = REPOSITORY_ROOT, end: datetime | None = None) 
 
     import pyarrow.parquet as pq
 
-    store = open_store(repo_path)
+    store = open_store(repo_path, yaml_file)
     end = end or datetime.now(UTC)
-    record_path = Path(store.config.registry.path).with_name("materialized_tables.json")
+    # Which table build each view was loaded from: beside the registry file, or for a SQL
+    # registry in the repo's data folder, one record per project.
+    registry = Path(store.config.registry.path)
+    folder = registry.parent if registry.suffix == ".db" else repo_path / "data" / "feast"
+    record_path = folder / f"materialized_tables.{store.project}.json"
+    record_path.parent.mkdir(parents=True, exist_ok=True)
     record = json.loads(record_path.read_text()) if record_path.is_file() else {}
     done = {}
     for view in store.list_feature_views():
@@ -73,9 +83,9 @@ def materialize(repo_path: Path = REPOSITORY_ROOT, end: datetime | None = None) 
 
 
 def online_features(subject_ids: list[str], service: str = "endpoint_v1",
-                    repo_path: Path = REPOSITORY_ROOT) -> pd.DataFrame:
+                    repo_path: Path = REPOSITORY_ROOT, yaml_file: Path | None = None) -> pd.DataFrame:
     """The online feature values of a feature service for some subjects, read back through Feast."""
-    store = open_store(repo_path)
+    store = open_store(repo_path, yaml_file)
     response = store.get_online_features(
         features=store.get_feature_service(service),
         entity_rows=[{"subject_id": subject_id} for subject_id in subject_ids],
