@@ -33,6 +33,8 @@ import numpy as np
 import pandas as pd
 from scipy import interpolate, ndimage, signal
 
+from features.biomarkers._frames import _empty_frame, _require_columns, _utc
+
 # Frequency bands of short-term HRV (Task Force 1996), Hz, half-open [low, high).
 LF_BAND_HZ = (0.04, 0.15)
 HF_BAND_HZ = (0.15, 0.40)
@@ -618,30 +620,10 @@ def rr_intervals_from_peaks_ms(peak_indices: np.ndarray, fs_hz: float) -> np.nda
 # Table functions
 
 
-def _require_columns(frame: pd.DataFrame, columns: tuple[str, ...], what: str) -> None:
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise ValueError(
-            f"{what} frame lacks column(s) {missing}; it has {list(frame.columns)}: pass the canonical "
-            f"{what} frame (validation.schemas)"
-        )
 
 
-def _utc(timestamps: pd.Series, what: str) -> pd.Series:
-    ts = pd.to_datetime(timestamps)
-    if ts.dt.tz is None:
-        raise ValueError(
-            f"{what}.timestamp is timezone-naive; canonical frames carry UTC timestamps (use tz_localize('UTC'))"
-        )
-    return ts.dt.tz_convert("UTC")
 
 
-def _empty_frame(columns: tuple[str, ...]) -> pd.DataFrame:
-    frame = pd.DataFrame({c: pd.Series(dtype=float) for c in columns})
-    frame["subject_id"] = frame["subject_id"].astype(object)
-    frame["event_timestamp"] = pd.Series(dtype="datetime64[ns, UTC]")
-    frame["missing_reason"] = frame["missing_reason"].astype(object)
-    return frame
 
 
 def _hrv_window(

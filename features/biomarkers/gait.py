@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from features.biomarkers.activity import _DAY, _empty_frame, _nan_row, _table, _utc_days, unix_time_s_and_accel_g
+from features.biomarkers._frames import _empty_frame, _nan_row, _table, _utc_days
+from features.biomarkers.activity import _DAY, unix_time_s_and_accel_g
 
 if TYPE_CHECKING:  # pragma: no cover
     import skdh

@@ -46,13 +46,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from features.biomarkers.activity import (
-    _empty_frame,
-    _require_columns,
-    _table,
-    _utc,
-    unix_time_s_and_accel_g,
-)
+from features.biomarkers._frames import _empty_frame, _require_columns, _table, _utc
+from features.biomarkers.activity import unix_time_s_and_accel_g
 
 if TYPE_CHECKING:  # pragma: no cover
     import skdh
