@@ -38,6 +38,8 @@ from pathlib import Path
 REPOSITORY = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPOSITORY))
 
+from benchmarks.child import in_child  # noqa: E402  (needs the path above)
+
 START_UNIX_S = 1_709_510_400  # 2024-03-04T00:00:00Z: the recording starts at a UTC midnight
 
 
@@ -163,15 +165,6 @@ def measure_fanout(tasks: list, workers: int) -> dict:
             "rows": sum(r[1] for r in results)}
 
 
-def _in_child(target, *args) -> dict:
-    context = multiprocessing.get_context("spawn")
-    queue = context.Queue()
-    process = context.Process(target=target, args=(*args, queue))
-    process.start()
-    result = queue.get()
-    process.join()
-    return result
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -183,7 +176,7 @@ def main() -> None:
     args = parser.parse_args()
 
     print(f"(a)+(b): one {args.days}-day recording at {args.rate} Hz, one core, {args.repeat} runs each, alternated")
-    single = _in_child(measure_single, args.days, args.rate, args.repeat)
+    single = in_child(measure_single, args.days, args.rate, args.repeat)
     samples = single["samples"]
     skdh_s = statistics.median(single["skdh_s"])
     ours_s = statistics.median(single["ours_s"])

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
 import resource
 import statistics
@@ -28,6 +27,8 @@ from pathlib import Path
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPOSITORY))
+
+from benchmarks.child import in_child  # noqa: E402  (needs the path above)
 
 START_UNIX_S = 1_709_539_200  # 2024-03-04T08:00:00Z
 BYTES_PER_SAMPLE = 8 + 3 * 4  # int64 timestamp + three float32 axes: the raw arrays in memory
@@ -123,15 +124,6 @@ def _start_run(config) -> str:
         return catalog.start_run(config.study_id)
 
 
-def _in_child(target, *args) -> dict:
-    context = multiprocessing.get_context("spawn")
-    queue = context.Queue()
-    process = context.Process(target=target, args=(*args, queue))
-    process.start()
-    result = queue.get()
-    process.join()
-    return result
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -158,11 +150,11 @@ def main() -> None:
                     import shutil
 
                     shutil.rmtree(stale)
-            run = _in_child(measure_ingest, str(study), str(recording), str(warmup))
+            run = in_child(measure_ingest, str(study), str(recording), str(warmup))
             if run["status"] != "curated":
                 raise SystemExit(f"the benchmark recording was not curated: {run['status']}: {run['reason']}")
             runs.append(run)
-            references.append(_in_child(measure_reference, str(recording), folder))
+            references.append(in_child(measure_reference, str(recording), folder))
             reference_s = references[-1]["elapsed_s"]
             print(f"  run {attempt + 1}: {run['elapsed_s']:.2f} s ingest, {reference_s:.2f} s reference")
 

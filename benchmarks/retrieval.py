@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import statistics
 import sys
 import tempfile
@@ -40,6 +39,8 @@ from pathlib import Path
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPOSITORY))
+
+from benchmarks.child import in_child  # noqa: E402  (needs the path above)
 
 START = "2024-03-04T00:00:00Z"
 REDIS = ("127.0.0.1", 6379)
@@ -171,17 +172,6 @@ def redis_reason() -> str | None:
     return None
 
 
-def _in_child(target, *args) -> dict:
-    context = multiprocessing.get_context("spawn")
-    queue = context.Queue()
-    process = context.Process(target=target, args=(*args, queue))
-    process.start()
-    result = queue.get()
-    process.join()
-    if process.exitcode:
-        raise SystemExit(f"{target.__name__} failed (exit code {process.exitcode})")
-    return result
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -213,12 +203,12 @@ def main() -> None:
 
         runs: dict[str, list[dict]] = {"duckdb": [], "duckdb_small": [], "file": []}
         for attempt in range(args.repeat):
-            runs["duckdb"].append(_in_child(measure_retrieval, str(repos["duckdb"]), args.rows,
+            runs["duckdb"].append(in_child(measure_retrieval, str(repos["duckdb"]), args.rows,
                                             args.subjects, args.days))
             if file_rows != args.rows:
-                runs["duckdb_small"].append(_in_child(measure_retrieval, str(repos["duckdb"]), file_rows,
+                runs["duckdb_small"].append(in_child(measure_retrieval, str(repos["duckdb"]), file_rows,
                                                       args.subjects, args.days))
-            runs["file"].append(_in_child(measure_retrieval, str(repos["file"]), file_rows,
+            runs["file"].append(in_child(measure_retrieval, str(repos["file"]), file_rows,
                                           args.subjects, args.days))
             print(f"  run {attempt + 1}: " + "; ".join(
                 f"{store} ({args.rows if store == 'duckdb' else file_rows:,} rows) "
@@ -257,7 +247,7 @@ def main() -> None:
         print("materialization: store.materialize(start, end) of all views into SQLite")
         materialization = {}
         for name, repo in repos.items():
-            results = [_in_child(measure_materialize, str(repo)) for _ in range(args.repeat)]
+            results = [in_child(measure_materialize, str(repo)) for _ in range(args.repeat)]
             elapsed = statistics.median(r["s"] for r in results)
             materialization[f"sqlite_from_{name}"] = {
                 "online_rows": results[0]["online_rows"], "s_median": round(elapsed, 3),
@@ -268,8 +258,8 @@ def main() -> None:
             repo = write_repo(root / "redis", "duckdb",
                               f"{{type: redis, connection_string: '{REDIS[0]}:{REDIS[1]}'}}")
             apply(repo, tables_dir)
-            results = [_in_child(measure_materialize, str(repo)) for _ in range(args.repeat)]
-            _in_child(teardown, str(repo))  # leave the shared Redis as it was found
+            results = [in_child(measure_materialize, str(repo)) for _ in range(args.repeat)]
+            in_child(teardown, str(repo))  # leave the shared Redis as it was found
             elapsed = statistics.median(r["s"] for r in results)
             materialization["redis_from_duckdb"] = {
                 "online_rows": results[0]["online_rows"], "s_median": round(elapsed, 3),
