@@ -5,11 +5,15 @@ float32 in g, built hour by hour: gravity on one axis with posture changes, acti
 walking in the day, near stillness at night) and, in one child process pinned to one core,
 measures alternately:
 
-(a) SKDH alone: ``skdh_activity_pipeline(fs).run(time=..., accel=..., fs=..., tz_name="UTC")`` on
-    the float64 arrays SKDH takes, prepared outside the timed region;
+(a) SKDH alone: the same steps with SKDH's own processes (``GetDayWindowIndices``, SKDH's
+    ``AccelThresholdWearDetection``, then SKDH's ``ActivityLevelClassification`` restricted to the
+    endpoints we report, ``ActivityLevelTimes``: the stock class would add some 90 endpoints and a
+    fluctuation analysis of about 20 s per day), ``run(time=..., accel=..., fs=..., tz_name="UTC")``
+    on the float64 arrays SKDH takes, prepared outside the timed region;
 (b) ours: ``accel_activity_daily_features(frame, fs, subject_id)`` on the canonical frame
     (``timestamp`` datetime64[ns, UTC], float32 axes), timed including our frame -> array
-    conversion and the table assembly.
+    conversion and the table assembly; its wear detection is ``BlockWearDetection`` (SKDH's
+    rules, window statistics per 15-min block); the same wear periods are checked here.
 
 Then (c) the per-subject fan-out: several subjects' recordings (default 4 subjects x 1 day), each
 written to Parquet first, are read and processed (the same ``accel_activity_daily_features``)
@@ -87,12 +91,22 @@ def measure_single(days: int, rate_hz: int, repeat: int, queue) -> None:
     """In a fresh process pinned to one core: SKDH alone and ours, alternately, ``repeat`` times each."""
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     import numpy as np
+    import skdh
+    from skdh.preprocessing import AccelThresholdWearDetection, GetDayWindowIndices
 
     from features.biomarkers.activity import (
+        ActivityLevelTimes,
+        BlockWearDetection,
         accel_activity_daily_features,
-        skdh_activity_pipeline,
         unix_time_s_and_accel_g,
     )
+
+    def skdh_alone() -> skdh.Pipeline:
+        pipeline = skdh.Pipeline()
+        pipeline.add(GetDayWindowIndices(bases=0, periods=24))
+        pipeline.add(AccelThresholdWearDetection())
+        pipeline.add(ActivityLevelTimes(day_window=(0, 24)))
+        return pipeline
 
     started = time.perf_counter()
     frame = build_frame(days, rate_hz)
@@ -105,8 +119,11 @@ def measure_single(days: int, rate_hz: int, repeat: int, queue) -> None:
     accel_activity_daily_features(warm, fs, "S0001")
     skdh_runs, our_runs, conversions = [], [], []
     result = None
+    with np.errstate(divide="ignore"):
+        same_wear = np.array_equal(AccelThresholdWearDetection().predict(time=time_s, accel=accel_g, fs=fs)["wear"],
+                                   BlockWearDetection().predict(time=time_s, accel=accel_g, fs=fs)["wear"])
     for _ in range(repeat):
-        pipeline = skdh_activity_pipeline(fs)
+        pipeline = skdh_alone()
         t0 = time.perf_counter()
         with np.errstate(divide="ignore"):
             result = pipeline.run(time=time_s, accel=accel_g, fs=fs, tz_name="UTC")
@@ -125,6 +142,10 @@ def measure_single(days: int, rate_hz: int, repeat: int, queue) -> None:
         "mean_wear_min": float(ours["accel_wear_time_1d_min"].mean()),
         "mean_mvpa_min": float(ours["mvpa_1d_min"].mean()),
         "skdh_days": len(levels["Date"]),
+        "same_wear_periods": same_wear,
+        "same_daily_levels": bool(np.allclose(
+            ours["mvpa_1d_min"].to_numpy(), np.asarray(levels["wake MVPA 5s epoch [min]"], dtype=float),
+            equal_nan=True)),
     })
 
 
@@ -225,6 +246,8 @@ def main() -> None:
         "valid_days": single["valid_days"],
         "mean_wear_min": round(single["mean_wear_min"], 1),
         "mean_mvpa_min": round(single["mean_mvpa_min"], 1),
+        "same_wear_periods_as_skdh": single["same_wear_periods"],
+        "same_daily_mvpa_as_skdh": single["same_daily_levels"],
         "fanout": {
             "subjects": args.subjects,
             "days_per_subject": args.subject_days,

@@ -324,9 +324,10 @@ def skdh_activity_pipeline(fs_hz: float, *, cutpoints: str | dict = DEFAULT_CUTP
     Steps, all with SKDH's defaults unless stated:
 
     1. ``skdh.preprocessing.GetDayWindowIndices(bases=0, periods=24)``: UTC calendar days;
-    2. ``skdh.preprocessing.AccelThresholdWearDetection()``: non-wear where at least 2 axes have
-       a standard deviation < 13 mg and a range < 67 mg over 60-min windows moved by 15 min
-       (van Hees et al. 2013), with SKDH's re-classification rules;
+    2. :class:`BlockWearDetection`: SKDH's ``AccelThresholdWearDetection`` with its defaults
+       (non-wear where at least 2 axes have a standard deviation < 13 mg and a range < 67 mg
+       over 60-min windows moved by 15 min, van Hees et al. 2013, then SKDH's
+       re-classification rules), its window statistics computed per 15-min block;
     3. :class:`ActivityLevelTimes` (SKDH's ``ActivityLevelClassification`` computing only the
        endpoints used here): ENMO in 5-s epochs, time per intensity level by ``cutpoints``,
        mean ENMO over worn time; days with < 10 h of wear are left NaN.
@@ -368,14 +369,15 @@ def skdh_activity_pipeline(fs_hz: float, *, cutpoints: str | dict = DEFAULT_CUTP
     46(9):1816-1824. doi:10.1249/MSS.0000000000000289
     """
     import skdh
-    from skdh.preprocessing import AccelThresholdWearDetection, GetDayWindowIndices
+    from skdh.preprocessing import GetDayWindowIndices
 
     if not fs_hz > 0:
         raise ValueError(f"fs_hz={fs_hz}: pass the sampling rate in Hz (> 0)")
+    classes = _skdh_process_classes()
     pipeline = skdh.Pipeline()
     pipeline.add(GetDayWindowIndices(bases=0, periods=24))
-    pipeline.add(AccelThresholdWearDetection())
-    pipeline.add(_skdh_process_classes()["ActivityLevelTimes"](cutpoints=cutpoints, day_window=(0, 24)))
+    pipeline.add(classes["BlockWearDetection"]())
+    pipeline.add(classes["ActivityLevelTimes"](cutpoints=cutpoints, day_window=(0, 24)))
     return pipeline
 
 
@@ -473,7 +475,7 @@ def accel_activity_daily_features(
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("ActivityLevelTimes", "MeanAcceleration"):
+    if name in ("ActivityLevelTimes", "MeanAcceleration", "BlockWearDetection"):
         return _skdh_process_classes()[name]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
@@ -483,6 +485,51 @@ def _skdh_process_classes() -> dict[str, type]:
     from skdh.activity import ActivityLevelClassification
     from skdh.activity.endpoints import ActivityEndpoint, TotalIntensityTime
     from skdh.activity.utility import handle_cutpoints
+    from skdh.base import handle_process_returns
+    from skdh.preprocessing import AccelThresholdWearDetection
+
+    class BlockWearDetection(AccelThresholdWearDetection):
+        """SKDH's ``AccelThresholdWearDetection``, its window statistics computed per block.
+
+        The parent takes the standard deviation, maximum and minimum of each axis over every
+        60-min window moved by 15 min with SKDH's moving-window kernels, which scan each
+        window in full: some 12 s of the 13 s its activity pipeline takes for 7 days at 50 Hz.
+        A 60-min window is exactly four consecutive 15-min blocks, so here each block is
+        reduced once (mean, sum of squared deviations, max, min per axis) and the windows are
+        combined from four blocks: the maximum and minimum are the same numbers, the standard
+        deviation (ddof=1) is combined by Chan et al.'s pairwise update, equal to rounding.
+        The rules after the statistics (at least 2 axes still, SKDH's re-classification of
+        short wear periods) are the parent's own code. When the window is not a whole number
+        of skips, or the recording is shorter than one window, the parent runs unchanged.
+
+        References
+        ----------
+        Chan TF, Golub GH, LeVeque RJ (1983). Algorithms for computing the sample variance:
+        analysis and recommendations. Am Stat 37(3):242-247. doi:10.1080/00031305.1983.10483115
+        """
+
+        @handle_process_returns(results_to_kwargs=True)
+        def predict(self, *, time, accel, fs=None, **kwargs):
+            """Wear periods ``{"wear": (n, 2) start and stop sample indices}``, as the parent's."""
+            parent = AccelThresholdWearDetection.predict.__wrapped__
+            fs = 1 / np.mean(np.diff(time[1000:5000])) if fs is None else fs
+            n_wlen = int(self.wlen * 60 * fs)
+            n_wskip = int(self.wskip * 60 * fs)
+            n = accel.shape[0]
+            if n_wskip < 2 or n_wlen % n_wskip or n < n_wlen:
+                return parent(self, time=time, accel=accel, fs=fs, **kwargs)
+            super(AccelThresholdWearDetection, self).predict(
+                expect_days=False, expect_wear=False, time=time, accel=accel, fs=fs, **kwargs)
+            sd, spread = _window_sd_and_range(accel, n_wlen // n_wskip, n_wskip)
+            nonwear = np.sum((sd < self.sd_crit) & (spread < self.range_crit), axis=1) >= 2
+            # The windows that run past the end repeat the last full window's call, as the
+            # parent does after its moving statistics return NaN for them.
+            n_windows = (n - 1) // n_wskip + 1
+            nonwear = np.concatenate([nonwear, np.repeat(nonwear[-1:], n_windows - nonwear.size)])
+            wear_starts, wear_stops = self._modify_wear_times(nonwear, self.wskip, self.apply_setup_crit,
+                                                              self.ship_crit)
+            wear = np.minimum(np.concatenate((wear_starts, wear_stops)).reshape((2, -1)).T * n_wskip, n - 1)
+            return {"wear": wear}
 
     class MeanAcceleration(ActivityEndpoint):
         """SKDH activity endpoint: mean of the acceleration metric (ENMO, g) over the state's
@@ -552,8 +599,41 @@ def _skdh_process_classes() -> dict[str, type]:
             self.sleep_endpoints = [TotalIntensityTime(lvl, self.wlen, self.cutpoints, state="sleep") for lvl in levels]
             self.sleep_endpoints.append(MeanAcceleration(state="sleep"))
 
-    classes = {"MeanAcceleration": MeanAcceleration, "ActivityLevelTimes": ActivityLevelTimes}
+    classes = {"MeanAcceleration": MeanAcceleration, "ActivityLevelTimes": ActivityLevelTimes,
+               "BlockWearDetection": BlockWearDetection}
     for cls in classes.values():  # so Pipeline.save/load and pickle find them in this module
         cls.__module__ = __name__
         cls.__qualname__ = cls.__name__
     return classes
+
+
+def _window_sd_and_range(accel: np.ndarray, blocks_per_window: int, block: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-axis sample standard deviation (ddof=1) and max - min of every full window of
+    ``blocks_per_window`` consecutive blocks of ``block`` samples, windows moved by one block.
+
+    ``accel`` has shape (n, axes); the results have shape (n_windows, axes) with
+    ``n_windows = (n - blocks_per_window * block) // block + 1``, the full windows of SKDH's
+    ``moving_sd(accel, wlen, block)``. Samples past the last whole block belong to no full window.
+    """
+    n_blocks = accel.shape[0] // block
+    blocks = accel[: n_blocks * block].reshape(n_blocks, block, accel.shape[1])
+    means = np.empty((n_blocks, accel.shape[1]))
+    squares = np.empty_like(means)  # sum of squared deviations from the block's mean
+    highs = np.empty_like(means)
+    lows = np.empty_like(means)
+    for k in range(n_blocks):  # one block at a time keeps the deviations in cache
+        values = blocks[k]
+        means[k] = values.mean(axis=0)
+        squares[k] = np.square(values - means[k]).sum(axis=0)
+        highs[k] = values.max(axis=0)
+        lows[k] = values.min(axis=0)
+    n_windows = n_blocks - blocks_per_window + 1
+    window = np.lib.stride_tricks.sliding_window_view
+    # Chan et al.: M2 of the union = sum of the blocks' M2 + sum of n_b (mean_b - mean)^2
+    window_means = window(means, blocks_per_window, axis=0).mean(axis=-1)
+    spread_of_means = np.square(window(means, blocks_per_window, axis=0) - window_means[..., None]).sum(axis=-1)
+    m2 = window(squares, blocks_per_window, axis=0).sum(axis=-1) + block * spread_of_means
+    sd = np.sqrt(m2 / (blocks_per_window * block - 1))
+    spread = (window(highs, blocks_per_window, axis=0).max(axis=-1)
+              - window(lows, blocks_per_window, axis=0).min(axis=-1))
+    return sd[:n_windows], spread[:n_windows]

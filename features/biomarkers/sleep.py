@@ -272,7 +272,8 @@ def skdh_sleep_pipeline(fs_hz: float) -> skdh.Pipeline:
     Steps, all with SKDH's defaults unless stated:
 
     1. ``skdh.preprocessing.GetDayWindowIndices(bases=12, periods=24)``: noon-to-noon windows;
-    2. ``skdh.preprocessing.AccelThresholdWearDetection()``: the same wear detection as the
+    2. :class:`features.biomarkers.activity.BlockWearDetection` (SKDH's
+       ``AccelThresholdWearDetection``, faster): the same wear detection as the
        activity pipeline (van Hees et al. 2013);
     3. ``skdh.sleep.Sleep(day_window=(12, 24))``: per window, data resampled to 20 Hz; the total
        sleep opportunity (TSO, the rest period) from changes in the arm's z-angle (van Hees et
@@ -315,15 +316,17 @@ def skdh_sleep_pipeline(fs_hz: float) -> skdh.Pipeline:
     doi:10.1371/journal.pone.0160644
     """
     import skdh
-    from skdh.preprocessing import AccelThresholdWearDetection, GetDayWindowIndices
+    from skdh.preprocessing import GetDayWindowIndices
     from skdh.sleep import Sleep
+
+    from features.biomarkers.activity import BlockWearDetection
 
     if not fs_hz > 0:
         raise ValueError(f"fs_hz={fs_hz}: pass the sampling rate in Hz (> 0)")
     base, period = SKDH_SLEEP_WINDOW
     pipeline = skdh.Pipeline()
     pipeline.add(GetDayWindowIndices(bases=base, periods=period))
-    pipeline.add(AccelThresholdWearDetection())
+    pipeline.add(BlockWearDetection())
     pipeline.add(Sleep(day_window=SKDH_SLEEP_WINDOW))
     return pipeline
 

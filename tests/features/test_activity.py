@@ -215,12 +215,63 @@ def test_skdh_pipeline_is_data_that_saves_and_loads(tmp_path):
 
     pipeline = skdh_activity_pipeline(50.0)
     assert [type(step).__name__ for step in pipeline._steps] == [
-        "GetDayWindowIndices", "AccelThresholdWearDetection", "ActivityLevelTimes"]
+        "GetDayWindowIndices", "BlockWearDetection", "ActivityLevelTimes"]
     path = tmp_path / "activity.skdh"
     pipeline.save(str(path))
     loaded = skdh.Pipeline(load_kwargs={"file": str(path)})
     assert type(loaded._steps[-1]) is activity.ActivityLevelTimes
+    assert type(loaded._steps[1]) is activity.BlockWearDetection
     assert loaded._steps[-1].cutpoints == pipeline._steps[-1].cutpoints
 
     with pytest.raises(ValueError, match="ENMO cut-points"):
         skdh_activity_pipeline(50.0, cutpoints="vaha-ypya_hip_adult")
+
+
+def _wear_both_ways(accel_g: np.ndarray, fs_hz: float, **parameters) -> tuple[np.ndarray, np.ndarray]:
+    from skdh.preprocessing import AccelThresholdWearDetection
+
+    time_s = 1_709_596_800.0 + np.arange(len(accel_g)) / fs_hz
+    with np.errstate(divide="ignore"):
+        stock = AccelThresholdWearDetection(**parameters).predict(time=time_s, accel=accel_g, fs=fs_hz)["wear"]
+        block = activity.BlockWearDetection(**parameters).predict(time=time_s, accel=accel_g, fs=fs_hz)["wear"]
+    return stock, block
+
+
+def test_block_wear_detection_finds_the_wear_periods_skdh_finds(demo_wrist):
+    _, frame = demo_wrist
+    _, accel_g = activity.unix_time_s_and_accel_g(frame, 50.0)
+    # Taken off for 3 h in the morning and 2 h in the afternoon: lying still on a table.
+    for hours in (slice(6, 9), slice(14, 16)):
+        span = slice(hours.start * 180_000, hours.stop * 180_000)
+        accel_g[span] = [0.0, 0.0, 1.0] + np.random.default_rng(hours.start).normal(0, 0.002, (180_000 * (
+            hours.stop - hours.start), 3))
+    stock, block = _wear_both_ways(accel_g, 50.0)
+    assert len(stock) == 3  # three wear periods around the two non-wear periods
+    np.testing.assert_array_equal(block, stock)
+    # A recording that does not end on a whole block, at a rate that is not a whole number.
+    rng = np.random.default_rng(4)
+    fs = 12.5
+    n = int(fs * 3600 * 9) + 777
+    still = np.c_[np.zeros((n, 2)), np.ones(n)] + rng.normal(0, 0.002, (n, 3))
+    moving = slice(int(fs * 3600 * 2), int(fs * 3600 * 5))
+    still[moving] += rng.normal(0, 0.2, (moving.stop - moving.start, 3))
+    stock, block = _wear_both_ways(still, fs)
+    assert stock.tolist() == block.tolist() and len(stock) == 1
+
+
+def test_block_window_statistics_equal_skdh_moving_statistics():
+    from skdh.utility import moving_max, moving_min, moving_sd
+
+    rng = np.random.default_rng(2)
+    accel = np.cumsum(rng.normal(0, 0.01, (50_003, 3)), axis=0) + np.array([0.0, 0.0, 1.0])
+    sd, spread = activity._window_sd_and_range(accel, 4, 1000)
+    np.testing.assert_allclose(sd, moving_sd(accel, 4000, 1000, axis=0, return_previous=False), rtol=1e-9)
+    np.testing.assert_array_equal(spread, moving_max(accel, 4000, 1000, axis=0) - moving_min(accel, 4000, 1000, axis=0))
+
+
+def test_block_wear_detection_runs_skdh_itself_when_windows_are_not_whole_blocks():
+    rng = np.random.default_rng(5)
+    n = 50 * 3600 * 3
+    accel = np.c_[np.zeros((n, 2)), np.ones(n)] + rng.normal(0, 0.05, (n, 3))
+    stock, block = _wear_both_ways(accel, 50.0, window_length=50, window_skip=15)
+    np.testing.assert_array_equal(block, stock)

@@ -4,13 +4,15 @@ Each test builds a Feast repo of its own in ``tmp_path`` (two feature views with
 over Parquet files) and compares ``FeatureStore.get_historical_features`` with a reference
 computed row by row in Python.
 
-TTL semantics (Feast 0.67, read from the implementations, the same in both stores tested here):
+TTL semantics (Feast 0.67, read from the implementations, the same in the stores tested here):
 for an entity row at time ``t`` a feature row qualifies when
 
     t - ttl <= event_timestamp <= t            (both bounds inclusive)
 
 - DuckDB (ibis ``point_in_time_join``): ``feature_ts <= entity_ts`` and
   ``feature_ts + ttl >= entity_ts``;
+- the project's ``pipelines.offline_store.AsofDuckDBOfflineStore`` (ASOF join):
+  ``feature_ts <= entity_ts`` and ``entity_ts - feature_ts <= ttl``, in integer nanoseconds;
 - file / Dask (``_filter_ttl``): ``feature_ts >= entity_ts - ttl`` and ``feature_ts <= entity_ts``.
 
 (The BigQuery/Snowflake SQL templates use the same ``>= entity_ts - ttl``.) Among qualifying rows
@@ -134,7 +136,7 @@ def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
 def _build_repo(repo: Path, offline_store: str, tables: dict[str, pd.DataFrame]) -> tuple[FeatureStore, list[str]]:
     repo.mkdir()
     (repo / "feature_store.yaml").write_text(f"""
-project: pit_{offline_store}
+project: pit_{offline_store.rsplit(".", 1)[-1].lower()}
 provider: local
 registry: {repo / 'registry.db'}
 offline_store: {{type: {offline_store}}}
@@ -234,9 +236,14 @@ def test_randomized_fixture_covers_the_edge_cases(data) -> None:
     _assert_fixture_covers_the_edges(data)
 
 
-def test_duckdb_historical_retrieval_matches_brute_force(tmp_path, data) -> None:
+ASOF_STORE = "pipelines.offline_store.AsofDuckDBOfflineStore"
+
+
+@pytest.mark.parametrize("offline_store", [ASOF_STORE, "duckdb"], ids=["asof_duckdb", "feast_duckdb"])
+def test_duckdb_historical_retrieval_matches_brute_force(tmp_path, data, offline_store) -> None:
+    """The project's store (``feature_store.yaml``) and Feast's own DuckDB store both match."""
     tables, entities, reference = data
-    got = _retrieve(tmp_path, "duckdb", data)
+    got = _retrieve(tmp_path, offline_store, data)
     # every entity row comes back exactly once, all-null ones included
     assert len(got) == len(entities)
     assert sorted(got["row_id"]) == list(entities["row_id"])

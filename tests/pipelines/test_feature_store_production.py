@@ -66,7 +66,7 @@ registry:
   registry_type: sql
   path: {registry_database}
   cache_ttl_seconds: 0
-offline_store: {{type: duckdb}}
+offline_store: {{type: pipelines.offline_store.AsofDuckDBOfflineStore}}
 online_store: {{type: redis, connection_string: "127.0.0.1:6379"}}
 entity_key_serialization_version: 3
 """)
@@ -92,5 +92,23 @@ entity_key_serialization_version: 3
             assert online.loc[subject, "creatinine_change_from_baseline_mg_dl"] == pytest.approx(
                 lab["creatinine_last_mg_dl"] - lab["creatinine_baseline_mg_dl"])
         assert any(project.encode() in key for key in redis_server.scan_iter(count=1000))
+
+        # The table is rebuilt: the same windows recomputed (same event times, a later build) and
+        # one subject withdrawn. Redis keeps a stored value whose event time is not older than
+        # the new one, so without emptying the view first the old values would stay online.
+        rebuilt = daily[daily["subject_id"] != "S0003"].assign(
+            steps_sum_1d_count=lambda f: f["steps_sum_1d_count"] + 1000.0,
+            created_timestamp=pd.Timestamp("2024-03-11", tz="UTC"))
+        rebuilt.to_parquet(tables / "daily_activity.parquet", index=False)
+        again = materialize(tmp_path, yaml_file=yaml_file)
+        assert again["daily_activity"].startswith("full load")
+        assert again["labs"].startswith("incremental")
+        online = online_features(subjects, service="endpoint_v1", repo_path=tmp_path,
+                                 yaml_file=yaml_file).set_index("subject_id")
+        for subject in ("S0001", "S0002"):
+            latest = rebuilt[rebuilt["subject_id"] == subject].iloc[-1]
+            assert online.loc[subject, "steps_sum_1d_count"] == pytest.approx(latest["steps_sum_1d_count"])
+        assert pd.isna(online.loc["S0003", "steps_sum_1d_count"])  # withdrawn: nothing stale online
+        assert not pd.isna(online.loc["S0003", "creatinine_change_from_baseline_mg_dl"])  # other views kept
     finally:
         open_store(tmp_path, yaml_file).teardown()  # removes this project's keys from Redis

@@ -32,7 +32,7 @@ def built(tmp_path_factory):
 project: biomarkers_test
 provider: local
 registry: {repo / 'registry.db'}
-offline_store: {{type: duckdb}}
+offline_store: {{type: pipelines.offline_store.AsofDuckDBOfflineStore}}
 online_store: {{type: sqlite, path: {repo / 'online.db'}}}
 entity_key_serialization_version: 3
 """)

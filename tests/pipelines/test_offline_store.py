@@ -1,0 +1,89 @@
+"""The project's offline store (DuckDB, ASOF join): what Feast callers rely on beyond the values,
+which the brute-force comparison in tests/features/test_point_in_time.py checks."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pandas as pd
+import pytest
+from feast import Entity, FeatureStore, FeatureView, Field, FileSource, ValueType
+from feast.infra.offline_stores.file_source import SavedDatasetFileStorage
+from feast.types import Float64, String
+
+from pipelines.offline_store import AsofDuckDBOfflineStore
+
+STORE = "pipelines.offline_store.AsofDuckDBOfflineStore"
+
+
+@pytest.fixture
+def store(tmp_path) -> FeatureStore:
+    rows = pd.DataFrame({
+        "subject_id": ["S1", "S1", "S2", "S2"],
+        "event_timestamp": pd.to_datetime(["2024-03-01 10:00", "2024-03-02 10:00", "2024-03-01 12:00",
+                                           "2024-03-01 12:00"], utc=True),
+        "created_timestamp": pd.to_datetime(["2024-03-03", "2024-03-03", "2024-03-03", "2024-03-04"], utc=True),
+        "heart_rate_mean_1d_bpm": [60.0, 62.0, 70.0, 71.0],
+        "note": ["a", "b", "old", "new"],
+    })
+    rows.to_parquet(tmp_path / "daily.parquet", index=False)
+    (tmp_path / "feature_store.yaml").write_text(f"""
+project: offline_store_test
+provider: local
+registry: {tmp_path / 'registry.db'}
+offline_store: {{type: {STORE}}}
+online_store: {{type: sqlite, path: {tmp_path / 'online.db'}}}
+entity_key_serialization_version: 3
+""")
+    subject = Entity(name="subject", join_keys=["subject_id"], value_type=ValueType.STRING)
+    source = FileSource(name="daily_source", path=str(tmp_path / "daily.parquet"), timestamp_field="event_timestamp",
+                        created_timestamp_column="created_timestamp")
+    view = FeatureView(name="daily", entities=[subject], ttl=timedelta(days=1), source=source,
+                       schema=[Field(name="heart_rate_mean_1d_bpm", dtype=Float64), Field(name="note", dtype=String)])
+    feature_store = FeatureStore(repo_path=str(tmp_path))
+    feature_store.apply([subject, view])
+    return feature_store
+
+
+def test_the_configured_store_is_ours(store) -> None:
+    assert type(store._get_provider().offline_store) is AsofDuckDBOfflineStore
+
+
+def test_rows_come_back_in_the_entity_frame_order_with_its_other_columns(store) -> None:
+    entities = pd.DataFrame({
+        "subject_id": ["S2", "S1", "S3", "S1", "S1"],
+        # naive times are UTC, as in Feast
+        "event_timestamp": pd.to_datetime(["2024-03-01 13:00", "2024-03-02 11:00", "2024-03-02 00:00",
+                                           "2024-03-01 09:00", "2024-03-04 10:00"]),
+        "label": [1, 0, 1, 0, 1],
+    })
+    got = store.get_historical_features(entity_df=entities, features=["daily:heart_rate_mean_1d_bpm", "daily:note"],
+                                        full_feature_names=True).to_df()
+    assert list(got.columns) == ["subject_id", "event_timestamp", "label", "daily__heart_rate_mean_1d_bpm",
+                                 "daily__note"]
+    assert got["subject_id"].tolist() == ["S2", "S1", "S3", "S1", "S1"]
+    assert got["label"].tolist() == [1, 0, 1, 0, 1]
+    assert str(got["event_timestamp"].dt.tz) == "UTC"
+    # S2: the later-built version of a tie; S1 at 11:00 on day 2: the day-2 row; S3: no rows;
+    # S1 before its first row: nulls; S1 two days after its last row: past the 1-day TTL, nulls.
+    assert got["daily__note"].tolist()[:2] == ["new", "b"]
+    assert got["daily__heart_rate_mean_1d_bpm"].iloc[:2].tolist() == [71.0, 62.0]
+    assert got.loc[2:, "daily__heart_rate_mean_1d_bpm"].isna().all()
+    assert got.loc[2:, "daily__note"].isna().all()
+
+
+def test_an_entity_frame_without_the_join_key_is_refused(store) -> None:
+    entities = pd.DataFrame({"patient": ["S1"], "event_timestamp": pd.to_datetime(["2024-03-02"], utc=True)})
+    with pytest.raises(Exception, match="subject_id"):
+        store.get_historical_features(entity_df=entities, features=["daily:note"]).to_df()
+
+
+def test_a_training_set_is_saved_as_a_dataset(store, tmp_path) -> None:
+    entities = pd.DataFrame({"subject_id": ["S1"], "event_timestamp": pd.to_datetime(["2024-03-02 12:00"], utc=True)})
+    job = store.get_historical_features(entity_df=entities, features=["daily:heart_rate_mean_1d_bpm"])
+    target = tmp_path / "saved" / "training.parquet"
+    store.create_saved_dataset(from_=job, name="training_v1", storage=SavedDatasetFileStorage(path=str(target)))
+    assert pd.read_parquet(target)["heart_rate_mean_1d_bpm"].tolist() == [62.0]
+    assert not list(target.parent.glob(".*.tmp"))  # published by rename, nothing partial left
+    with pytest.raises(Exception, match="already exists"):
+        store.create_saved_dataset(from_=job, name="training_v2", storage=SavedDatasetFileStorage(path=str(target)))
