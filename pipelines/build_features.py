@@ -8,6 +8,10 @@ its suite is not published: the previous version stays, and the report says why.
 
 Idempotent: the build is skipped when the curated parts (whose names carry their content hash)
 and the feature code are the same as at the last published build.
+
+Lineage: the build's manifest (``_build.json`` beside the tables) lists every raw file whose
+curated parts fed it, with its SHA-256, validation report id and outcome, from the catalog, so
+that a model trained on these tables can name the raw files behind it.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipelines.config import StudyConfig
-from pipelines.ingest import SUBJECTS_SOURCE
+from pipelines.ingest import ENDPOINTS_SOURCE, SUBJECTS_SOURCE
 from pipelines.lake import read_subject, read_table, subject_parts
 from validation.schemas import SCHEMAS, SourceKind
 
@@ -117,8 +121,27 @@ def build_features(
         summary.tables[table.name] = len(frame)
     if not summary.rejected:
         _write_json(manifest, {"fingerprint": fingerprint, "tables": summary.tables,
-                               "built_at": created.isoformat(), "study_id": config.study_id})
+                               "built_at": created.isoformat(), "study_id": config.study_id,
+                               "inputs": build_inputs(config, keys)})
     return summary
+
+
+def build_inputs(config: StudyConfig, keys: dict[str, list[str]]) -> list[dict]:
+    """The raw files behind a build: every curated file of its sources and the enrollment and
+    endpoint tables, as the catalog records them (path, SHA-256, report id and outcome, parts)."""
+    from pipelines.catalog import Catalog, FileStatus
+
+    sources = {source for names in keys.values() for source in names} | {SUBJECTS_SOURCE, ENDPOINTS_SOURCE}
+    outcomes = {}
+    with Catalog(config.catalog) as catalog:
+        records = [r for r in catalog.latest() if r.status is FileStatus.CURATED and r.source in sources]
+    for record in records:
+        report = config.reports_root / f"{record.report_id}.json" if record.report_id else None
+        outcomes[record.id] = (json.loads(report.read_text()).get("outcome") if report and report.is_file()
+                               else None)
+    return [{"raw_path": r.path, "sha256": r.sha256, "source": r.source, "subject_id": r.subject_id,
+             "report_id": r.report_id, "validation_outcome": outcomes[r.id], "curated_parts": list(r.curated_paths)}
+            for r in records]
 
 
 def _subject_tables(task) -> dict[str, pd.DataFrame]:

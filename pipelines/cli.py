@@ -90,7 +90,8 @@ def demo_command(
     workers: Annotated[int, typer.Option(help="processes to validate files in parallel")] = 2,
 ) -> None:
     """The main job on embedded defaults: generate the demo study, ingest it, build its features,
-    register the Feast repo, materialize and read two subjects' online features back.
+    register the Feast repo, materialize and read two subjects' online features back, train the
+    study's models, promote the endpoint model if it meets its criteria and print its lineage.
 
     A second run finds the study generated (the generator is deterministic: it would write the
     same bytes) and the files ingested, so it processes nothing.
@@ -110,6 +111,21 @@ def demo_command(
     _build_features(config, workers, force=False)
     _materialize()
     _show_online(["S0001", "S0002"])
+    results = {name: _train(config, name, DEMO_STUDY) for name in config.models}
+    endpoint = next(name for name, model in config.models.items() if model.task == "endpoint")
+    from pipelines.registry import lineage, promote
+
+    with _registry_errors(), _quiet_mlflow():
+        promotion = promote(config, results[endpoint].registered_name, results[endpoint].version,
+                            approver="demo pipeline", reason="demo run: the study's acceptance criteria decide")
+    _print_promotion(promotion)
+    champion = f"{results[endpoint].registered_name}@champion"
+    if promotion.accepted:
+        with _registry_errors(), _quiet_mlflow():
+            chain = lineage(config, champion)
+        console.print(f"\n[bold]biomarkers lineage {champion}[/bold]")
+        _print_lineage(chain)
+    console.print(f"\nMLflow UI: .venv/bin/mlflow ui --backend-store-uri {config.tracking_uri}")
 
 
 @app.command("build-features")
@@ -141,6 +157,175 @@ def materialize_command(
     """
     _load(study, data_root)
     _materialize(feature_store_yaml)
+
+
+StudyOption = Annotated[Path, typer.Option("--study", help="the study's study.yaml")]
+DataRootOption = Annotated[Path | None, typer.Option(help="override the data_root of study.yaml")]
+
+
+@app.command("train")
+def train_command(
+    study: StudyArgument,
+    model: Annotated[str, typer.Option("--model", help="a model named under `models:` in study.yaml")],
+    data_root: DataRootOption = None,
+) -> None:
+    """Train a model on its Feast training set, log it to MLflow with its lineage, register it as candidate.
+
+    Example: biomarkers train studies/demo/study.yaml --model hospitalization_risk
+    """
+    config = _load(study, data_root)
+    _train(config, model, study)
+
+
+@app.command("promote")
+def promote_command(
+    name: Annotated[str, typer.Argument(help="registered model name, e.g. demo-hospitalization_risk")],
+    version: Annotated[str, typer.Argument(help="the model version to promote to champion")],
+    approver: Annotated[str, typer.Option(help="who approves (recorded in the audit log)")],
+    reason: Annotated[str, typer.Option(help="why (recorded in the audit log)")],
+    study: StudyOption = DEMO_STUDY,
+    data_root: DataRootOption = None,
+) -> None:
+    """Move the champion alias to a model version if it meets the study's acceptance criteria.
+
+    Every request, accepted or refused, is appended to the audit log with each criterion's result.
+
+    Example: biomarkers promote demo-hospitalization_risk 1 --approver "A. Reviewer" --reason "meets criteria"
+    """
+    config = _load(study, data_root)
+    with _registry_errors(), _quiet_mlflow():
+        from pipelines.registry import promote
+
+        result = promote(config, name, version, approver=approver, reason=reason)
+    _print_promotion(result)
+    if not result.accepted:
+        raise typer.Exit(1)
+
+
+@app.command("lineage")
+def lineage_command(
+    reference: Annotated[str, typer.Argument(help="NAME@ALIAS, NAME/VERSION or a run id")],
+    study: StudyOption = DEMO_STUDY,
+    data_root: DataRootOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the chain as JSON")] = False,
+) -> None:
+    """Print the chain behind a model or run: version, run, datasets, features, curated and raw files.
+
+    Example: biomarkers lineage demo-hospitalization_risk@champion
+    """
+    config = _load(study, data_root)
+    with _registry_errors(), _quiet_mlflow():
+        from pipelines.registry import lineage
+
+        chain = lineage(config, reference)
+    if as_json:
+        print(json.dumps(chain, indent=2, default=str))
+    else:
+        _print_lineage(chain)
+
+
+@app.command("reproduce")
+def reproduce_command(
+    run_id: Annotated[str, typer.Argument(help="the MLflow run id of a training run")],
+    study: StudyOption = DEMO_STUDY,
+    data_root: DataRootOption = None,
+) -> None:
+    """Rebuild a run's training set from its recorded labels and confirm its SHA-256.
+
+    Example: biomarkers reproduce 3f2c...e1
+    """
+    config = _load(study, data_root)
+    with _registry_errors(), _quiet_mlflow():
+        from pipelines.registry import reproduce
+
+        result = reproduce(config, run_id)
+    for name, check in result["checks"].items():
+        mark = "[green]match[/green]" if check["match"] else "[red]DIFFERS[/red]"
+        console.print(f"{name}: {mark}  recorded {check['recorded']}  rebuilt {check['rebuilt']}")
+    if not result["reproduced"]:
+        hint = f": {result['hint']}" if "hint" in result else ""
+        console.print(f"[red]run {run_id} is not reproduced[/red]{hint}")
+        raise typer.Exit(1)
+    console.print(f"run {run_id} reproduced: {result['rows']} rows, training set SHA-256 identical")
+
+
+@contextlib.contextmanager
+def _registry_errors():
+    from pipelines.registry import RegistryError
+    from pipelines.train import TrainingError
+
+    try:
+        yield
+    except (RegistryError, TrainingError) as error:
+        console.print(f"[red]{error}[/red]", soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
+def _train(config, model: str, study: Path):
+    from pipelines.feature_store import REPOSITORY_ROOT
+
+    with _registry_errors(), console.status(f"training {model}"), _quiet_mlflow():
+        from pipelines.train import train
+
+        result = train(config, model, repo_path=REPOSITORY_ROOT, study_path=study)
+    console.print(f"trained {model}: run {result.run_id}, registered {result.registered_name} version "
+                  f"{result.version} (alias candidate)")
+    table = Table(title=f"{result.registered_name} v{result.version}: test-set metrics")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_column("95% CI", justify="right")
+    for key, value in result.metrics.items():
+        if key.endswith(("_ci_low", "_ci_high")) or key.startswith("bootstrap"):
+            continue
+        low, high = result.metrics.get(f"{key}_ci_low"), result.metrics.get(f"{key}_ci_high")
+        table.add_row(key, _cell(float(value)), f"{_cell(low)} to {_cell(high)}" if low is not None else "")
+    console.print(table)
+    return result
+
+
+@contextlib.contextmanager
+def _quiet_mlflow():
+    """MLflow prints registration notices and download bars; the commands print their own summary."""
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        logging.getLogger("mlflow").setLevel(logging.ERROR)
+        yield
+
+
+def _print_promotion(result) -> None:
+    verdict = "[green]accepted[/green]" if result.accepted else "[red]refused[/red]"
+    console.print(f"promotion of {result.name} version {result.version} to champion: {verdict} "
+                  f"(champion was {result.from_version or 'unset'}; audit entry {result.entry_hash[:12]})")
+    for criterion in result.criteria:
+        mark = "[green]pass[/green]" if criterion["passed"] else "[red]FAIL[/red]"
+        console.print(f"  {mark} {criterion['name']}: {criterion['detail']}", soft_wrap=True)
+
+
+def _print_lineage(chain: dict) -> None:
+    if "model_version" in chain:
+        mv = chain["model_version"]
+        console.print(f"[bold]model[/bold] {mv['name']} version {mv['version']} (aliases: "
+                      f"{', '.join(mv['aliases']) or 'none'}); audit entry {mv['audit_entry_hash'] or '-'}")
+    run = chain["run"]
+    console.print(f"[bold]run[/bold] {run['run_id']} ({run['name']}, {run['status']}, {run['start_time']})")
+    for dataset in chain["datasets"]:
+        console.print(f"  [bold]dataset[/bold] {dataset['context']}: {dataset['name']}, {dataset['rows']} rows, "
+                      f"SHA-256 {dataset['sha256']}")
+    features = chain["features"]
+    console.print(f"[bold]feature service[/bold] {features['feature_service']}: views "
+                  f"{', '.join(features['feature_views'])}; definitions SHA-256 {features['feast_definitions_sha256']}")
+    build = chain.get("feature_build") or {}
+    console.print(f"[bold]feature build[/bold] {build.get('built_at')} (inputs fingerprint {build.get('fingerprint')})")
+    console.print(f"[bold]curated parts[/bold] {len(chain['curated_parts'])}")
+    table = Table(title=f"raw files behind the features ({len(chain['raw_files'])})")
+    for column in ("raw file", "SHA-256", "validation report", "outcome"):
+        table.add_column(column)
+    for entry in chain["raw_files"]:
+        table.add_row(entry["raw_path"], entry["sha256"], entry["report_id"] or "-", str(entry["validation_outcome"]))
+    console.print(table)
+    code = chain["code"]
+    console.print(f"[bold]code[/bold] git {code.get('git_commit')}" + (" (uncommitted changes)" if code.get("git_dirty")
+                                                                      else "")
+                  + f"; study configuration SHA-256 {code.get('study_config_sha256')}")
 
 
 def _build_features(config, workers: int, force: bool):

@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pipelines.units import check_units
+from training.acceptance import AcceptanceCriteria
 from validation.schemas import SCHEMAS, SourceKind
 
 
@@ -166,6 +167,57 @@ class TableFile(TableSpec):
 
 
 SourceName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]
+ModelName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]
+
+
+class SplitConfig(BaseModel):
+    """How a training set is split: by subject (no subject on both sides), or a whole site held out."""
+
+    model_config = _Strict
+
+    test_size: float = Field(0.3, gt=0, lt=1, description="share of subjects in the test set")
+    holdout_site: str | None = Field(None, description="test on this site's subjects only, train on the others")
+
+
+class ThresholdConfig(BaseModel):
+    """How an anomaly model's alarm threshold is chosen (``training.metrics.choose_threshold``)."""
+
+    model_config = _Strict
+
+    method: Literal["quantile", "max_f1"] = "quantile"
+    quantile: float = Field(0.98, gt=0, lt=1, description="for method quantile: share of training scores below")
+
+
+class ModelConfig(BaseModel):
+    """One model of the study: its task, features, estimator, split, evaluation and promotion gate."""
+
+    model_config = _Strict
+
+    task: Literal["endpoint", "anomaly"]
+    feature_service: str = Field(description="the Feast feature service that builds the training set")
+    estimator: str = Field(description="training.models: logistic_regression, hist_gradient_boosting, torch_mlp, "
+                                       "isolation_forest, torch_autoencoder")
+    params: dict[str, Any] = Field(default_factory=dict, description="estimator hyper-parameters")
+    seed: int = 0
+    endpoint: str | None = Field(None, description="endpoint task: the endpoint name in the endpoints file")
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    bootstrap_samples: int = Field(1000, ge=100, description="bootstrap replicates of the confidence intervals")
+    subgroups: list[str] = Field(default_factory=lambda: ["site", "sex", "age_band"])
+    threshold: ThresholdConfig = Field(default_factory=ThresholdConfig)
+    labels: str | None = Field(None, description="anomaly task: labelled episodes (CSV, relative to the data root) "
+                                                "to evaluate against; never used for training")
+    acceptance: AcceptanceCriteria = Field(default_factory=AcceptanceCriteria,
+                                           description="what `biomarkers promote` requires before moving champion")
+
+    @model_validator(mode="after")
+    def _estimator_fits_task(self) -> ModelConfig:
+        from training.models import ANOMALY_MODEL_NAMES, ENDPOINT_MODEL_NAMES
+
+        known = ENDPOINT_MODEL_NAMES if self.task == "endpoint" else ANOMALY_MODEL_NAMES
+        if self.estimator not in known:
+            raise ValueError(f"estimator {self.estimator!r} is not a {self.task} model (use one of: "
+                             f"{', '.join(sorted(known))})")
+        return self
 
 
 class StudyConfig(BaseModel):
@@ -180,6 +232,9 @@ class StudyConfig(BaseModel):
     sources: dict[SourceName, SourceConfig]
     checks: dict[CheckName, Severity] = Field(default_factory=dict, description="severity per check; default reject")
     catalog_url: str | None = Field(None, description="SQLAlchemy URL; default SQLite under the platform folder")
+    models: dict[ModelName, ModelConfig] = Field(default_factory=dict, description="models trained on this study")
+    mlflow_tracking_uri: str | None = Field(
+        None, description="MLflow tracking server or store; default SQLite under the platform folder")
     platform_dir: str = Field(".platform", description="catalog, curated lake, quarantine, reports, Data Docs")
 
     @field_validator("sources")
@@ -216,6 +271,15 @@ class StudyConfig(BaseModel):
     @property
     def catalog(self) -> str:
         return self.catalog_url or f"sqlite:///{self.platform_root / 'catalog.db'}"
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.mlflow_tracking_uri or f"sqlite:///{self.platform_root / 'mlflow.db'}"
+
+    @property
+    def artifacts_root(self) -> Path:
+        """Where runs store their artifacts with the default (SQLite) tracking store."""
+        return self.platform_root / "mlartifacts"
 
 
 def confine(root: Path, relative: str | Path) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +67,25 @@ def test_daily_steps_equal_the_raw_minute_file(built) -> None:
     assert len(complete) >= 2
     for end, row in complete.iterrows():
         assert row["steps_sum_1d_count"] == expected[end - pd.Timedelta(days=1)]
+
+
+def test_the_build_manifest_names_the_raw_files_behind_it(built) -> None:
+    import json
+
+    from pipelines.build_features import MANIFEST
+
+    _, config, _, tables, _ = built
+    inputs = json.loads((tables / MANIFEST).read_text())["inputs"]
+    by_path = {entry["raw_path"]: entry for entry in inputs}
+    assert {"raw/subjects.csv", "raw/endpoints.csv"} <= set(by_path)
+    minute = [entry for entry in inputs if entry["source"] == "minute_wearable"]
+    assert len(minute) == 5  # one file per subject
+    for entry in inputs:
+        raw = config.data_root / entry["raw_path"]
+        assert hashlib.sha256(raw.read_bytes()).hexdigest() == entry["sha256"]
+        assert entry["validation_outcome"] in ("passed", "passed_with_warnings")
+        assert (config.reports_root / f"{entry['report_id']}.json").is_file()
+        assert all((config.lake_root / part).is_file() for part in entry["curated_parts"])
 
 
 def test_a_second_build_with_nothing_changed_is_skipped(built) -> None:

@@ -1,0 +1,570 @@
+"""Train a study's model on a Feast training set and record it in MLflow with its full lineage.
+
+``train(config, model)``: the labels form the entity frame; Feast's point-in-time retrieval
+through the model's feature service builds the training set; ``training`` splits it by subject,
+fits, evaluates; this module logs everything to MLflow (one experiment per study) and registers
+the model with the alias ``candidate``. Every check that can refuse a training set (unknown
+model or feature service, no rows, one class, no usable feature) runs before a run is started,
+and the model is registered only after everything else is logged: a failure leaves no
+registered model and moves no alias.
+
+What a run records, so a reviewer can trust it and ``biomarkers reproduce`` can rebuild it:
+
+* parameters, metrics with bootstrap confidence intervals, subgroup metrics, plots (ROC,
+  calibration, feature importance), the model with its signature and an input example;
+* datasets as MLflow inputs (training, evaluation, labels) with the full-content SHA-256
+  (``training.digests.frame_sha256``) as a tag: MLflow's own digest samples 10,000 rows;
+* ``lineage.json`` and ``lineage.*`` tags: feature service and views with a hash of their
+  Feast definitions, the label frame's and training frame's hashes, every raw file behind the
+  features with its SHA-256, validation report id and outcome (from the feature build's
+  manifest), the git commit, package versions and a hash of the study configuration;
+* ``labels.parquet``, the entity frame (pseudonymous subject ids, times, labels), so the training
+  set can be rebuilt; and ``model_card.md``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import subprocess
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipelines.config import ModelConfig, StudyConfig
+from pipelines.feature_store import REPOSITORY_ROOT, open_store
+from pipelines.ingest import ENDPOINTS_SOURCE, SUBJECTS_SOURCE
+from pipelines.lake import read_table
+
+logger = logging.getLogger(__name__)
+
+KEYS = ["subject_id", "event_timestamp"]
+LABEL = "label"
+PACKAGES = ("feast", "mlflow", "scikit-learn", "torch", "pandas", "numpy", "pyarrow", "duckdb",
+            "scikit-digital-health", "great-expectations")
+
+
+class TrainingError(ValueError):
+    """A training set or model configuration that cannot train a model; nothing was recorded."""
+
+
+@dataclass
+class TrainingSet:
+    """A point-in-time training set: one row per entity row, its label and its features."""
+
+    model_name: str
+    model: ModelConfig
+    entity: pd.DataFrame  # subject_id, event_timestamp, label
+    frame: pd.DataFrame  # entity columns + features, in the entity frame's order
+    features: list[str]
+    dropped: dict[str, str] = field(default_factory=dict)  # feature column -> why it is not used
+    feature_views: list[str] = field(default_factory=list)
+    definitions_sha256: str = ""
+
+    @property
+    def entity_sha256(self) -> str:
+        from training.digests import frame_sha256
+
+        return frame_sha256(self.entity, sort_by=KEYS)
+
+    @property
+    def frame_sha256(self) -> str:
+        from training.digests import frame_sha256
+
+        return frame_sha256(self.frame, sort_by=KEYS)
+
+
+@dataclass
+class TrainResult:
+    run_id: str
+    registered_name: str
+    version: str
+    metrics: dict[str, float]
+    training_sha256: str
+    entity_sha256: str
+    lineage: dict
+
+
+def registered_name(config: StudyConfig, model_name: str) -> str:
+    """The registry name of a study's model: ``<study>-<model>``, so studies sharing a server never clash."""
+    return f"{config.study_id}-{model_name}"
+
+
+def model_config(config: StudyConfig, model_name: str) -> ModelConfig:
+    if model_name not in config.models:
+        known = ", ".join(sorted(config.models)) or "none"
+        raise TrainingError(f"study {config.study_id} has no model {model_name!r} (its models: {known}); "
+                            "add it under `models:` in study.yaml")
+    return config.models[model_name]
+
+
+# --------------------------------------------------------------------------------------------
+# Entity frames and the point-in-time training set
+
+
+def endpoint_labels(config: StudyConfig, model: ModelConfig) -> pd.DataFrame:
+    """The entity frame of an endpoint model: one row per subject and index time, its outcome."""
+    endpoints = read_table(config.lake_root, ENDPOINTS_SOURCE)
+    if endpoints is None or endpoints.empty:
+        raise TrainingError(f"study {config.study_id} has no curated endpoints: run `biomarkers ingest` first")
+    if model.endpoint is not None:
+        known = sorted(endpoints["endpoint"].astype(str).unique())
+        endpoints = endpoints[endpoints["endpoint"] == model.endpoint]
+        if endpoints.empty:
+            raise TrainingError(f"endpoint {model.endpoint!r} has no rows in the endpoints file (endpoints there: "
+                                f"{', '.join(known)})")
+    return pd.DataFrame({
+        "subject_id": endpoints["subject_id"].astype(str),
+        "event_timestamp": pd.to_datetime(endpoints["index_time"], utc=True),
+        LABEL: endpoints["outcome"].astype("int64"),
+    }).reset_index(drop=True)
+
+
+def anomaly_entities(config: StudyConfig, model: ModelConfig, feature_tables: Path) -> pd.DataFrame:
+    """The entity frame of an anomaly model: every subject-day of the daily activity table, with
+    label 1 where a labelled episode (``model.labels``) overlaps the day, else 0 (-1: no labels)."""
+    daily = pd.read_parquet(feature_tables / "daily_activity.parquet", columns=KEYS)
+    entity = daily.drop_duplicates().sort_values(KEYS, ignore_index=True)
+    entity["event_timestamp"] = pd.to_datetime(entity["event_timestamp"], utc=True)
+    if model.labels is None:
+        return entity.assign(**{LABEL: -1})
+    episodes = pd.read_csv(config.resolve(model.labels))
+    missing = {"subject_id", "start", "end"} - set(episodes.columns)
+    if missing:
+        raise TrainingError(f"{model.labels}: no column {sorted(missing)}; labelled episodes need subject_id, "
+                            "start, end")
+    episodes["start"] = pd.to_datetime(episodes["start"], utc=True)
+    episodes["end"] = pd.to_datetime(episodes["end"], utc=True)
+    day_start = entity["event_timestamp"] - pd.Timedelta(days=1)
+    label = np.zeros(len(entity), dtype=np.int64)
+    for episode in episodes.itertuples():
+        overlaps = ((entity["subject_id"] == episode.subject_id) & (day_start < episode.end)
+                    & (entity["event_timestamp"] > episode.start))
+        label[overlaps.to_numpy()] = 1
+    return entity.assign(**{LABEL: label})
+
+
+def build_training_set(config: StudyConfig, model_name: str, *, repo_path: Path = REPOSITORY_ROOT,
+                       yaml_file: Path | None = None, entity: pd.DataFrame | None = None) -> TrainingSet:
+    """Labels, then Feast's point-in-time features through the model's feature service.
+
+    ``entity`` replaces the labels read from the study (``biomarkers reproduce`` passes the
+    recorded ones). Raises :class:`TrainingError` for anything that cannot train a model.
+    """
+    model = model_config(config, model_name)
+    store = open_store(repo_path, yaml_file)
+    try:
+        service = store.get_feature_service(model.feature_service)
+    except Exception as error:  # Feast raises its own not-found type per registry kind
+        known = ", ".join(sorted(s.name for s in store.list_feature_services())) or "none"
+        raise TrainingError(f"model {model_name}: unknown feature service {model.feature_service!r} (registered: "
+                            f"{known}); run `biomarkers materialize` or fix study.yaml") from error
+    if entity is None:
+        if model.task == "endpoint":
+            entity = endpoint_labels(config, model)
+        else:
+            tables = Path(store.list_feature_views()[0].batch_source.path).parent
+            entity = anomaly_entities(config, model, tables)
+    if entity.empty:
+        raise TrainingError(f"model {model_name}: the training set is empty (no labelled rows)")
+    if model.task == "endpoint" and entity[LABEL].nunique() < 2:
+        raise TrainingError(f"model {model_name}: every label is {entity[LABEL].iloc[0]}; an endpoint model "
+                            "needs both outcomes")
+    entity = entity[[*KEYS, LABEL]].reset_index(drop=True)
+    rows = entity.assign(__row=np.arange(len(entity)))  # some offline stores do not keep the order
+    frame = store.get_historical_features(entity_df=rows, features=service).to_df()
+    frame = frame.sort_values("__row", ignore_index=True).drop(columns="__row")
+    # The service's own features only: Feast also returns the inputs of its on-demand views
+    declared = [feature.name for projection in service.feature_view_projections for feature in projection.features]
+    candidates = [c for c in declared if c in frame.columns]
+    features, dropped = [], {}
+    for column in candidates:
+        if not pd.api.types.is_numeric_dtype(frame[column]):
+            dropped[column] = "not numeric (a reason text, not a model input)"
+        elif frame[column].isna().all():
+            dropped[column] = "null in every row"
+        else:
+            features.append(column)
+    if not features:
+        raise TrainingError(f"model {model_name}: every feature of {model.feature_service} is null for these "
+                            f"{len(frame)} rows (build and materialize features first: `biomarkers build-features`)")
+    views = sorted({projection.name for projection in service.feature_view_projections})
+    # Model inputs are float64 (an integer column in a model signature cannot carry a missing value)
+    frame = frame.astype(dict.fromkeys(features, "float64"))
+    return TrainingSet(model_name, model, entity.reset_index(drop=True), frame[[*KEYS, LABEL, *features]],
+                       features, dropped, views, _definitions_sha256(store, service, views))
+
+
+def _definitions_sha256(store, service, views: list[str]) -> str:
+    """Hash of the Feast definitions behind a service: its spec and each view's spec."""
+    digest = hashlib.sha256(service.to_proto().spec.SerializeToString(deterministic=True))
+    for name in views:
+        try:
+            view = store.get_feature_view(name)
+        except Exception:  # an on-demand view
+            view = store.get_on_demand_feature_view(name)
+        digest.update(view.to_proto().spec.SerializeToString(deterministic=True))
+    return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------------------------
+# Fit and evaluate (pure training code, called here)
+
+
+@dataclass
+class Evaluation:
+    model: object
+    train_index: np.ndarray
+    test_index: np.ndarray
+    metrics: dict[str, float]
+    subgroups: pd.DataFrame | None
+    curves: dict[str, pd.DataFrame]
+    importance: pd.DataFrame | None
+    threshold: dict | None = None
+
+
+def subject_attributes(config: StudyConfig) -> pd.DataFrame:
+    """Site, sex and age band per subject, for subgroup metrics (never model inputs)."""
+    from training.metrics import age_band
+
+    subjects = read_table(config.lake_root, SUBJECTS_SOURCE)
+    if subjects is None:
+        return pd.DataFrame(columns=["subject_id", "site", "sex", "age_band"])
+    return pd.DataFrame({
+        "subject_id": subjects["subject_id"].astype(str),
+        "site": subjects["site_id"].astype(str) if "site_id" in subjects else "unknown",
+        "sex": subjects["sex"].astype(str) if "sex" in subjects else "unknown",
+        "age_band": age_band(subjects["age_years"]) if "age_years" in subjects else "unknown",
+    })
+
+
+def fit_and_evaluate(training_set: TrainingSet, attributes: pd.DataFrame) -> Evaluation:
+    from training.splits import grouped_train_test_split, site_holdout_split
+
+    model = training_set.model
+    frame = training_set.frame.merge(attributes, on="subject_id", how="left")
+    if model.split.holdout_site is not None:
+        train_index, test_index = site_holdout_split(frame, holdout_site=model.split.holdout_site)
+    else:
+        train_index, test_index = grouped_train_test_split(
+            frame, label_column=LABEL, test_size=model.split.test_size, seed=model.seed,
+            stratify=model.task == "endpoint")
+    x = frame[training_set.features]
+    if model.task == "endpoint":
+        return _endpoint(training_set, frame, x, train_index, test_index)
+    return _anomaly(training_set, frame, x, train_index, test_index)
+
+
+def _endpoint(training_set, frame, x, train_index, test_index) -> Evaluation:
+    from sklearn.metrics import roc_curve
+
+    from training.metrics import endpoint_metrics, reliability_curve, subgroup_metrics
+    from training.models import build_endpoint_model, feature_importance
+
+    model = training_set.model
+    y = frame[LABEL].to_numpy()
+    estimator = build_endpoint_model(model.estimator, model.params, seed=model.seed)
+    estimator.fit(x.iloc[train_index], y[train_index])
+    probability = estimator.predict_proba(x.iloc[test_index])[:, 1]
+    y_test = y[test_index]
+    metrics = endpoint_metrics(y_test, probability, groups=frame["subject_id"].to_numpy()[test_index],
+                               n_boot=model.bootstrap_samples, seed=model.seed)
+    scored = frame.iloc[test_index].assign(probability=probability)
+    subgroups = subgroup_metrics(scored, label_column=LABEL, probability_column="probability",
+                                 subgroup_columns=[c for c in model.subgroups if c in scored.columns],
+                                 min_samples=model.acceptance.subgroup_min_samples,
+                                 n_boot=min(200, model.bootstrap_samples), seed=model.seed)
+    fpr, tpr, _ = roc_curve(y_test, probability)
+    importance = feature_importance(estimator, x.iloc[test_index], y_test, seed=model.seed, n_repeats=5)
+    return Evaluation(estimator, train_index, test_index, metrics, subgroups,
+                      {"roc": pd.DataFrame({"fpr": fpr, "tpr": tpr}),
+                       "calibration": reliability_curve(y_test, probability)}, importance)
+
+
+def _anomaly(training_set, frame, x, train_index, test_index) -> Evaluation:
+    from training.metrics import choose_threshold, flag_anomalies, precision_recall_f1
+    from training.models import build_anomaly_model
+
+    model = training_set.model
+    estimator = build_anomaly_model(model.estimator, model.params, seed=model.seed)
+    estimator.fit(x.iloc[train_index])
+    # anomaly score: higher = more anomalous (sklearn's score_samples is higher = more normal)
+    train_scores = -estimator.score_samples(x.iloc[train_index])
+    test_scores = -estimator.score_samples(x.iloc[test_index])
+    y = frame[LABEL].to_numpy()
+    if model.threshold.method == "quantile":
+        threshold, how = choose_threshold(train_scores, method="quantile", quantile=model.threshold.quantile)
+    else:
+        if (y < 0).any():
+            raise TrainingError(f"model {training_set.model_name}: threshold method max_f1 needs labels "
+                                "(set `labels:` to the labelled episodes)")
+        threshold, how = choose_threshold(train_scores, method="max_f1", y_true=y[train_index])
+    # The detector's own predict() then flags exactly what the chosen threshold flags (-1 where
+    # score_samples - offset_ < 0, i.e. anomaly score > threshold): the logged model carries it.
+    estimator[-1].offset_ = -float(threshold)
+    flagged = flag_anomalies(test_scores, threshold)
+    metrics = {"threshold": float(threshold), "flagged_share_test": float(flagged.mean())}
+    if (y >= 0).all():
+        metrics.update(precision_recall_f1(y[test_index], flagged))
+        metrics["labelled_anomalies_test"] = float(y[test_index].sum())
+    return Evaluation(estimator, train_index, test_index, metrics, None,
+                      {"scores": pd.DataFrame({"score": test_scores, LABEL: y[test_index]})}, None, how)
+
+
+# --------------------------------------------------------------------------------------------
+# Lineage, MLflow run, registration
+
+
+def lineage_record(config: StudyConfig, training_set: TrainingSet, feature_tables: Path,
+                   study_path: Path | None) -> dict:
+    """Everything that fed the training set, from the raw files to the code (``lineage.json``)."""
+    from pipelines.build_features import MANIFEST
+
+    manifest_path = feature_tables / MANIFEST
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    subjects = set(training_set.entity["subject_id"])
+    inputs = [entry for entry in manifest.get("inputs", [])
+              if entry.get("subject_id") is None or entry["subject_id"] in subjects]
+    outcomes: dict[str, int] = {}
+    for entry in inputs:
+        outcomes[str(entry.get("validation_outcome"))] = outcomes.get(str(entry.get("validation_outcome")), 0) + 1
+    settings = config.model_dump(mode="json", exclude={"data_root"})  # the same study on another machine
+    return {
+        "study_id": config.study_id,
+        "model": training_set.model_name,
+        "task": training_set.model.task,
+        "feature_service": training_set.model.feature_service,
+        "feature_views": training_set.feature_views,
+        "feast_definitions_sha256": training_set.definitions_sha256,
+        "features": training_set.features,
+        "features_dropped": training_set.dropped,
+        "entity_frame": {"sha256": training_set.entity_sha256, "rows": len(training_set.entity),
+                         "subjects": len(subjects), "positives": int((training_set.entity[LABEL] == 1).sum())},
+        "training_frame": {"sha256": training_set.frame_sha256, "rows": len(training_set.frame),
+                           "columns": len(training_set.frame.columns)},
+        "feature_build": {key: manifest.get(key) for key in ("built_at", "fingerprint", "tables")},
+        "raw_files": [{key: entry.get(key) for key in ("raw_path", "sha256", "source", "report_id",
+                                                       "validation_outcome")} for entry in inputs],
+        "curated_parts": sorted(part for entry in inputs for part in entry.get("curated_parts", [])),
+        "validation_outcomes": outcomes,
+        "code": _code_version(),
+        "packages": {name: _version(name) for name in PACKAGES},
+        "study_config_sha256": hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest(),
+        "study_file": str(study_path) if study_path else None,
+    }
+
+
+def _code_version() -> dict:
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", *args], cwd=REPOSITORY_ROOT, capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"git_commit": git("rev-parse", "HEAD") or "unknown",
+            "git_dirty": None if status is None else bool(status)}
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def use_tracking(config: StudyConfig) -> str:
+    """Point MLflow at the study's tracking store; return the study's experiment id (one per study)."""
+    import mlflow
+
+    mlflow.set_tracking_uri(config.tracking_uri)
+    experiment = mlflow.get_experiment_by_name(config.study_id)
+    if experiment is not None:
+        return experiment.experiment_id
+    location = config.artifacts_root.as_uri() if config.mlflow_tracking_uri is None else None
+    return mlflow.create_experiment(config.study_id, artifact_location=location,
+                                    tags={"study_id": config.study_id})
+
+
+def train(config: StudyConfig, model_name: str, *, repo_path: Path = REPOSITORY_ROOT,
+          yaml_file: Path | None = None, study_path: Path | None = None) -> TrainResult:
+    """Build the training set, fit, evaluate, log the run and register the model as ``candidate``."""
+    training_set = build_training_set(config, model_name, repo_path=repo_path, yaml_file=yaml_file)
+    evaluation = fit_and_evaluate(training_set, subject_attributes(config))
+    store = open_store(repo_path, yaml_file)
+    tables = Path(store.list_feature_views()[0].batch_source.path).parent
+    lineage = lineage_record(config, training_set, tables, study_path)
+    return record_run(config, training_set, evaluation, lineage)
+
+
+def record_run(config: StudyConfig, training_set: TrainingSet, evaluation: Evaluation, lineage: dict) -> TrainResult:
+    import mlflow
+    from mlflow import MlflowClient
+
+    from training.model_card import model_card_markdown
+
+    model = training_set.model
+    experiment_id = use_tracking(config)
+    name = registered_name(config, training_set.model_name)
+    train_frame = training_set.frame.iloc[evaluation.train_index]
+    test_frame = training_set.frame.iloc[evaluation.test_index]
+    lineage["split"] = {"train_rows": len(train_frame), "test_rows": len(test_frame),
+                        "train_subjects": sorted(set(train_frame["subject_id"])),
+                        "test_subjects": sorted(set(test_frame["subject_id"])),
+                        "holdout_site": model.split.holdout_site}
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"{training_set.model_name}-{model.estimator}") as run:
+        mlflow.log_params({"model": training_set.model_name, "task": model.task, "estimator": model.estimator,
+                           "feature_service": model.feature_service, "seed": model.seed,
+                           "test_size": model.split.test_size, "holdout_site": model.split.holdout_site,
+                           "bootstrap_samples": model.bootstrap_samples, "n_features": len(training_set.features),
+                           **{f"param.{key}": value for key, value in model.params.items()}})
+        mlflow.log_metrics({key: float(value) for key, value in evaluation.metrics.items()
+                            if isinstance(value, int | float | np.floating | np.integer)})
+        _log_datasets(training_set, train_frame, test_frame)
+        mlflow.set_tags({
+            "study_id": config.study_id,
+            "lineage.feature_service": model.feature_service,
+            "lineage.feature_views": ",".join(training_set.feature_views),
+            "lineage.feast_definitions_sha256": training_set.definitions_sha256,
+            "lineage.entity_frame_sha256": lineage["entity_frame"]["sha256"],
+            "lineage.training_frame_sha256": lineage["training_frame"]["sha256"],
+            "lineage.validation_outcomes": json.dumps(lineage["validation_outcomes"], sort_keys=True),
+            "lineage.raw_files": str(len(lineage["raw_files"])),
+            "lineage.git_commit": lineage["code"]["git_commit"],
+            "lineage.study_config_sha256": lineage["study_config_sha256"],
+            "model_card": "model_card.md",
+        })
+        mlflow.log_dict(lineage, "lineage.json")
+        _log_table(training_set.entity, "labels.parquet")
+        if evaluation.subgroups is not None:  # JSON records, NaN as null
+            mlflow.log_dict({"rows": json.loads(evaluation.subgroups.to_json(orient="records"))},
+                            "subgroup_metrics.json")
+        if evaluation.threshold is not None:
+            mlflow.log_dict(evaluation.threshold, "threshold.json")
+        _log_plots(evaluation)
+        card = model_card_markdown(name=name, study_id=config.study_id, model=model.model_dump(mode="json"),
+                                   metrics=evaluation.metrics, subgroups=evaluation.subgroups, lineage=lineage)
+        mlflow.log_text(card, "model_card.md")
+        info = _log_model(evaluation.model, test_frame[training_set.features], model.task)
+    # Registered last: a failure above leaves a failed run and no model version, no alias moved.
+    version = mlflow.register_model(info.model_uri, name, tags={"run_id": run.info.run_id, "task": model.task})
+    client = MlflowClient()
+    headline = ", ".join(f"{key} {evaluation.metrics[key]:.3f}" for key in ("auroc", "calibration_error", "f1")
+                         if key in evaluation.metrics)
+    client.update_model_version(name, version.version, description=(
+        f"{model.task} model ({model.estimator}) on feature service {model.feature_service}, run "
+        f"{run.info.run_id}: {headline}. Model card: model_card.md in the run's artifacts; lineage: lineage.json."))
+    client.set_registered_model_alias(name, "candidate", version.version)
+    return TrainResult(run.info.run_id, name, str(version.version), evaluation.metrics,
+                       lineage["training_frame"]["sha256"], lineage["entity_frame"]["sha256"], lineage)
+
+
+def _log_datasets(training_set: TrainingSet, train_frame: pd.DataFrame, test_frame: pd.DataFrame) -> None:
+    import mlflow
+
+    from training.digests import frame_sha256
+
+    parts = (("training", training_set.frame, "training_set", "training"),
+             ("train_split", train_frame, "train_split", "train"),
+             ("test_split", test_frame, "test_split", "evaluation"),
+             ("labels", training_set.entity, "labels", "labels"))
+    for _, frame, label, context in parts:
+        sha256 = frame_sha256(frame, sort_by=KEYS)
+        dataset = mlflow.data.from_pandas(frame.reset_index(drop=True), name=f"{training_set.model_name}_{label}",
+                                          targets=LABEL, digest=sha256[:32])  # MLflow stores at most 36 characters
+        mlflow.log_input(dataset, context=context, tags={"sha256": sha256, "rows": str(len(frame)),
+                                                         "subjects": str(frame["subject_id"].nunique())})
+
+
+def _log_table(frame: pd.DataFrame, artifact: str) -> None:
+    import tempfile
+
+    import mlflow
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / artifact
+        frame.to_parquet(path, index=False)
+        mlflow.log_artifact(str(path))
+
+
+def _log_plots(evaluation: Evaluation) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import mlflow
+
+    if "roc" in evaluation.curves:
+        roc = evaluation.curves["roc"]
+        figure, axes = plt.subplots(figsize=(4.5, 4.5))
+        axes.plot(roc["fpr"], roc["tpr"], label=f"AUROC {evaluation.metrics.get('auroc', float('nan')):.3f}")
+        axes.plot([0, 1], [0, 1], linestyle=":", color="grey")
+        axes.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC (test subjects)")
+        axes.legend(loc="lower right")
+        mlflow.log_figure(figure, "plots/roc.png")
+        plt.close(figure)
+    if "calibration" in evaluation.curves:
+        curve = evaluation.curves["calibration"]
+        figure, axes = plt.subplots(figsize=(4.5, 4.5))
+        axes.plot(curve["mean_probability"], curve["observed_frequency"], marker="o")
+        axes.plot([0, 1], [0, 1], linestyle=":", color="grey")
+        axes.set(xlabel="mean predicted probability", ylabel="observed rate",
+                 title=f"Calibration (ECE {evaluation.metrics.get('calibration_error', float('nan')):.3f})")
+        mlflow.log_figure(figure, "plots/calibration.png")
+        plt.close(figure)
+    if evaluation.importance is not None and len(evaluation.importance):
+        top = evaluation.importance.head(15).iloc[::-1]
+        figure, axes = plt.subplots(figsize=(6, 0.35 * len(top) + 1.2))
+        axes.barh(top["feature"], top["importance_mean"], xerr=top["importance_std"])
+        axes.set(xlabel="permutation importance (AUROC drop)", title="Feature importance (test subjects)")
+        figure.tight_layout()
+        mlflow.log_figure(figure, "plots/feature_importance.png")
+        plt.close(figure)
+    if "scores" in evaluation.curves:
+        scores = evaluation.curves["scores"]
+        figure, axes = plt.subplots(figsize=(5, 3.5))
+        axes.hist(scores["score"], bins=40, color="tab:blue")
+        if evaluation.threshold is not None:
+            axes.axvline(evaluation.metrics["threshold"], color="tab:red", label="threshold")
+            axes.legend()
+        axes.set(xlabel="anomaly score", ylabel="test rows", title="Anomaly scores (test subjects)")
+        mlflow.log_figure(figure, "plots/anomaly_scores.png")
+        plt.close(figure)
+
+
+def _log_model(estimator, example: pd.DataFrame, task: str):
+    """Log the fitted pipeline so stock MLflow loads it without this project.
+
+    The PyTorch estimators' module ships with the model (``code_paths``) under the name its
+    classes carry (``torch_models``). The pyfunc predicts both class probabilities for an
+    endpoint model (``predict_proba``), and +1 (normal) or -1 (anomaly, at the chosen threshold)
+    for an anomaly model (``predict``; MLflow's sklearn pyfunc offers no ``score_samples``, which
+    the sklearn flavor, ``mlflow.sklearn.load_model``, keeps).
+    """
+    import mlflow
+    import sklearn
+    import skops
+    import skops.io
+    from mlflow.models import infer_signature
+
+    import training.torch_models as torch_models
+
+    method = "predict_proba" if task == "endpoint" else "predict"
+    output = getattr(estimator, method)(example)
+    uses_torch = type(estimator[-1]).__module__ == torch_models.SHIPPED_MODULE_NAME
+    # the types skops must be told to trust: exactly those in the estimator just fitted here
+    trusted = skops.io.get_untrusted_types(data=skops.io.dumps(estimator))
+    return mlflow.sklearn.log_model(
+        estimator, name="model", signature=infer_signature(example, output), input_example=example.head(5),
+        pyfunc_predict_fn=method, serialization_format="skops", skops_trusted_types=trusted,
+        code_paths=[torch_models.__file__] if uses_torch else None,
+        pip_requirements=[f"scikit-learn=={sklearn.__version__}", f"numpy=={np.__version__}",
+                          f"pandas=={pd.__version__}", f"skops=={skops.__version__}"],
+    )
+
+

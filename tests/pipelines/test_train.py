@@ -1,0 +1,277 @@
+"""Training, lineage, promotion and reproduction on a small demo study, end to end.
+
+One demo study (40 subjects, 6 days) is generated, ingested, built and registered in a Feast repo
+of the test's own; models train into the study's own MLflow store (SQLite, local artifacts).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from pipelines.build_features import build_features
+from pipelines.config import load_study
+from pipelines.demo.generate import generate_demo
+from pipelines.feature_store import apply_repo
+from pipelines.ingest import ingest_study
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+DEMO_STUDY = REPOSITORY / "studies" / "demo" / "study.yaml"
+ENDPOINT = "hospitalization_risk"
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train")
+    generate_demo(root / "study", seed=5, n_subjects=40, days=6)
+    config = load_study(DEMO_STUDY, root / "study")
+    ingest_study(config, workers=2)
+    tables = root / "tables"
+    build_features(config, tables, workers=2)
+    repo = root / "repo"
+    repo.mkdir()
+    (repo / "feature_store.yaml").write_text(f"""
+project: biomarkers_train_test
+provider: local
+registry: {repo / 'registry.db'}
+offline_store: {{type: pipelines.offline_store.AsofDuckDBOfflineStore}}
+online_store: {{type: sqlite, path: {repo / 'online.db'}}}
+entity_key_serialization_version: 3
+""")
+    apply_repo(repo, tables)
+    return config, repo, tables
+
+
+def with_model(config, name: str, **changes):
+    """The study configuration with one model's settings changed."""
+    model = config.models[name]
+    acceptance = changes.pop("acceptance", None)
+    if acceptance is not None:
+        changes["acceptance"] = model.acceptance.model_copy(update=acceptance)
+    return config.model_copy(update={"models": {**config.models, name: model.model_copy(update=changes)}})
+
+
+@pytest.fixture(scope="module")
+def trained(study):
+    from pipelines.train import train
+
+    config, repo, _ = study
+    # lenient criteria for this small cohort: promotion is tested on both sides below
+    config = with_model(config, ENDPOINT, estimator="logistic_regression", params={"C": 0.5}, bootstrap_samples=200,
+                        acceptance={"min_auroc": 0.5, "max_calibration_error": 0.5, "subgroup_min_auroc": None})
+    return config, train(config, ENDPOINT, repo_path=repo, study_path=DEMO_STUDY)
+
+
+def test_a_run_records_metrics_datasets_lineage_and_a_candidate(study, trained) -> None:
+    import mlflow
+    from mlflow import MlflowClient
+
+    config, result = trained
+    _, repo, _ = study
+    client = MlflowClient()
+    run = client.get_run(result.run_id)
+    assert mlflow.get_experiment(run.info.experiment_id).name == config.study_id  # one experiment per study
+    assert {"auroc", "auroc_ci_low", "auroc_ci_high", "auprc", "brier", "calibration_error"} <= set(run.data.metrics)
+    assert run.data.metrics["auroc_ci_low"] <= run.data.metrics["auroc"] <= run.data.metrics["auroc_ci_high"]
+    assert run.data.params["estimator"] == "logistic_regression"
+    assert str(client.get_model_version_by_alias(result.registered_name, "candidate").version) == result.version
+
+    # datasets: the full-content SHA-256 of each frame, as a tag beside MLflow's sampled digest
+    inputs = {i.dataset.name: {t.key: t.value for t in i.tags} for i in run.inputs.dataset_inputs}
+    training = inputs[f"{ENDPOINT}_training_set"]
+    assert training["mlflow.data.context"] == "training" and training["sha256"] == result.training_sha256
+    assert inputs[f"{ENDPOINT}_labels"]["sha256"] == result.entity_sha256
+
+    artifacts = {a.path for a in client.list_artifacts(result.run_id)} | {
+        a.path for a in client.list_artifacts(result.run_id, "plots")}
+    assert {"lineage.json", "model_card.md", "labels.parquet", "subgroup_metrics.json", "plots/roc.png",
+            "plots/calibration.png", "plots/feature_importance.png"} <= artifacts
+    card = mlflow.artifacts.load_text(f"runs:/{result.run_id}/model_card.md")
+    assert "## Intended use" in card and "## Subgroups" in card and result.training_sha256 in card
+
+    lineage = mlflow.artifacts.load_dict(f"runs:/{result.run_id}/lineage.json")
+    assert lineage["feature_service"] == "endpoint_v1"
+    assert {"daily_activity", "labs", "cardiac", "sleep"} <= set(lineage["feature_views"])
+    assert lineage["code"]["git_commit"] and lineage["packages"]["mlflow"].startswith("3.17")
+    # every raw file named exists with the recorded SHA-256, and was validated
+    assert len(lineage["raw_files"]) > 40
+    for entry in lineage["raw_files"][:25]:
+        raw = config.data_root / entry["raw_path"]
+        assert hashlib.sha256(raw.read_bytes()).hexdigest() == entry["sha256"]
+        assert entry["validation_outcome"] in ("passed", "passed_with_warnings")
+    assert not set(lineage["split"]["train_subjects"]) & set(lineage["split"]["test_subjects"])
+    assert run.data.tags["lineage.training_frame_sha256"] == result.training_sha256
+
+
+def test_the_registered_model_loads_with_stock_mlflow_alone(trained, tmp_path) -> None:
+    """A fresh Python process that cannot import the project loads the model and predicts."""
+    import mlflow
+
+    config, result = trained
+    example = pd.read_json(Path(mlflow.artifacts.download_artifacts(
+        f"models:/{result.registered_name}/{result.version}/input_example.json", dst_path=str(tmp_path))),
+        orient="split").astype("float64")
+    script = tmp_path / "load.py"
+    script.write_text(textwrap.dedent(f"""
+        import importlib.abc, sys
+        class Refuse(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in ("features", "pipelines", "training", "validation", "serving"):
+                    raise ImportError("the project must not be needed: " + name)
+        sys.meta_path.insert(0, Refuse())
+        import json, mlflow, pandas as pd
+        mlflow.set_tracking_uri({config.tracking_uri!r})
+        model = mlflow.pyfunc.load_model("models:/{result.registered_name}@candidate")
+        frame = pd.read_json({str(tmp_path / 'example.json')!r}, orient="split").astype("float64")
+        print(json.dumps(pd.DataFrame(model.predict(frame)).to_numpy().tolist()))
+    """))
+    example.to_json(tmp_path / "example.json", orient="split")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run([sys.executable, "-I", str(script)], capture_output=True, text=True, cwd=tmp_path, env=env,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    probabilities = json.loads(done.stdout.strip().splitlines()[-1])
+    model = mlflow.sklearn.load_model(f"models:/{result.registered_name}/{result.version}")
+    expected = model.predict_proba(example)
+    assert len(probabilities) == len(example) and len(probabilities[0]) == 2
+    assert pd.DataFrame(probabilities).to_numpy() == pytest.approx(expected)
+
+
+def test_promotion_refused_then_accepted_and_every_request_audited(trained) -> None:
+    from mlflow import MlflowClient
+
+    from pipelines.audit import AuditLog
+    from pipelines.registry import promote
+
+    config, result = trained
+    strict = with_model(config, ENDPOINT, acceptance={"min_auroc": 0.999})
+    refused = promote(strict, result.registered_name, result.version, approver="A. Reviewer", reason="too early")
+    assert not refused.accepted
+    assert any(c["name"] == "auroc" and not c["passed"] for c in refused.criteria)
+    client = MlflowClient()
+    assert "champion" not in client.get_model_version(result.registered_name, result.version).aliases
+
+    accepted = promote(config, result.registered_name, result.version, approver="A. Reviewer", reason="meets criteria")
+    assert accepted.accepted and accepted.from_version is None
+    assert str(client.get_model_version_by_alias(result.registered_name, "champion").version) == result.version
+    with AuditLog(config.catalog) as log:
+        entries = log.entries(result.registered_name)
+        assert [(e.decision, e.approver, e.to_version) for e in entries[-2:]] == [
+            ("refused", "A. Reviewer", result.version), ("accepted", "A. Reviewer", result.version)]
+        assert entries[-1].reason == "meets criteria" and entries[-1].criteria
+        assert log.verify() == []
+    tags = client.get_model_version(result.registered_name, result.version).tags
+    assert tags["audit.entry_hash"] == entries[-1].entry_hash
+
+
+def test_lineage_from_the_alias_and_from_the_run(trained) -> None:
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+    from pipelines.registry import lineage
+
+    config, result = trained
+    by_run = lineage(config, result.run_id)
+    assert by_run["run"]["run_id"] == result.run_id and "model_version" not in by_run
+    assert {d["sha256"] for d in by_run["datasets"]} >= {result.training_sha256, result.entity_sha256}
+    assert all(len(entry["sha256"]) == 64 for entry in by_run["raw_files"])
+    runner = CliRunner()
+    shown = runner.invoke(app, ["lineage", f"{result.registered_name}/{result.version}", "--json", "--study",
+                                str(DEMO_STUDY), "--data-root", str(config.data_root)])
+    assert shown.exit_code == 0, shown.output
+    chain = json.loads(shown.output)
+    assert str(chain["model_version"]["version"]) == result.version
+    assert chain["features"]["feature_service"] == "endpoint_v1"
+    missing = runner.invoke(app, ["lineage", f"{result.registered_name}@nonexistent", "--study", str(DEMO_STUDY),
+                                  "--data-root", str(config.data_root)])
+    assert missing.exit_code == 2 and "no alias 'nonexistent'" in missing.output
+
+
+def test_an_anomaly_model_is_evaluated_against_the_labelled_episodes(study) -> None:
+    import mlflow
+
+    from pipelines.train import build_training_set, train
+
+    config, repo, _ = study
+    result = train(config, "daily_anomaly", repo_path=repo)
+    assert {"precision", "recall", "f1", "threshold"} <= set(result.metrics)
+    how = mlflow.artifacts.load_dict(f"runs:/{result.run_id}/threshold.json")
+    assert how["method"] == "quantile"
+    frame = pd.read_parquet(Path(mlflow.artifacts.download_artifacts(run_id=result.run_id,
+                                                                      artifact_path="labels.parquet")))
+    assert len(frame) == result.lineage["entity_frame"]["rows"] and set(frame["label"]) <= {0, 1}
+    assert result.lineage["entity_frame"]["positives"] >= 1  # planted episodes were found in the days
+    # The logged model flags (-1) exactly the test rows above the chosen threshold.
+    rebuilt = build_training_set(config, "daily_anomaly", repo_path=repo, entity=frame)
+    test = rebuilt.frame[rebuilt.frame["subject_id"].isin(result.lineage["split"]["test_subjects"])]
+    model = mlflow.pyfunc.load_model(f"models:/{result.registered_name}/{result.version}")
+    flags = model.predict(test[rebuilt.features])
+    assert set(flags) <= {-1, 1}
+    assert (flags == -1).mean() == pytest.approx(result.metrics["flagged_share_test"])
+
+
+def test_bad_training_inputs_fail_before_anything_is_registered(study, monkeypatch) -> None:
+    from mlflow import MlflowClient
+
+    from pipelines import train as training
+    from pipelines.train import TrainingError, use_tracking
+
+    config, repo, _ = study
+    use_tracking(config)
+    client = MlflowClient()
+
+    def versions() -> int:
+        return sum(len(client.search_model_versions(f"name='{m.name}'")) for m in client.search_registered_models())
+
+    before = versions()
+    with pytest.raises(TrainingError, match="no model 'risk'.*hospitalization_risk"):
+        training.train(config, "risk", repo_path=repo)
+    with pytest.raises(TrainingError, match="unknown feature service 'endpoint_v9'.*endpoint_v1"):
+        training.train(with_model(config, ENDPOINT, feature_service="endpoint_v9"), ENDPOINT, repo_path=repo)
+    with pytest.raises(TrainingError, match="endpoint 'death_30d' has no rows.*hospitalization_90d"):
+        training.train(with_model(config, ENDPOINT, endpoint="death_30d"), ENDPOINT, repo_path=repo)
+
+    labels = training.endpoint_labels(config, config.models[ENDPOINT])
+    monkeypatch.setattr(training, "endpoint_labels", lambda *_: labels.assign(label=0))
+    with pytest.raises(TrainingError, match="every label is 0"):
+        training.train(config, ENDPOINT, repo_path=repo)
+    monkeypatch.setattr(training, "endpoint_labels", lambda *_: labels.iloc[:0])
+    with pytest.raises(TrainingError, match="training set is empty"):
+        training.train(config, ENDPOINT, repo_path=repo)
+    # every entity time long before any feature row: all features null
+    monkeypatch.setattr(training, "endpoint_labels", lambda *_: labels.assign(
+        event_timestamp=pd.Timestamp("2001-01-01", tz="UTC")))
+    with pytest.raises(TrainingError, match="every feature of endpoint_v1 is null"):
+        training.train(config, ENDPOINT, repo_path=repo)
+    assert versions() == before
+
+
+def test_a_run_is_reproduced_and_a_changed_feature_table_is_detected(study, trained) -> None:
+    from pipelines.registry import reproduce
+
+    config, result = trained
+    _, repo, tables = study
+    same = reproduce(config, result.run_id, repo_path=repo)
+    assert same["reproduced"], same
+    assert same["checks"]["training_frame_sha256"]["rebuilt"] == result.training_sha256
+
+    path = tables / "daily_activity.parquet"
+    original = path.read_bytes()
+    try:
+        daily = pd.read_parquet(path)
+        daily["steps_sum_1d_count"] = daily["steps_sum_1d_count"] + 1.0
+        daily.to_parquet(path, index=False)
+        changed = reproduce(config, result.run_id, repo_path=repo)
+    finally:
+        path.write_bytes(original)
+    assert not changed["reproduced"]
+    assert changed["checks"]["entity_frame_sha256"]["match"]
+    assert not changed["checks"]["training_frame_sha256"]["match"]
