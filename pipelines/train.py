@@ -243,6 +243,16 @@ def subject_attributes(config: StudyConfig) -> pd.DataFrame:
 
 
 def fit_and_evaluate(training_set: TrainingSet, attributes: pd.DataFrame) -> Evaluation:
+    """Split by subject, fit and evaluate; a split or estimator refusing the data is a TrainingError."""
+    try:
+        return _fit_and_evaluate(training_set, attributes)
+    except TrainingError:
+        raise
+    except ValueError as error:  # before any run is logged
+        raise TrainingError(f"model {training_set.model_name}: {error}") from error
+
+
+def _fit_and_evaluate(training_set: TrainingSet, attributes: pd.DataFrame) -> Evaluation:
     from training.splits import grouped_train_test_split, site_holdout_split
 
     model = training_set.model

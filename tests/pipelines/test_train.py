@@ -236,6 +236,8 @@ def test_bad_training_inputs_fail_before_anything_is_registered(study, monkeypat
         training.train(config, "risk", repo_path=repo)
     with pytest.raises(TrainingError, match="unknown feature service 'endpoint_v9'.*endpoint_v1"):
         training.train(with_model(config, ENDPOINT, feature_service="endpoint_v9"), ENDPOINT, repo_path=repo)
+    with pytest.raises(TrainingError, match="has no parameter.*'max_depth_typo'"):
+        training.train(with_model(config, ENDPOINT, params={"max_depth_typo": 3}), ENDPOINT, repo_path=repo)
     with pytest.raises(TrainingError, match="endpoint 'death_30d' has no rows.*hospitalization_90d"):
         training.train(with_model(config, ENDPOINT, endpoint="death_30d"), ENDPOINT, repo_path=repo)
 
@@ -275,3 +277,78 @@ def test_a_run_is_reproduced_and_a_changed_feature_table_is_detected(study, trai
     assert not changed["reproduced"]
     assert changed["checks"]["entity_frame_sha256"]["match"]
     assert not changed["checks"]["training_frame_sha256"]["match"]
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    """``mlflow server`` on 127.0.0.1 with a PostgreSQL backend store of its own (the real server)."""
+    import socket
+    import time
+    import urllib.request
+    import uuid
+
+    psycopg = pytest.importorskip("psycopg")
+    from tests.pipelines.conftest import PG_ADMIN_DSN
+
+    try:
+        admin = psycopg.connect(PG_ADMIN_DSN, autocommit=True)
+    except psycopg.OperationalError as error:
+        pytest.skip(f"PostgreSQL is not reachable at 127.0.0.1:5432: {error}")
+    database = f"mlflow_it_{uuid.uuid4().hex[:10]}"
+    admin.execute(f'CREATE DATABASE "{database}"')
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = (tmp_path / "mlflow-server.log").open("w")
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
+         "--backend-store-uri", f"postgresql+psycopg://postgres@127.0.0.1:5432/{database}",
+         "--artifacts-destination", str(tmp_path / "artifacts"), "--workers", "1"],
+        stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"mlflow server did not start: {(tmp_path / 'mlflow-server.log').read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()
+        admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        admin.close()
+
+
+@pytest.mark.postgres
+def test_train_promote_and_read_lineage_through_an_mlflow_server(study, mlflow_server) -> None:
+    """Production tracking: an MLflow server with its PostgreSQL backend store, artifacts proxied."""
+    import mlflow
+
+    from pipelines.registry import lineage, promote
+    from pipelines.train import train
+
+    config, repo, _ = study
+    remote = with_model(config.model_copy(update={"mlflow_tracking_uri": mlflow_server}), ENDPOINT,
+                        estimator="logistic_regression", params={"C": 0.5}, bootstrap_samples=200,
+                        acceptance={"min_auroc": 0.5, "max_calibration_error": 0.5, "subgroup_min_auroc": None})
+    try:
+        result = train(remote, ENDPOINT, repo_path=repo)
+        assert mlflow.get_tracking_uri() == mlflow_server
+        promotion = promote(remote, result.registered_name, result.version, approver="A. Reviewer", reason="server")
+        assert promotion.accepted
+        chain = lineage(remote, f"{result.registered_name}@champion")
+        assert chain["run"]["run_id"] == result.run_id
+        assert {d["sha256"] for d in chain["datasets"]} >= {result.training_sha256}
+        assert chain["raw_files"] and all(len(entry["sha256"]) == 64 for entry in chain["raw_files"])
+        model = mlflow.pyfunc.load_model(f"models:/{result.registered_name}@champion")
+        assert model.metadata.run_id == result.run_id
+    finally:
+        mlflow.set_tracking_uri(config.tracking_uri)  # the other tests use the study's own store
