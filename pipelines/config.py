@@ -206,6 +206,10 @@ class ModelConfig(BaseModel):
     threshold: ThresholdConfig = Field(default_factory=ThresholdConfig)
     labels: str | None = Field(None, description="anomaly task: labelled episodes (CSV, relative to the data root) "
                                                 "to evaluate against; never used for training")
+    entity_table: str = Field("daily_activity", description="anomaly task: the feature table whose rows (subject, "
+                                                            "window end) are scored, e.g. hourly_vitals")
+    window_hours: float = Field(24.0, gt=0, description="anomaly task: the window each row summarizes, hours; "
+                                                        "a row is anomalous when an episode overlaps it")
     acceptance: AcceptanceCriteria = Field(default_factory=AcceptanceCriteria,
                                            description="what `biomarkers promote` requires before moving champion")
 

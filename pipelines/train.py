@@ -125,10 +125,15 @@ def endpoint_labels(config: StudyConfig, model: ModelConfig) -> pd.DataFrame:
 
 
 def anomaly_entities(config: StudyConfig, model: ModelConfig, feature_tables: Path) -> pd.DataFrame:
-    """The entity frame of an anomaly model: every subject-day of the daily activity table, with
-    label 1 where a labelled episode (``model.labels``) overlaps the day, else 0 (-1: no labels)."""
-    daily = pd.read_parquet(feature_tables / "daily_activity.parquet", columns=KEYS)
-    entity = daily.drop_duplicates().sort_values(KEYS, ignore_index=True)
+    """The entity frame of an anomaly model: every row (subject, window end) of its entity table
+    (daily biomarker vectors, hourly vital-sign windows), with label 1 where a labelled episode
+    (``model.labels``) overlaps the row's window, else 0 (-1 for every row without labels)."""
+    path = feature_tables / f"{model.entity_table}.parquet"
+    if not path.is_file():
+        raise TrainingError(f"no feature table {model.entity_table!r} in {feature_tables}: run "
+                            "`biomarkers build-features` or fix entity_table in study.yaml")
+    rows = pd.read_parquet(path, columns=KEYS)
+    entity = rows.drop_duplicates().sort_values(KEYS, ignore_index=True)
     entity["event_timestamp"] = pd.to_datetime(entity["event_timestamp"], utc=True)
     if model.labels is None:
         return entity.assign(**{LABEL: -1})
@@ -139,10 +144,10 @@ def anomaly_entities(config: StudyConfig, model: ModelConfig, feature_tables: Pa
                             "start, end")
     episodes["start"] = pd.to_datetime(episodes["start"], utc=True)
     episodes["end"] = pd.to_datetime(episodes["end"], utc=True)
-    day_start = entity["event_timestamp"] - pd.Timedelta(days=1)
+    window_start = entity["event_timestamp"] - pd.Timedelta(hours=model.window_hours)
     label = np.zeros(len(entity), dtype=np.int64)
     for episode in episodes.itertuples():
-        overlaps = ((entity["subject_id"] == episode.subject_id) & (day_start < episode.end)
+        overlaps = ((entity["subject_id"] == episode.subject_id) & (window_start < episode.end)
                     & (entity["event_timestamp"] > episode.start))
         label[overlaps.to_numpy()] = 1
     return entity.assign(**{LABEL: label})

@@ -26,6 +26,7 @@ from pipelines.ingest import ingest_study
 REPOSITORY = Path(__file__).resolve().parents[2]
 DEMO_STUDY = REPOSITORY / "studies" / "demo" / "study.yaml"
 ENDPOINT = "hospitalization_risk"
+PROJECT = ("features", "pipelines", "training", "validation", "serving")
 
 
 @pytest.fixture(scope="module")
@@ -111,6 +112,32 @@ def test_a_run_records_metrics_datasets_lineage_and_a_candidate(study, trained) 
     assert run.data.tags["lineage.training_frame_sha256"] == result.training_sha256
 
 
+def predict_in_a_bare_process(tracking_uri: str, model_uri: str, frame: pd.DataFrame, folder: Path,
+                              refused: tuple[str, ...] = PROJECT) -> list:
+    """``mlflow.pyfunc.load_model(model_uri).predict(frame)`` in a fresh Python process in which the
+    ``refused`` top-level packages cannot be imported."""
+    frame.to_json(folder / "frame.json", orient="split")
+    script = folder / "load.py"
+    script.write_text(textwrap.dedent(f"""
+        import importlib.abc, sys
+        class Refuse(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in {refused!r}:
+                    raise ImportError("must not be needed: " + name)
+        sys.meta_path.insert(0, Refuse())
+        import json, mlflow, pandas as pd
+        mlflow.set_tracking_uri({tracking_uri!r})
+        model = mlflow.pyfunc.load_model({model_uri!r})
+        frame = pd.read_json({str(folder / 'frame.json')!r}, orient="split").astype("float64")
+        print(json.dumps(pd.DataFrame(model.predict(frame)).to_numpy().tolist()))
+    """))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run([sys.executable, "-I", str(script)], capture_output=True, text=True, cwd=folder, env=env,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def test_the_registered_model_loads_with_stock_mlflow_alone(trained, tmp_path) -> None:
     """A fresh Python process that cannot import the project loads the model and predicts."""
     import mlflow
@@ -119,30 +146,34 @@ def test_the_registered_model_loads_with_stock_mlflow_alone(trained, tmp_path) -
     example = pd.read_json(Path(mlflow.artifacts.download_artifacts(
         f"models:/{result.registered_name}/{result.version}/input_example.json", dst_path=str(tmp_path))),
         orient="split").astype("float64")
-    script = tmp_path / "load.py"
-    script.write_text(textwrap.dedent(f"""
-        import importlib.abc, sys
-        class Refuse(importlib.abc.MetaPathFinder):
-            def find_spec(self, name, path=None, target=None):
-                if name.split(".")[0] in ("features", "pipelines", "training", "validation", "serving"):
-                    raise ImportError("the project must not be needed: " + name)
-        sys.meta_path.insert(0, Refuse())
-        import json, mlflow, pandas as pd
-        mlflow.set_tracking_uri({config.tracking_uri!r})
-        model = mlflow.pyfunc.load_model("models:/{result.registered_name}@candidate")
-        frame = pd.read_json({str(tmp_path / 'example.json')!r}, orient="split").astype("float64")
-        print(json.dumps(pd.DataFrame(model.predict(frame)).to_numpy().tolist()))
-    """))
-    example.to_json(tmp_path / "example.json", orient="split")
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    done = subprocess.run([sys.executable, "-I", str(script)], capture_output=True, text=True, cwd=tmp_path, env=env,
-                          timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    probabilities = json.loads(done.stdout.strip().splitlines()[-1])
+    probabilities = predict_in_a_bare_process(config.tracking_uri, f"models:/{result.registered_name}@candidate",
+                                              example, tmp_path)
     model = mlflow.sklearn.load_model(f"models:/{result.registered_name}/{result.version}")
     expected = model.predict_proba(example)
     assert len(probabilities) == len(example) and len(probabilities[0]) == 2
     assert pd.DataFrame(probabilities).to_numpy() == pytest.approx(expected)
+
+
+def test_a_pytorch_autoencoder_on_vital_sign_windows_ships_with_its_code(study, tmp_path) -> None:
+    """The PyTorch model's module travels with it: it loads, and scores, without the project and
+    without torch (inference runs in numpy)."""
+    import mlflow
+
+    from pipelines.train import build_training_set, train
+
+    config, repo, _ = study
+    result = train(with_model(config, "vitals_anomaly", params={"max_epochs": 5, "batch_size": 256}),
+                   "vitals_anomaly", repo_path=repo)
+    assert {"precision", "recall", "f1"} <= set(result.metrics)
+    assert result.lineage["features"] and "news2_score_max_24h" in result.lineage["features"]
+    labels = pd.read_parquet(Path(mlflow.artifacts.download_artifacts(run_id=result.run_id,
+                                                                       artifact_path="labels.parquet")))
+    rebuilt = build_training_set(config, "vitals_anomaly", repo_path=repo, entity=labels)
+    test = rebuilt.frame[rebuilt.frame["subject_id"].isin(result.lineage["split"]["test_subjects"])]
+    flags = predict_in_a_bare_process(config.tracking_uri, f"models:/{result.registered_name}/{result.version}",
+                                      test[rebuilt.features], tmp_path, refused=(*PROJECT, "torch"))
+    flagged = sum(1 for row in flags if row[0] == -1) / len(flags)
+    assert flagged == pytest.approx(result.metrics["flagged_share_test"])
 
 
 def test_promotion_refused_then_accepted_and_every_request_audited(trained) -> None:
