@@ -111,20 +111,26 @@ def demo_command(
     _build_features(config, workers, force=False)
     _materialize()
     _show_online(["S0001", "S0002"])
-    results = {name: _train(config, name, DEMO_STUDY) for name in config.models}
+    results = {name: _train(config, name, DEMO_STUDY, reuse=True) for name in config.models}
     endpoint = next(name for name, model in config.models.items() if model.task == "endpoint")
     from pipelines.registry import lineage, promote
 
-    with _registry_errors(), _quiet_mlflow():
-        promotion = promote(config, results[endpoint].registered_name, results[endpoint].version,
-                            approver="demo pipeline", reason="demo run: the study's acceptance criteria decide")
-    _print_promotion(promotion)
     champion = f"{results[endpoint].registered_name}@champion"
-    if promotion.accepted:
+    with _registry_errors(), _quiet_mlflow():
+        current = _champion_version(config, results[endpoint].registered_name)
+        promotion = None
+        if current != results[endpoint].version:
+            promotion = promote(config, results[endpoint].registered_name, results[endpoint].version,
+                                approver="demo pipeline", reason="demo run: the study's acceptance criteria decide")
+    if promotion is None:
+        console.print(f"{champion} is already version {current}")
+    else:
+        _print_promotion(promotion)
+    if promotion is None or promotion.accepted:
         with _registry_errors(), _quiet_mlflow():
             chain = lineage(config, champion)
         console.print(f"\n[bold]biomarkers lineage {champion}[/bold]")
-        _print_lineage(chain)
+        _print_lineage(chain, raw_files_shown=8)
     console.print(f"\nMLflow UI: .venv/bin/mlflow ui --backend-store-uri {config.tracking_uri}")
 
 
@@ -261,15 +267,19 @@ def _registry_errors():
         raise typer.Exit(2) from None
 
 
-def _train(config, model: str, study: Path):
+def _train(config, model: str, study: Path, reuse: bool = False):
     from pipelines.feature_store import REPOSITORY_ROOT
 
     with _registry_errors(), console.status(f"training {model}"), _quiet_mlflow():
         from pipelines.train import train
 
-        result = train(config, model, repo_path=REPOSITORY_ROOT, study_path=study)
-    console.print(f"trained {model}: run {result.run_id}, registered {result.registered_name} version "
-                  f"{result.version} (alias candidate)")
+        result = train(config, model, repo_path=REPOSITORY_ROOT, study_path=study, reuse=reuse)
+    if result.reused:
+        console.print(f"{model}: same training set, settings and code as run {result.run_id}: "
+                      f"{result.registered_name} version {result.version} kept (not trained again)")
+    else:
+        console.print(f"trained {model}: run {result.run_id}, registered {result.registered_name} version "
+                      f"{result.version} (alias candidate)")
     table = Table(title=f"{result.registered_name} v{result.version}: test-set metrics")
     table.add_column("metric")
     table.add_column("value", justify="right")
@@ -291,6 +301,18 @@ def _quiet_mlflow():
         yield
 
 
+def _reference(chain: dict) -> str:
+    if "model_version" in chain:
+        return f"{chain['model_version']['name']}/{chain['model_version']['version']}"
+    return chain["run"]["run_id"]
+
+
+def _champion_version(config, name: str) -> str | None:
+    from pipelines.registry import CHAMPION, alias_version
+
+    return alias_version(config, name, CHAMPION)
+
+
 def _print_promotion(result) -> None:
     verdict = "[green]accepted[/green]" if result.accepted else "[red]refused[/red]"
     console.print(f"promotion of {result.name} version {result.version} to champion: {verdict} "
@@ -300,7 +322,7 @@ def _print_promotion(result) -> None:
         console.print(f"  {mark} {criterion['name']}: {criterion['detail']}", soft_wrap=True)
 
 
-def _print_lineage(chain: dict) -> None:
+def _print_lineage(chain: dict, raw_files_shown: int | None = None) -> None:
     if "model_version" in chain:
         mv = chain["model_version"]
         console.print(f"[bold]model[/bold] {mv['name']} version {mv['version']} (aliases: "
@@ -319,9 +341,12 @@ def _print_lineage(chain: dict) -> None:
     table = Table(title=f"raw files behind the features ({len(chain['raw_files'])})")
     for column in ("raw file", "SHA-256", "validation report", "outcome"):
         table.add_column(column)
-    for entry in chain["raw_files"]:
+    for entry in chain["raw_files"][:raw_files_shown]:
         table.add_row(entry["raw_path"], entry["sha256"], entry["report_id"] or "-", str(entry["validation_outcome"]))
     console.print(table)
+    hidden = len(chain["raw_files"]) - len(chain["raw_files"][:raw_files_shown])
+    if hidden:
+        console.print(f"  ... and {hidden} more raw files: biomarkers lineage {_reference(chain)} --json")
     code = chain["code"]
     console.print(f"[bold]code[/bold] git {code.get('git_commit')}" + (" (uncommitted changes)" if code.get("git_dirty")
                                                                       else "")

@@ -77,6 +77,11 @@ def _alias_version(client, name: str, alias: str) -> str | None:
         return None
 
 
+def alias_version(config: StudyConfig, name: str, alias: str) -> str | None:
+    """The version an alias of a registered model points at, or None (no such model or alias)."""
+    return _alias_version(_client(config), name, alias)
+
+
 def _run_artifact_json(run_id: str, path: str) -> dict:
     import mlflow
 

@@ -87,6 +87,7 @@ class TrainResult:
     training_sha256: str
     entity_sha256: str
     lineage: dict
+    reused: bool = False  # an earlier run on the same training set, settings and code
 
 
 def registered_name(config: StudyConfig, model_name: str) -> str:
@@ -347,7 +348,6 @@ def lineage_record(config: StudyConfig, training_set: TrainingSet, feature_table
     outcomes: dict[str, int] = {}
     for entry in inputs:
         outcomes[str(entry.get("validation_outcome"))] = outcomes.get(str(entry.get("validation_outcome")), 0) + 1
-    settings = config.model_dump(mode="json", exclude={"data_root"})  # the same study on another machine
     return {
         "study_id": config.study_id,
         "model": training_set.model_name,
@@ -368,9 +368,15 @@ def lineage_record(config: StudyConfig, training_set: TrainingSet, feature_table
         "validation_outcomes": outcomes,
         "code": _code_version(),
         "packages": {name: _version(name) for name in PACKAGES},
-        "study_config_sha256": hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest(),
+        "study_config_sha256": study_config_sha256(config),
         "study_file": str(study_path) if study_path else None,
     }
+
+
+def study_config_sha256(config: StudyConfig) -> str:
+    """Hash of the study's settings, without its data root: the same study on another machine."""
+    settings = config.model_dump(mode="json", exclude={"data_root"})
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
 
 
 def _code_version() -> dict:
@@ -407,14 +413,50 @@ def use_tracking(config: StudyConfig) -> str:
 
 
 def train(config: StudyConfig, model_name: str, *, repo_path: Path = REPOSITORY_ROOT,
-          yaml_file: Path | None = None, study_path: Path | None = None) -> TrainResult:
-    """Build the training set, fit, evaluate, log the run and register the model as ``candidate``."""
+          yaml_file: Path | None = None, study_path: Path | None = None, reuse: bool = False) -> TrainResult:
+    """Build the training set, fit, evaluate, log the run and register the model as ``candidate``.
+
+    With ``reuse``, a registered version trained on the same training set (SHA-256), study
+    settings and committed code is returned instead of training again (``reused=True``).
+    """
     training_set = build_training_set(config, model_name, repo_path=repo_path, yaml_file=yaml_file)
+    if reuse:
+        previous = _same_training(config, training_set)
+        if previous is not None:
+            return previous
     evaluation = fit_and_evaluate(training_set, subject_attributes(config))
     store = open_store(repo_path, yaml_file)
     tables = Path(store.list_feature_views()[0].batch_source.path).parent
     lineage = lineage_record(config, training_set, tables, study_path)
     return record_run(config, training_set, evaluation, lineage)
+
+
+def _same_training(config: StudyConfig, training_set: TrainingSet) -> TrainResult | None:
+    """The newest registered version trained on exactly this training set, settings and code."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    code = _code_version()
+    if code["git_dirty"] is not False:  # uncommitted changes: the code cannot be told apart
+        return None
+    experiment_id = use_tracking(config)
+    client = MlflowClient()
+    runs = client.search_runs(
+        [experiment_id], max_results=1, order_by=["attributes.start_time DESC"],
+        filter_string=(f"params.model = '{training_set.model_name}' and attributes.status = 'FINISHED' "
+                       f"and tags.`lineage.training_frame_sha256` = '{training_set.frame_sha256}' "
+                       f"and tags.`lineage.study_config_sha256` = '{study_config_sha256(config)}' "
+                       f"and tags.`lineage.git_commit` = '{code['git_commit']}'"))
+    if not runs:
+        return None
+    run = runs[0]
+    versions = client.search_model_versions(f"run_id = '{run.info.run_id}'")
+    if not versions:
+        return None
+    version = max(versions, key=lambda v: int(v.version))
+    lineage = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/lineage.json")
+    return TrainResult(run.info.run_id, version.name, str(version.version), dict(run.data.metrics),
+                       lineage["training_frame"]["sha256"], lineage["entity_frame"]["sha256"], lineage, reused=True)
 
 
 def record_run(config: StudyConfig, training_set: TrainingSet, evaluation: Evaluation, lineage: dict) -> TrainResult:

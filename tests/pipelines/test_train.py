@@ -383,3 +383,20 @@ def test_train_promote_and_read_lineage_through_an_mlflow_server(study, mlflow_s
         assert model.metadata.run_id == result.run_id
     finally:
         mlflow.set_tracking_uri(config.tracking_uri)  # the other tests use the study's own store
+
+
+def test_training_again_on_the_same_set_settings_and_code_reuses_the_version(study, monkeypatch) -> None:
+    from pipelines import train as training
+
+    config, repo, _ = study
+    monkeypatch.setattr(training, "_code_version", lambda: {"git_commit": "0" * 40, "git_dirty": False})
+    first = training.train(config, "daily_anomaly", repo_path=repo, reuse=True)
+    again = training.train(config, "daily_anomaly", repo_path=repo, reuse=True)
+    assert again.reused and not first.reused
+    assert (again.run_id, again.version, again.training_sha256) == (first.run_id, first.version, first.training_sha256)
+    changed = with_model(config, "daily_anomaly", threshold=config.models["daily_anomaly"].threshold.model_copy(
+        update={"quantile": 0.9}))
+    retrained = training.train(changed, "daily_anomaly", repo_path=repo, reuse=True)
+    assert not retrained.reused and retrained.version != first.version  # other settings: a new version
+    monkeypatch.setattr(training, "_code_version", lambda: {"git_commit": "0" * 40, "git_dirty": True})
+    assert not training.train(config, "daily_anomaly", repo_path=repo, reuse=True).reused  # uncommitted code
