@@ -150,12 +150,12 @@ def measure_single(days: int, rate_hz: int, repeat: int, queue) -> None:
 
 
 def _warm_up(_: int) -> int:
-    """Pool warm-up: the imports a worker needs (SKDH takes 1-2 s), and the SKDH classes."""
-    import skdh  # noqa: F401
+    """Pool warm-up: the imports a worker needs (SKDH takes 1-2 s) and the first-use costs of the
+    computation (lazy imports inside SKDH's processes), on 12 h of a synthetic recording."""
+    from features.biomarkers.activity import accel_activity_daily_features
 
-    from features.biomarkers import activity
-
-    activity.skdh_activity_pipeline(50.0)
+    warm = build_frame(1, 50, seed=1).iloc[: 12 * 3600 * 50]
+    accel_activity_daily_features(warm, 50.0, "S0000")
     time.sleep(0.5)  # so each worker of the pool gets one warm-up task
     return os.getpid()
 

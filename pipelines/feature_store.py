@@ -79,15 +79,15 @@ def materialize(repo_path: Path = REPOSITORY_ROOT, end: datetime | None = None,
         else:
             first = pd.Timestamp(stamps.column("event_timestamp").to_pandas().min())
             start = (first - pd.Timedelta(seconds=1)).to_pydatetime()
-            _clear_online_view(store, view)
+            clear_online_view(store, view)
             done[view.name] = f"full load {start.isoformat()} to {end.isoformat()} (table built {built})"
-        _load(store, view, start, end)
+        _load(store, view, start, end, emptied=done[view.name].startswith("full load"))
         record[view.name] = built
     record_path.write_text(json.dumps(record, indent=2))
     return done
 
 
-def _load(store, view, start: datetime, end: datetime) -> None:
+def _load(store, view, start: datetime, end: datetime, *, emptied: bool) -> None:
     """Materialize one view over ``[start, end]``: Feast's own path, or the bulk Redis loader.
 
     The loader writes what Feast writes, some 20x faster (``pipelines.redis_loader``); every
@@ -98,12 +98,12 @@ def _load(store, view, start: datetime, end: datetime) -> None:
     if isinstance(store.config.online_store, RedisOnlineStoreConfig):
         from pipelines.redis_loader import load_latest
 
-        load_latest(store, view, start, end)
+        load_latest(store, view, start, end, emptied=emptied)
     else:
         store.materialize(start_date=start, end_date=end, feature_views=[view.name])
 
 
-def _clear_online_view(store, view) -> None:
+def clear_online_view(store, view) -> None:
     """Remove every online row of one feature view, leaving its (empty) table in place.
 
     Through the online store's own ``update``, as `feast apply` uses it for a deleted view:

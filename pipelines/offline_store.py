@@ -29,6 +29,7 @@ Select it in ``feature_store.yaml``::
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -125,8 +126,14 @@ class AsofRetrievalJob(RetrievalJob):
     def metadata(self) -> RetrievalMetadata | None:
         return self._metadata
 
+    def to_df(self, validation_reference=None, timeout: int | None = None) -> pd.DataFrame:
+        """Feast's ``to_df`` (on-demand views applied, validation if asked) without its extra copy:
+        Feast resets the index of a frame that already has a fresh one, copying every column."""
+        arrow = self.to_arrow(validation_reference=validation_reference, timeout=timeout)
+        return arrow.to_pandas(split_blocks=True)
+
     def _to_df_internal(self, timeout: int | None = None) -> pd.DataFrame:
-        return self._to_arrow_internal(timeout).to_pandas()
+        return self._to_arrow_internal(timeout).to_pandas(split_blocks=True)
 
     def _to_arrow_internal(self, timeout: int | None = None) -> pa.Table:
         result = pa.Table.from_pandas(self._entities, preserve_index=False)
@@ -134,11 +141,22 @@ class AsofRetrievalJob(RetrievalJob):
         try:
             connection.execute("SET TimeZone = 'UTC'")  # naive Parquet timestamps are UTC
             _load_entities(connection, self._entities, self._time_column, self._queries)
-            for query in self._queries:
-                rows_in_file = connection.sql(_asof_sql(query)).to_arrow_table().column("row_in_file")
-                features = _take_features(query, rows_in_file)
-                for name in features.column_names:
-                    result = result.append_column(name, features.column(name))
+
+            def view_features(query: ViewQuery) -> pa.Table:
+                cursor = connection.cursor()  # one per thread, on the same in-memory database
+                try:
+                    cursor.execute("SET TimeZone = 'UTC'")
+                    rows_in_file = cursor.sql(_asof_sql(query)).to_arrow_table().column("row_in_file")
+                finally:
+                    cursor.close()
+                return _take_features(query, rows_in_file)
+
+            # Views are independent; DuckDB and the Parquet reader release the GIL, so while one
+            # view's join runs another's columns are read.
+            with ThreadPoolExecutor(max_workers=min(4, len(self._queries) or 1)) as pool:
+                for features in pool.map(view_features, self._queries):
+                    for name in features.column_names:
+                        result = result.append_column(name, features.column(name))
         finally:
             connection.close()
         return result
@@ -170,18 +188,23 @@ def latest_rows(view: FeatureView, start: datetime, end: datetime, repo_path: Pa
     keys = ", ".join(_quote(column) for column in query.join_keys)
     latest_first = f"{_quote(query.timestamp)} DESC" + (f", {_quote(query.created)} DESC NULLS LAST"
                                                         if query.created else "")
-    features = "".join(f", {_quote(column)} AS {_quote(name)}" for column, name in query.columns.items())
-    sql = (f"SELECT {keys}, epoch_ns({_quote(query.timestamp)}::TIMESTAMPTZ) AS __time_ns{features}"
-           f" FROM read_parquet('{_literal(query.path)}')"
+    # Keys and times only through the window; the feature columns are then taken by row number.
+    sql = (f"SELECT {keys}, epoch_ns({_quote(query.timestamp)}::TIMESTAMPTZ) AS __time_ns, file_row_number"
+           f" FROM read_parquet('{_literal(query.path)}', file_row_number = true)"
            f" WHERE {_quote(query.timestamp)}::TIMESTAMPTZ BETWEEN $start AND $end"
            f" QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY {latest_first}) = 1"
            f" ORDER BY {keys}")
     connection = duckdb.connect()
     try:
         connection.execute("SET TimeZone = 'UTC'")
-        return connection.execute(sql, {"start": _aware(start), "end": _aware(end)}).to_arrow_table()
+        latest = connection.execute(sql, {"start": _aware(start), "end": _aware(end)}).to_arrow_table()
     finally:
         connection.close()
+    features = _take_features(query, latest.column("file_row_number"))
+    keys_and_time = latest.drop_columns(["file_row_number"])
+    for name in features.column_names:
+        keys_and_time = keys_and_time.append_column(name, features.column(name))
+    return keys_and_time
 
 
 def _aware(moment: datetime) -> datetime:
@@ -241,7 +264,7 @@ def _load_entities(connection, entities: pd.DataFrame, time_column: str, queries
     columns.update({key: pa.Array.from_pandas(entities[key]) for key in keys})
     arrow = pa.table(columns)
     connection.register("entity_arrow", arrow)
-    connection.execute(f"CREATE TEMP TABLE entities AS SELECT * FROM entity_arrow ORDER BY {ROW}")
+    connection.execute(f"CREATE TABLE entities AS SELECT * FROM entity_arrow ORDER BY {ROW}")
     connection.unregister("entity_arrow")
 
 

@@ -40,9 +40,11 @@ BATCH_ROWS = 2000
 EMPTY = Value().SerializeToString()  # what Feast stores for a null
 
 
-def load_latest(store, view: FeatureView, start: datetime, end: datetime) -> int:
+def load_latest(store, view: FeatureView, start: datetime, end: datetime, *, emptied: bool = False) -> int:
     """Write the latest row per entity of ``view`` in ``[start, end]`` to the Redis online store.
 
+    ``emptied``: the view's online rows were just removed (a full reload), so there is no stored
+    row to compare with and the read of stored event times is skipped.
     Returns the entity rows written (rows older than what is stored are counted as not written).
     """
     config = store.config
@@ -62,10 +64,13 @@ def load_latest(store, view: FeatureView, start: datetime, end: datetime) -> int
     written = 0
     for begin in range(0, len(keys), BATCH_ROWS):
         batch = range(begin, min(begin + BATCH_ROWS, len(keys)))
-        with client.pipeline(transaction=False) as pipe:
-            for i in batch:
-                pipe.hget(keys[i], time_field)
-            stored = pipe.execute()
+        if emptied:
+            stored = [None] * len(batch)
+        else:
+            with client.pipeline(transaction=False) as pipe:
+                for i in batch:
+                    pipe.hget(keys[i], time_field)
+                stored = pipe.execute()
         with client.pipeline(transaction=False) as pipe:
             for i, previous in zip(batch, stored, strict=True):
                 if previous is not None and _nanoseconds(previous) >= times_ns[i]:
