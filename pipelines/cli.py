@@ -131,6 +131,8 @@ def demo_command(
             chain = lineage(config, champion)
         console.print(f"\n[bold]biomarkers lineage {champion}[/bold]")
         _print_lineage(chain, raw_files_shown=8)
+    if promotion is None or promotion.accepted:
+        _score(config, champion, "latest")
     console.print(f"\nMLflow UI: .venv/bin/mlflow ui --backend-store-uri {config.tracking_uri}")
 
 
@@ -255,6 +257,59 @@ def reproduce_command(
     console.print(f"run {run_id} reproduced: {result['rows']} rows, training set SHA-256 identical")
 
 
+@app.command("score")
+def score_command(
+    study: StudyArgument,
+    model: Annotated[str, typer.Option("--model", help="NAME@ALIAS or NAME/VERSION, e.g. "
+                                                       "demo-hospitalization_risk@champion")],
+    as_of: Annotated[str, typer.Option("--as-of", help="score with the features known at this time (ISO 8601, "
+                                                       "UTC unless it says otherwise), or 'latest': each "
+                                                       "subject as of the end of its own newest feature window")],
+    cohort: Annotated[Path | None, typer.Option(help="CSV or Parquet with a subject_id column, under the data "
+                                                     "root (default: every enrolled subject)")] = None,
+    out: Annotated[Path | None, typer.Option(help="output Parquet, under the data root (default: "
+                                                  ".platform/scores/<model>-v<version>-<time>.parquet)")] = None,
+    data_root: DataRootOption = None,
+) -> None:
+    """Score a cohort with a registered model as of a time; scores to Parquet, an MLflow run for lineage.
+
+    Example: biomarkers score studies/demo/study.yaml --model demo-hospitalization_risk@champion --as-of latest
+    """
+    config = _load(study, data_root)
+    _score(config, model, as_of, cohort, out)
+
+
+def _score(config, model: str, as_of: str, cohort: Path | None = None, out: Path | None = None):
+    import pandas as pd
+    from rich.progress import Progress
+
+    from pipelines.scoring import score_cohort
+
+    with _registry_errors():
+        try:
+            moment = None if as_of == "latest" else pd.Timestamp(as_of).to_pydatetime()
+        except ValueError as error:
+            raise typer.BadParameter(f"--as-of {as_of!r}: {error}") from None
+        with Progress(console=console, transient=True) as bar, _quiet_mlflow():
+            task = bar.add_task(f"scoring with {model}", total=None)
+            result = score_cohort(config, model, moment, cohort=cohort, out=out,
+                                  progress=lambda done, total: bar.update(task, completed=done, total=total))
+    when = "each subject's latest window" if moment is None else moment.isoformat()
+    console.print(f"scored {result.rows} subjects with {result.model_name} v{result.model_version} as of "
+                  f"{when}: {result.path} (run {result.run_id})")
+    top = result.scores.sort_values("score", ascending=False).head(10)
+    ages = [column for column in top.columns if column.startswith("feature_age_")]
+    table = Table(title="Highest scores" + (" (risk of the endpoint)" if result.task == "endpoint" else ""))
+    table.add_column("subject")
+    table.add_column("score", justify="right")
+    for column in ages:
+        table.add_column(f"age of {column.removeprefix('feature_age_').removesuffix('_h')} (h)", justify="right")
+    for _, row in top.iterrows():
+        table.add_row(str(row["subject_id"]), *(_cell(float(row[column])) for column in ["score", *ages]))
+    console.print(table)
+    return result
+
+
 @contextlib.contextmanager
 def _registry_errors():
     from pipelines.registry import RegistryError
@@ -323,6 +378,11 @@ def _print_promotion(result) -> None:
 
 
 def _print_lineage(chain: dict, raw_files_shown: int | None = None) -> None:
+    if "scores" in chain:
+        scores = chain["scores"]
+        console.print(f"[bold]scores[/bold] run {scores['run_id']}: {scores['rows']} subjects as of {scores['as_of']}, "
+                      f"output {scores['output']} (SHA-256 {scores['output_sha256']}), cohort SHA-256 "
+                      f"{scores['input_sha256']}")
     if "model_version" in chain:
         mv = chain["model_version"]
         console.print(f"[bold]model[/bold] {mv['name']} version {mv['version']} (aliases: "

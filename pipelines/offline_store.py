@@ -174,6 +174,31 @@ class AsofRetrievalJob(RetrievalJob):
         os.replace(temporary, target)
 
 
+def feature_event_times(views: list[FeatureView], entities: pd.DataFrame, repo_path: Path | None) -> pd.DataFrame:
+    """When each view's value for each entity row was measured: the event time of the row that
+    point-in-time retrieval picks (null when none, or past the TTL), one column per view.
+
+    ``entities`` has ``subject_id`` (the join keys) and ``event_timestamp``; the result has the
+    same rows in the same order, columns named after the views.
+    """
+    frame = entities.reset_index(drop=True).copy()
+    frame["event_timestamp"] = _utc(frame["event_timestamp"])
+    queries = [_view_query(view, [], False, repo_path) for view in views]
+    if not all(_local_parquet(view) for view in views):
+        raise ValueError("feature times need feature views over local Parquet files")
+    connection = duckdb.connect()
+    try:
+        connection.execute("SET TimeZone = 'UTC'")
+        _load_entities(connection, frame, "event_timestamp", queries)
+        times = {}
+        for view, query in zip(views, queries, strict=True):
+            nanoseconds = connection.sql(_asof_sql(query)).to_arrow_table().column("event_time_ns")
+            times[view.name] = pd.to_datetime(nanoseconds.to_pandas(), unit="ns", utc=True)
+    finally:
+        connection.close()
+    return pd.DataFrame(times)
+
+
 def latest_rows(view: FeatureView, start: datetime, end: datetime, repo_path: Path | None) -> pa.Table:
     """The latest row per entity of a view's Parquet table with ``start <= event_timestamp <= end``.
 
@@ -274,7 +299,7 @@ def _quote(name: str) -> str:
 
 def _asof_sql(query: ViewQuery) -> str:
     """Per entity row, in order: the row number in the view's file of its latest row at or before
-    it, null when there is none or it is older than the TTL.
+    it and that row's event time (ns), both null when there is none or it is older than the TTL.
 
     Only keys and times go through the join; the feature columns are then taken by row number
     (:func:`_take_features`), which keeps wide views (44 vital-sign columns) cheap.
@@ -289,7 +314,8 @@ def _asof_sql(query: ViewQuery) -> str:
     )
     on = " AND ".join(f"e.{_quote(entity)} = f.{_quote(column)}" for column, entity in query.join_keys.items())
     fresh = "TRUE" if query.ttl_ns is None else f"e.{TIME_NS} - f.__time_ns <= {query.ttl_ns}"
-    return (f"SELECT CASE WHEN {fresh} THEN f.file_row_number END AS row_in_file"
+    return (f"SELECT CASE WHEN {fresh} THEN f.file_row_number END AS row_in_file,"
+            f" CASE WHEN {fresh} THEN f.__time_ns END AS event_time_ns"
             f" FROM entities e ASOF LEFT JOIN ({table}) f ON {on} AND e.{TIME_NS} >= f.__time_ns"
             f" ORDER BY e.{ROW}")
 

@@ -82,7 +82,7 @@ def alias_version(config: StudyConfig, name: str, alias: str) -> str | None:
     return _alias_version(_client(config), name, alias)
 
 
-def _run_artifact_json(run_id: str, path: str) -> dict:
+def run_artifact_json(run_id: str, path: str) -> dict:
     import mlflow
 
     try:
@@ -104,10 +104,10 @@ def promote(config: StudyConfig, name: str, version: str, *, approver: str, reas
     run = client.get_run(model_version.run_id) if model_version.run_id else None
     if run is None:
         raise RegistryError(f"model {name} version {version} was not logged by a run: no lineage to check")
-    lineage = _run_artifact_json(run.info.run_id, "lineage.json")
+    lineage = run_artifact_json(run.info.run_id, "lineage.json")
     subgroups = None
     if model.task == "endpoint":
-        subgroups = _run_artifact_json(run.info.run_id, "subgroup_metrics.json")["rows"]
+        subgroups = run_artifact_json(run.info.run_id, "subgroup_metrics.json")["rows"]
     outcomes = {entry["report_id"] or entry["raw_path"]: str(entry["validation_outcome"])
                 for entry in lineage.get("raw_files", [])}
     split = lineage.get("split", {})
@@ -160,7 +160,11 @@ def lineage(config: StudyConfig, reference: str) -> dict:
         run = client.get_run(run_id)
     except MlflowException as error:
         raise RegistryError(f"no run {run_id}: {error.message}") from None
-    record = _run_artifact_json(run_id, "lineage.json")
+    if run.data.tags.get("kind") == "scoring":  # a batch of scores: its inputs, then the model's chain
+        scoring = run_artifact_json(run_id, "scoring.json")
+        chain = lineage(config, f"{scoring['model']}/{scoring['model_version']}")
+        return {"scores": {"run_id": run_id, **scoring}, **chain}
+    record = run_artifact_json(run_id, "lineage.json")
     chain = {}
     if model_version is not None:
         chain["model_version"] = {
@@ -198,7 +202,7 @@ def reproduce(config: StudyConfig, run_id: str, *, repo_path: Path = REPOSITORY_
     import mlflow
 
     client = _client(config)
-    record = _run_artifact_json(run_id, "lineage.json")
+    record = run_artifact_json(run_id, "lineage.json")
     with tempfile.TemporaryDirectory() as folder:
         try:
             path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="labels.parquet", dst_path=folder)

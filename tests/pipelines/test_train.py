@@ -400,3 +400,43 @@ def test_training_again_on_the_same_set_settings_and_code_reuses_the_version(stu
     assert not retrained.reused and retrained.version != first.version  # other settings: a new version
     monkeypatch.setattr(training, "_code_version", lambda: {"git_commit": "0" * 40, "git_dirty": True})
     assert not training.train(config, "daily_anomaly", repo_path=repo, reuse=True).reused  # uncommitted code
+
+
+def test_a_cohort_is_scored_point_in_time_with_feature_ages_and_lineage(study, trained) -> None:
+    import mlflow
+
+    from pipelines.registry import RegistryError, lineage
+    from pipelines.scoring import score_cohort
+    from pipelines.train import build_training_set
+
+    config, result = trained
+    _, repo, _ = study
+    cohort = config.data_root / "cohorts" / "first_ten.csv"
+    cohort.parent.mkdir(exist_ok=True)
+    pd.DataFrame({"subject_id": [f"S{k:04d}" for k in range(1, 11)]}).to_csv(cohort, index=False)
+    as_of = pd.Timestamp("2024-03-12T06:00:00Z")
+    scored = score_cohort(config, f"{result.registered_name}/{result.version}", as_of.to_pydatetime(),
+                          cohort=Path("cohorts/first_ten.csv"), repo_path=repo)
+    frame = pd.read_parquet(scored.path)
+    assert scored.path.is_relative_to(config.data_root) and len(frame) == 10
+    assert {"subject_id", "score", "model_name", "model_version", "as_of", "feature_age_daily_activity_h",
+            "feature_age_labs_h"} <= set(frame.columns)
+    assert (frame["as_of"] == as_of).all() and frame["score"].between(0, 1).all()
+    ages = frame["feature_age_daily_activity_h"].dropna()
+    assert (ages >= 0).all() and (ages <= 3 * 24).all()  # never from the future, never past the 3-day TTL
+
+    # the same numbers as the model on the point-in-time training set built for those rows
+    entity = pd.DataFrame({"subject_id": frame["subject_id"], "event_timestamp": as_of, "label": 0})
+    rebuilt = build_training_set(config, ENDPOINT, repo_path=repo, entity=entity.assign(label=[0, 1] * 5))
+    model = mlflow.sklearn.load_model(f"models:/{result.registered_name}/{result.version}")
+    assert frame["score"].to_numpy() == pytest.approx(model.predict_proba(rebuilt.frame[rebuilt.features])[:, 1])
+
+    chain = lineage(config, scored.run_id)  # lineage reaches scores
+    assert chain["scores"]["output_sha256"] == scored.output_sha256
+    assert chain["model_version"]["version"] == result.version and chain["raw_files"]
+
+    latest = score_cohort(config, f"{result.registered_name}/{result.version}", None, repo_path=repo)
+    assert (latest.scores["feature_age_daily_activity_h"] == 0).all()  # each subject at its newest window
+    with pytest.raises(RegistryError, match="outside the study data root"):
+        score_cohort(config, f"{result.registered_name}/{result.version}", None, cohort=Path("../elsewhere.csv"),
+                     repo_path=repo)
