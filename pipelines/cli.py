@@ -310,6 +310,69 @@ def _score(config, model: str, as_of: str, cohort: Path | None = None, out: Path
     return result
 
 
+@app.command("serve")
+def serve_command(
+    study: StudyArgument,
+    data_root: DataRootOption = None,
+    host: Annotated[str | None, typer.Option(help="address to listen on (default: serving.host of study.yaml)")] = None,
+    port: Annotated[int | None, typer.Option(help="port (default: serving.port of study.yaml)")] = None,
+    feast_repo: Annotated[Path, typer.Option(help="the Feast repo whose online store is read")] = REPOSITORY_ROOT,
+    feature_store_yaml: Annotated[Path | None, typer.Option(
+        help="Feast infrastructure instead of the repo's feature_store.yaml (production: Redis)")] = None,
+) -> None:
+    """Serve online features and scores over HTTP (FastAPI under uvicorn); OpenAPI page at /docs.
+
+    Clients send `Authorization: Bearer KEY`; keys are configured hashed under `serving.api_keys`
+    (see `biomarkers api-key`). Example: biomarkers serve studies/demo/study.yaml --port 8000
+    """
+    import uvicorn
+
+    from serving.app import create_app
+
+    config = _load(study, data_root)
+    settings = serving_settings(config, feast_repo, feature_store_yaml)
+    if not settings.api_keys:
+        console.print("[yellow]no API key is configured (serving.api_keys): every /v1 request will be refused; "
+                      "create one with `biomarkers api-key NAME`[/yellow]")
+    uvicorn.run(create_app(settings), host=host or config.serving.host, port=port or config.serving.port,
+                log_level="warning")
+
+
+def serving_settings(config, feast_repo: Path, feature_store_yaml: Path | None):
+    """The online API's settings from the study configuration."""
+    from pipelines.train import registered_name
+    from serving.settings import ApiKey, ServingSettings
+
+    models = config.serving.models or {name: f"{registered_name(config, name)}@champion" for name in config.models}
+    return ServingSettings(
+        study_id=config.study_id, feast_repo_path=feast_repo, feast_yaml_file=feature_store_yaml,
+        tracking_uri=config.tracking_uri, models=models,
+        api_keys=tuple(ApiKey(name=key.name, sha256=key.sha256, studies=tuple(key.studies))
+                       for key in config.serving.api_keys),
+        max_body_bytes=config.serving.max_body_bytes, reload_seconds=config.serving.reload_seconds)
+
+
+@app.command("api-key")
+def api_key_command(
+    name: Annotated[str, typer.Argument(help="who will hold the key, e.g. ward-dashboard")],
+    study_id: Annotated[list[str], typer.Option("--study-id", help="a study the key may read (repeat for more)")],
+) -> None:
+    """Create an API key: print the key once, and the line with its hash for serving.api_keys in study.yaml.
+
+    Only the hash is stored; the key cannot be recovered from it.
+
+    Example: biomarkers api-key ward-dashboard --study-id demo
+    """
+    import secrets
+
+    from serving.settings import hash_api_key
+
+    key = secrets.token_urlsafe(32)
+    console.print(f"key (shown once, give it to {name}): {key}")
+    console.print("add under serving.api_keys in study.yaml:")
+    print(f"  - {{name: {name}, sha256: {hash_api_key(key)}, studies: [{', '.join(study_id)}]}}")
+
+
 @contextlib.contextmanager
 def _registry_errors():
     from pipelines.registry import RegistryError

@@ -188,6 +188,30 @@ class ThresholdConfig(BaseModel):
     quantile: float = Field(0.98, gt=0, lt=1, description="for method quantile: share of training scores below")
 
 
+class ApiKeyConfig(BaseModel):
+    """A client of the online API: its name, the SHA-256 of its key (never the key) and its studies."""
+
+    model_config = _Strict
+
+    name: str = Field(min_length=1)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="`biomarkers api-key NAME` prints a key and this")
+    studies: list[str] = Field(min_length=1)
+
+
+class ServingConfig(BaseModel):
+    """The online API (`biomarkers serve`)."""
+
+    model_config = _Strict
+
+    models: dict[str, str] = Field(default_factory=dict, description="served name -> NAME@ALIAS or NAME/VERSION; "
+                                                                     "default: every model of the study @champion")
+    api_keys: list[ApiKeyConfig] = Field(default_factory=list)
+    max_body_bytes: int = Field(64 * 1024, gt=0)
+    reload_seconds: float = Field(30.0, ge=0, description="how often to check whether an alias moved; 0: never")
+    host: str = "127.0.0.1"
+    port: int = Field(8000, gt=0, lt=65536)
+
+
 class ModelConfig(BaseModel):
     """One model of the study: its task, features, estimator, split, evaluation and promotion gate."""
 
@@ -237,6 +261,7 @@ class StudyConfig(BaseModel):
     checks: dict[CheckName, Severity] = Field(default_factory=dict, description="severity per check; default reject")
     catalog_url: str | None = Field(None, description="SQLAlchemy URL; default SQLite under the platform folder")
     models: dict[ModelName, ModelConfig] = Field(default_factory=dict, description="models trained on this study")
+    serving: ServingConfig = Field(default_factory=ServingConfig)
     mlflow_tracking_uri: str | None = Field(
         None, description="MLflow tracking server or store; default SQLite under the platform folder")
     platform_dir: str = Field(".platform", description="catalog, curated lake, quarantine, reports, Data Docs")

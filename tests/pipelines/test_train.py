@@ -440,3 +440,82 @@ def test_a_cohort_is_scored_point_in_time_with_feature_ages_and_lineage(study, t
     with pytest.raises(RegistryError, match="outside the study data root"):
         score_cohort(config, f"{result.registered_name}/{result.version}", None, cohort=Path("../elsewhere.csv"),
                      repo_path=repo)
+
+
+def test_a_whole_site_can_be_held_out(study) -> None:
+    from pipelines.config import SplitConfig
+    from pipelines.train import subject_attributes, train
+
+    config, repo, _ = study
+    sites = subject_attributes(config).set_index("subject_id")["site"]
+    held_out = sorted(sites.unique())[0]
+    result = train(with_model(config, "daily_anomaly", split=SplitConfig(holdout_site=held_out)),
+                   "daily_anomaly", repo_path=repo)
+    split = result.lineage["split"]
+    assert split["holdout_site"] == held_out
+    assert set(split["test_subjects"]) == set(sites[sites == held_out].index) & set(
+        result.lineage["split"]["test_subjects"] + result.lineage["split"]["train_subjects"])
+    assert not any(sites[s] == held_out for s in split["train_subjects"])
+
+
+def test_biomarkers_serve_answers_scores_over_http(study, trained, tmp_path) -> None:
+    """`biomarkers serve` under uvicorn on 127.0.0.1: a key made by `biomarkers api-key`, a score."""
+    import socket
+    import time
+    import urllib.error
+    import urllib.request
+
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+    from pipelines.feature_store import materialize
+
+    config, result = trained
+    _, repo, _ = study
+    materialize(repo)
+    made = CliRunner().invoke(app, ["api-key", "test-client", "--study-id", config.study_id])
+    assert made.exit_code == 0, made.output
+    key = made.output.split("):", 1)[1].split()[0]
+    entry = next(line for line in made.output.splitlines() if "sha256:" in line)
+    assert key not in entry  # only the hash goes into the configuration
+    study_file = tmp_path / "study.yaml"
+    study_file.write_text(DEMO_STUDY.read_text().replace("data_root: ../../data/demo", f"data_root: {config.data_root}")
+                          + f"\nserving:\n  models: {{hospitalization_risk: {result.registered_name}/{result.version}}}"
+                          + "\n  api_keys:\n  " + entry.strip() + "\n")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([str(Path(sys.executable).parent / "biomarkers"), "serve", str(study_file), "--port",
+                               str(port), "--feast-repo", str(repo)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+
+    def call(path: str, body: dict | None = None, token: str | None = key) -> tuple[int, dict]:
+        request = urllib.request.Request(base + path, data=None if body is None else json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json",
+                                                  **({"Authorization": f"Bearer {token}"} if token else {})})
+        try:
+            with urllib.request.urlopen(request, timeout=30) as answer:
+                return answer.status, json.loads(answer.read() or b"{}")
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read() or b"{}")
+
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if call("/healthz", token=None)[0] == 200:
+                    break
+            except OSError:
+                pass
+            assert server.poll() is None and time.monotonic() < deadline, server.stdout.read().decode()[-3000:]
+            time.sleep(0.5)
+        assert call("/readyz", token=None)[0] == 200
+        status, answer = call("/v1/score/hospitalization_risk", {"subject_ids": ["S0001", "S0002"]})
+        assert status == 200, answer
+        assert str(answer["version"]) == result.version and len(answer["scores"]) == 2
+        assert all(0 <= row["score"] <= 1 for row in answer["scores"])
+        assert call("/v1/score/hospitalization_risk", {"subject_ids": ["S0001"]}, token=None)[0] == 401
+        assert call("/v1/score/hospitalization_risk", {"subject_ids": ["S0001"]}, token="wrong")[0] == 401
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

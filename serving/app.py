@@ -1,0 +1,85 @@
+"""The online API: ``create_app(settings)`` assembles the routers, middleware and lifespan.
+
+The lifespan opens the feature store and loads the models once (not at import), and, when
+``settings.reload_seconds`` is set, polls the registry so a moved alias is served without a
+restart. Tests pass a ready ``registry`` or ``store`` and swap dependencies with
+``app.dependency_overrides``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from serving.middleware import BodySizeLimitMiddleware, MetricsMiddleware, RequestMetrics
+from serving.models import ModelRegistry
+from serving.routers import features, health, models, scoring
+from serving.settings import ServingSettings
+
+logger = logging.getLogger(__name__)
+
+
+def open_store(settings: ServingSettings):
+    """The Feast feature store the settings name."""
+    from feast import FeatureStore
+
+    if settings.feast_yaml_file is None:
+        return FeatureStore(repo_path=str(settings.feast_repo_path))
+    return FeatureStore(repo_path=str(settings.feast_repo_path), fs_yaml_file=settings.feast_yaml_file)
+
+
+async def _poll_aliases(registry: ModelRegistry, every_s: float) -> None:
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            await asyncio.to_thread(registry.refresh)
+        except Exception:  # keep polling: a registry outage must not stop the service
+            logger.exception("alias polling failed")
+
+
+def create_app(settings: ServingSettings, *, registry: ModelRegistry | None = None, store=None) -> FastAPI:
+    """The FastAPI app of the online API.
+
+    Parameters
+    ----------
+    settings : ServingSettings
+    registry : ModelRegistry, optional
+        Models to serve; by default one built from ``settings.models`` and loaded at start.
+    store : feast.FeatureStore, optional
+        By default the store of ``settings.feast_repo_path``, opened at start.
+    """
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if app.state.store is None:
+            app.state.store = await asyncio.to_thread(open_store, settings)
+        errors = await asyncio.to_thread(app.state.registry.load_all)
+        for name, reason in errors.items():
+            logger.error("serving without model %s: %s", name, reason)
+        poller = None
+        if settings.reload_seconds > 0:
+            poller = asyncio.create_task(_poll_aliases(app.state.registry, settings.reload_seconds))
+        try:
+            yield
+        finally:
+            if poller is not None:
+                poller.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await poller
+
+    app = FastAPI(title="Digital biomarkers online API", version="1",
+                  summary=f"Online features and scores of study {settings.study_id}", lifespan=lifespan)
+    app.state.settings = settings
+    app.state.store = store
+    app.state.registry = registry or ModelRegistry(settings.tracking_uri, settings.models)
+    app.state.metrics = RequestMetrics(lambda: app.state.registry)
+    for router in (health.router, features.router, scoring.router, models.router):
+        app.include_router(router)
+    # Added last = outermost: metrics also count the requests the size limit refuses.
+    app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+    return app

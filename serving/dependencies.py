@@ -1,0 +1,61 @@
+"""FastAPI dependencies: the settings, the feature store, the model registry and the API key check.
+
+Everything comes from the app's state, set once by ``create_app`` and its lifespan; tests swap
+any of these with ``app.dependency_overrides``.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated, Any
+
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from serving.models import ModelRegistry
+from serving.settings import ApiKey, ServingSettings, hash_api_key
+
+_bearer = HTTPBearer(auto_error=False, description="An API key scoped to this study: `Authorization: Bearer <key>`")
+
+
+def get_settings(request: Request) -> ServingSettings:
+    """The one settings object of the app."""
+    return request.app.state.settings
+
+
+def get_store(request: Request):
+    """The Feast feature store, opened once at start."""
+    return request.app.state.store
+
+
+def get_registry(request: Request) -> ModelRegistry:
+    """The loaded models."""
+    return request.app.state.registry
+
+
+def _unauthorized(detail: str) -> HTTPException:
+    return HTTPException(status.HTTP_401_UNAUTHORIZED, detail=detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+def require_api_key(settings: Annotated[ServingSettings, Depends(get_settings)],
+                    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> ApiKey:
+    """The caller's key: 401 when missing, malformed or unknown, 403 when not scoped to this study."""
+    if credentials is None or not credentials.credentials.strip():
+        raise _unauthorized("missing or malformed Authorization header: send `Authorization: Bearer <key>`")
+    presented = hash_api_key(credentials.credentials.strip())
+    found = None
+    for key in settings.api_keys:  # every key is compared, so timing does not tell which one matched
+        if hmac.compare_digest(presented, key.sha256):
+            found = key
+    if found is None:
+        raise _unauthorized("unknown API key")
+    if settings.study_id not in found.studies:
+        raise HTTPException(status.HTTP_403_FORBIDDEN,
+                            detail=f"the key {found.name!r} is not allowed to read study {settings.study_id!r}")
+    return found
+
+
+# Annotated parameter types for the routers (FastAPI's recommended form).
+SettingsDep = Annotated[ServingSettings, Depends(get_settings)]
+StoreDep = Annotated[Any, Depends(get_store)]
+RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]

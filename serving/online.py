@@ -1,0 +1,107 @@
+"""Online feature reads through Feast: values, the event time of each view's row, and its age.
+
+The only module of the service that calls Feast's read API; routers call these functions.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import pandas as pd
+
+# Feast's suffix for a feature's event time in ``to_dict(include_event_timestamps=True)``.
+_TIMESTAMP_SUFFIX = "__ts"
+
+
+class UnknownFeatureServiceError(LookupError):
+    """No feature service of that name; the message names the known ones."""
+
+
+@dataclass(frozen=True)
+class OnlineFeatures:
+    """Online features of some subjects, in the order asked.
+
+    ``values``: one row per subject (index ``subject_id``), one column per feature, NaN or None
+    where the online store has nothing. ``event_times``: one row per subject, one column per
+    batch feature view, the UTC end of the window its values summarize (NaT when none).
+    """
+
+    values: pd.DataFrame
+    event_times: pd.DataFrame
+    read_at: datetime
+
+    def ages_h(self) -> pd.DataFrame:
+        """Hours from each view's event time to the read, per subject (NaN when no row)."""
+        moment = pd.Timestamp(self.read_at)
+        return self.event_times.apply(lambda column: (moment - column).dt.total_seconds() / 3600.0)
+
+    def known(self) -> pd.Series:
+        """Per subject, whether the online store has any value for it."""
+        return self.values.notna().any(axis=1)
+
+
+def feature_service(store, name: str):
+    """The feature service ``name``; UnknownFeatureServiceError naming the known ones otherwise."""
+    from feast.errors import FeatureServiceNotFoundException
+
+    try:
+        return store.get_feature_service(name)
+    except FeatureServiceNotFoundException:
+        known = sorted(service.name for service in store.list_feature_services())
+        raise UnknownFeatureServiceError(
+            f"no feature service {name!r}; known: {', '.join(known) or 'none'}") from None
+
+
+def read_online(store, service, subject_ids: Sequence[str]) -> OnlineFeatures:
+    """Read a feature service's online values for subjects (``subject_id`` entity key).
+
+    Parameters
+    ----------
+    store : feast.FeatureStore
+    service : feast.FeatureService
+    subject_ids : sequence of str
+    """
+    response = store.get_online_features(
+        features=service, entity_rows=[{"subject_id": subject} for subject in subject_ids],
+    ).to_dict(include_event_timestamps=True)
+    batch_views = {view.name for view in store.list_feature_views()}
+    read_at = datetime.now(UTC)
+    index = pd.Index(list(subject_ids), name="subject_id")
+    values, times = {}, {}
+    for projection in service.feature_view_projections:
+        view = projection.name_to_use()
+        seconds = []
+        for feature in projection.features:
+            values[feature.name] = response[feature.name]
+            stamps = response.get(feature.name + _TIMESTAMP_SUFFIX)
+            if stamps is not None:
+                seconds.append(stamps)
+        if projection.name not in batch_views:
+            continue  # an on-demand view is computed at request time: no stored row, no age
+        # Every feature of a view comes from the same row; 0 is Feast's "no row" timestamp.
+        latest = [max((stamp for stamp in row if stamp), default=0) for row in zip(*seconds, strict=True)] \
+            if seconds else [0] * len(index)
+        times[view] = pd.to_datetime([stamp or None for stamp in latest], unit="s", utc=True)
+    values_frame = pd.DataFrame(values, index=index)
+    times_frame = pd.DataFrame(times, index=index)
+    return OnlineFeatures(values_frame, times_frame, read_at)
+
+
+def check_online_store(store) -> None:
+    """Read one feature of one service for a made-up subject: raises if the online store is unreachable."""
+    services = store.list_feature_services()
+    if not services:
+        raise RuntimeError("the feature store has no feature service")
+    projection = services[0].feature_view_projections[0]
+    reference = f"{projection.name}:{projection.features[0].name}"
+    store.get_online_features(features=[reference], entity_rows=[{"subject_id": "__readiness_probe__"}]).to_dict()
+
+
+def json_value(value):
+    """A feature value JSON can carry: NaN becomes None."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value

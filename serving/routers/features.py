@@ -1,0 +1,38 @@
+"""Online features of a subject."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import pandas as pd
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
+
+from serving.dependencies import StoreDep, require_api_key
+from serving.online import UnknownFeatureServiceError, feature_service, json_value, read_online
+from serving.schemas import SubjectFeatures
+
+router = APIRouter(prefix="/v1", tags=["features"], dependencies=[Depends(require_api_key)])
+
+
+@router.get("/subjects/{subject_id}/features", response_model=SubjectFeatures,
+            summary="A subject's online features, with the event time and age of each view's row",
+            responses={404: {"description": "unknown feature service or subject"}})
+def subject_features(subject_id: Annotated[str, Path(min_length=1, max_length=128, description="study subject code")],
+                     service: Annotated[str, Query(description="feature service, e.g. endpoint_v1")],
+                     store: StoreDep) -> SubjectFeatures:
+    try:
+        definition = feature_service(store, service)
+    except UnknownFeatureServiceError as error:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(error)) from None
+    online = read_online(store, definition, [subject_id])
+    if not online.known().iloc[0]:
+        raise HTTPException(status.HTTP_404_NOT_FOUND,
+                            detail=f"no online features for subject {subject_id!r} in service {service!r}")
+    times = online.event_times.iloc[0]
+    ages = online.ages_h().iloc[0]
+    return SubjectFeatures(
+        subject_id=subject_id, service=service,
+        features={name: json_value(value) for name, value in online.values.iloc[0].items()},
+        event_timestamps={view: None if pd.isna(stamp) else stamp.to_pydatetime() for view, stamp in times.items()},
+        feature_ages_h={view: None if pd.isna(age) else float(age) for view, age in ages.items()},
+    )

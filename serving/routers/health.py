@@ -1,0 +1,44 @@
+"""Liveness, readiness and Prometheus metrics (no API key: probes and scrapers call these)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from serving.dependencies import RegistryDep, StoreDep
+from serving.online import check_online_store
+from serving.schemas import Health, Readiness
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", response_model=Health, summary="The process is up")
+def healthz() -> Health:
+    return Health(status="ok")
+
+
+@router.get("/readyz", response_model=Readiness, summary="The online store answers and every model is loaded",
+            responses={503: {"model": Readiness, "description": "not ready; each failed check says why"}})
+def readyz(store: StoreDep, registry: RegistryDep):
+    checks = {}
+    try:
+        check_online_store(store)
+        checks["online_store"] = "ok"
+    except Exception as error:  # any failure of the store means not ready; the reason is reported
+        checks["online_store"] = f"{type(error).__name__}: {error}"
+    loaded, errors = registry.models, registry.errors
+    for name, reference in registry.references.items():
+        if name in loaded:
+            checks[f"model:{name}"] = "ok"
+        else:
+            checks[f"model:{name}"] = f"{reference} not loaded: {errors.get(name, 'not loaded yet')}"
+    ready = all(value == "ok" for value in checks.values())
+    body = Readiness(status="ready" if ready else "not ready", checks=checks)
+    return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
+
+
+@router.get("/metrics", summary="Prometheus metrics: requests, latency, loaded model versions",
+            response_class=Response, responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})
+def metrics(request: Request) -> Response:
+    return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,80 @@
+"""The online API's settings: one validated, frozen object built at the entry point and passed down.
+
+The CLI builds it from the study configuration and hands it to :func:`serving.app.create_app`;
+nothing here reads the environment. API keys are stored only as the SHA-256 of the key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+DEFAULT_MAX_BODY_BYTES = 64 * 1024
+
+
+def hash_api_key(key: str) -> str:
+    """The lowercase hex SHA-256 of an API key: what the settings store instead of the key."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+class ApiKey(BaseModel):
+    """One client's key, by the hash of the key, with the studies it may read."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(min_length=1, description="who holds the key (for logs and audit), never the key itself")
+    sha256: str = Field(pattern=r"^[0-9a-fA-F]{64}$", description="hex SHA-256 of the key (see hash_api_key)")
+    studies: tuple[str, ...] = Field(description="study ids the key may read")
+
+    @field_validator("sha256")
+    @classmethod
+    def _lowercase(cls, value: str) -> str:
+        return value.lower()
+
+
+class ServingSettings(BaseModel):
+    """Everything the HTTP service needs, validated once.
+
+    Parameters
+    ----------
+    study_id : str
+        The study this service answers for; a key must be scoped to it.
+    feast_repo_path : Path
+        The Feast repository (its ``feature_store.yaml`` unless ``feast_yaml_file`` is given).
+    feast_yaml_file : Path, optional
+        Other Feast infrastructure (production: Redis, SQL registry).
+    tracking_uri : str
+        The MLflow tracking (and registry) URI.
+    models : dict of str to str
+        Served name to registry reference, ``NAME@ALIAS`` or ``NAME/VERSION``,
+        e.g. ``{"hospitalization_risk": "demo-hospitalization_risk@champion"}``.
+    api_keys : tuple of ApiKey
+        The keys accepted on ``/v1``, hashed.
+    max_body_bytes : int
+        Request bodies larger than this are refused with 413 (bytes; default 64 KiB).
+    reload_seconds : float
+        How often the service checks whether an alias moved to another version (seconds; 0: never,
+        ``POST /v1/admin/reload`` still works).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    study_id: str = Field(min_length=1)
+    feast_repo_path: Path
+    feast_yaml_file: Path | None = None
+    tracking_uri: str = Field(min_length=1)
+    models: dict[str, str] = Field(default_factory=dict)
+    api_keys: tuple[ApiKey, ...] = ()
+    max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, gt=0)
+    reload_seconds: float = Field(default=0.0, ge=0)
+
+    @field_validator("models")
+    @classmethod
+    def _references(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = [f"{name}: {reference!r}" for name, reference in value.items()
+               if not ("@" in reference or "/" in reference)]
+        if bad:
+            raise ValueError(f"model references must be NAME@ALIAS or NAME/VERSION: {', '.join(bad)}")
+        return value

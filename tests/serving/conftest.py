@@ -1,0 +1,143 @@
+"""A tiny real setup for the online API: two feature tables, a Feast repo (DuckDB offline,
+SQLite online) materialized in a temporary folder, and an MLflow registry with a model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from serving.settings import ApiKey, ServingSettings, hash_api_key
+
+STUDY = "test"
+KEY = "key-for-the-test-study"
+OTHER_STUDY_KEY = "key-for-another-study"
+SUBJECTS = ["S001", "S002", "S003", "S004", "S005"]
+DAILY = ["steps_sum_1d_count", "heart_rate_mean_1d_bpm"]
+SLEEP = ["total_sleep_time_night_min", "sleep_efficiency_night_percent"]
+FEATURES = DAILY + SLEEP
+SERVICE = "risk_v1"
+
+
+@dataclass
+class Setup:
+    root: Path
+    tables: dict[str, pd.DataFrame]
+    tracking_uri: str
+    experiment_id: str
+    settings: ServingSettings
+
+    def register(self, name: str, seed: int, alias: str = "champion", task: str = "endpoint") -> str:
+        """Train a small pipeline (a classifier, or an isolation forest for ``task="anomaly"``), log it with
+        its lineage, register it under ``name`` and move ``alias``."""
+        import mlflow
+        import mlflow.sklearn
+        import skops.io
+        from sklearn.ensemble import IsolationForest
+        from sklearn.impute import SimpleImputer
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        rng = np.random.default_rng(seed)
+        x = pd.DataFrame(rng.normal([8000, 70, 420, 85], [3000, 10, 60, 8], size=(200, 4)), columns=FEATURES)
+        y = (x["steps_sum_1d_count"] + rng.normal(0, 2000, 200) < 8000).astype(int)
+        last = LogisticRegression() if task == "endpoint" else IsolationForest(n_estimators=20, random_state=seed)
+        pipe = make_pipeline(SimpleImputer(), StandardScaler(), last).fit(x, y)
+        mlflow.set_tracking_uri(self.tracking_uri)
+        with mlflow.start_run(experiment_id=self.experiment_id):
+            info = mlflow.sklearn.log_model(
+                pipe, name="model", serialization_format="skops", pip_requirements=["scikit-learn"],
+                skops_trusted_types=skops.io.get_untrusted_types(data=skops.io.dumps(pipe)))
+            mlflow.log_dict({"task": task, "feature_service": SERVICE, "feature_views": ["daily", "sleep"],
+                             "features": FEATURES}, "lineage.json")
+        version = mlflow.register_model(info.model_uri, name)
+        mlflow.MlflowClient().set_registered_model_alias(name, alias, version.version)
+        return str(version.version)
+
+
+def _tables(now: datetime) -> dict[str, pd.DataFrame]:
+    rng = np.random.default_rng(7)
+    days = [now - timedelta(days=3), now - timedelta(days=2), now - timedelta(days=1)]
+    tables = {}
+    for name, columns, subjects, scale in (("daily", DAILY, SUBJECTS[:4], (8000.0, 70.0)),
+                                           ("sleep", SLEEP, SUBJECTS[:3], (420.0, 85.0))):
+        rows = [{"subject_id": subject, "event_timestamp": day} for subject in subjects for day in days]
+        frame = pd.DataFrame(rows)
+        for column, center in zip(columns, scale, strict=True):
+            frame[column] = rng.normal(center, center / 10, len(frame)).astype("float64")
+        frame[f"{name}_missing_reason"] = "none"
+        frame["event_timestamp"] = pd.to_datetime(frame["event_timestamp"], utc=True)
+        frame["created_timestamp"] = pd.Timestamp(now)
+        tables[name] = frame
+    return tables
+
+
+def build_setup(root: Path) -> Setup:
+    """Feature tables, a materialized Feast repo and an MLflow registry holding ``test-risk@champion``, in ``root``."""
+    import mlflow
+    from feast import Entity, FeatureService, FeatureStore, FeatureView, Field, FileSource, ValueType
+    from feast.types import Float64, String
+
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    tables = _tables(now)
+    for name, frame in tables.items():
+        frame.to_parquet(root / f"{name}.parquet", index=False)
+    (root / "feature_store.yaml").write_text(
+        "project: serving_test\nprovider: local\nregistry: registry.db\n"
+        "offline_store:\n  type: duckdb\nonline_store:\n  type: sqlite\n  path: online.db\n"
+        "entity_key_serialization_version: 3\n")
+    subject = Entity(name="subject", join_keys=["subject_id"], value_type=ValueType.STRING)
+    views = []
+    for name, columns in (("daily", DAILY), ("sleep", SLEEP)):
+        source = FileSource(name=f"{name}_source", path=str(root / f"{name}.parquet"),
+                            timestamp_field="event_timestamp", created_timestamp_column="created_timestamp")
+        schema = [Field(name=column, dtype=Float64) for column in columns]
+        schema.append(Field(name=f"{name}_missing_reason", dtype=String))
+        views.append(FeatureView(name=name, entities=[subject], ttl=timedelta(days=30), schema=schema,
+                                 source=source, online=True))
+    daily, sleep = views
+    services = [FeatureService(name=SERVICE, features=[daily[DAILY], sleep[SLEEP]]),
+                FeatureService(name="daily_v1", features=[daily])]
+    store = FeatureStore(repo_path=str(root))
+    store.apply([subject, *views, *services])
+    store.materialize(start_date=now - timedelta(days=10), end_date=now + timedelta(minutes=1))
+
+    tracking_uri = f"sqlite:///{root / 'mlflow.db'}"
+    mlflow.set_tracking_uri(tracking_uri)
+    experiment_id = mlflow.create_experiment("serving-test", artifact_location=(root / "artifacts").as_uri())
+    settings = ServingSettings(
+        study_id=STUDY, feast_repo_path=root, tracking_uri=tracking_uri,
+        models={"risk": "test-risk@champion"},
+        api_keys=(ApiKey(name="test app", sha256=hash_api_key(KEY), studies=(STUDY,)),
+                  ApiKey(name="other app", sha256=hash_api_key(OTHER_STUDY_KEY), studies=("other",))),
+        max_body_bytes=4096,
+    )
+    result = Setup(root, tables, tracking_uri, experiment_id, settings)
+    result.register("test-risk", seed=1)
+    return result
+
+
+@pytest.fixture(scope="session")
+def setup(tmp_path_factory) -> Setup:
+    return build_setup(tmp_path_factory.mktemp("serving"))
+
+
+@pytest.fixture(scope="session")
+def client(setup):
+    """A client of the app (lifespan run: models loaded), shared by the tests that do not change it."""
+    from fastapi.testclient import TestClient
+
+    from serving.app import create_app
+
+    with TestClient(create_app(setup.settings)) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def auth() -> dict[str, str]:
+    return {"Authorization": f"Bearer {KEY}"}
