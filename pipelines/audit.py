@@ -28,14 +28,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
-from pipelines.catalog import _DDL_LOCK_KEY, _sqlite_begin, _sqlite_on_connect, _UTCDateTime
+from pipelines.catalog import _DDL_LOCK_KEY, _UTCDateTime, catalog_engine
 from training.acceptance import CriterionResult, results_as_dicts
 
 logger = logging.getLogger(__name__)
@@ -266,25 +265,8 @@ class AuditLog:
     """
 
     def __init__(self, url: str) -> None:
-        parsed = sa.make_url(url)
-        backend = parsed.get_backend_name()
-        if backend == "sqlite":
-            database = parsed.database
-            if database and database != ":memory:" and not database.startswith("file:"):
-                Path(database).parent.mkdir(parents=True, exist_ok=True)
-            self._engine = sa.create_engine(parsed, connect_args={"timeout": 30.0})
-            sa.event.listen(self._engine, "connect", _sqlite_on_connect)
-            # BEGIN IMMEDIATE takes the write lock before the last hash is read: appends are serial.
-            sa.event.listen(self._engine, "begin", _sqlite_begin)
-        elif backend == "postgresql":
-            if parsed.drivername == "postgresql":
-                parsed = parsed.set(drivername="postgresql+psycopg")
-            self._engine = sa.create_engine(parsed, pool_pre_ping=True)
-        else:
-            raise ValueError(
-                f"audit log URL {parsed.render_as_string(hide_password=True)!r}: only sqlite:/// "
-                "and postgresql+psycopg:// are supported"
-            )
+        # On SQLite, BEGIN IMMEDIATE takes the write lock before the last hash is read: appends are serial.
+        self._engine = catalog_engine(url, "audit log")
         self._create_tables()
 
     def _create_tables(self) -> None:

@@ -212,6 +212,27 @@ def _sqlite_begin(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def catalog_engine(url: str, what: str) -> sa.Engine:
+    """An engine on the catalog database: ``sqlite:///path`` (folder created; writers serialized by
+    ``BEGIN IMMEDIATE``) or ``postgresql[+psycopg]://``. ``what`` names the user in the error."""
+    parsed = sa.make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        database = parsed.database
+        if database and database != ":memory:" and not database.startswith("file:"):
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(parsed, connect_args={"timeout": 30.0})
+        sa.event.listen(engine, "connect", _sqlite_on_connect)
+        sa.event.listen(engine, "begin", _sqlite_begin)
+        return engine
+    if backend == "postgresql":
+        if parsed.drivername == "postgresql":
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        return sa.create_engine(parsed, pool_pre_ping=True)
+    raise ValueError(f"{what} URL {parsed.render_as_string(hide_password=True)!r}: only sqlite:/// and "
+                     "postgresql+psycopg:// are supported")
+
+
 class Catalog:
     """The catalog of a study's raw files, in SQLite or PostgreSQL.
 
@@ -236,24 +257,8 @@ class Catalog:
         if not lease_seconds > 0:
             raise ValueError(f"lease_seconds must be positive, got {lease_seconds!r}")
         self.lease_seconds = float(lease_seconds)
-        parsed = sa.make_url(url)
-        backend = parsed.get_backend_name()
-        if backend == "sqlite":
-            database = parsed.database
-            if database and database != ":memory:" and not database.startswith("file:"):
-                Path(database).parent.mkdir(parents=True, exist_ok=True)
-            self._engine = sa.create_engine(parsed, connect_args={"timeout": 30.0})
-            sa.event.listen(self._engine, "connect", _sqlite_on_connect)
-            sa.event.listen(self._engine, "begin", _sqlite_begin)
-        elif backend == "postgresql":
-            if parsed.drivername == "postgresql":
-                parsed = parsed.set(drivername="postgresql+psycopg")
-            self._engine = sa.create_engine(parsed, pool_pre_ping=True)
-        else:
-            raise ValueError(
-                f"catalog URL {parsed.render_as_string(hide_password=True)!r}: only sqlite:/// "
-                "and postgresql+psycopg:// are supported (the race rules rely on partial unique indexes)"
-            )
+        # the race rules rely on partial unique indexes: SQLite and PostgreSQL have them
+        self._engine = catalog_engine(url, "catalog")
         self._create_tables()
 
     def _create_tables(self) -> None:

@@ -205,7 +205,7 @@ def reproduce(config: StudyConfig, run_id: str, *, repo_path: Path = REPOSITORY_
     record = run_artifact_json(run_id, "lineage.json")
     with tempfile.TemporaryDirectory() as folder:
         try:
-            path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="labels.parquet", dst_path=folder)
+            path = mlflow.artifacts.download_artifacts(f"runs:/{run_id}/labels.parquet", dst_path=folder)
         except Exception as error:
             raise RegistryError(f"run {run_id} has no labels.parquet artifact: {error}") from None
         entity = pd.read_parquet(path)

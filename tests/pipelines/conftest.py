@@ -98,3 +98,21 @@ def postgres_url(postgres_database: str) -> str:
     with psycopg.connect(f"host=127.0.0.1 port=5432 user=postgres dbname={postgres_database}", autocommit=True) as conn:
         conn.execute(f'CREATE SCHEMA "{schema}"')
     return f"postgresql+psycopg://postgres@127.0.0.1:5432/{postgres_database}?options=-csearch_path%3D{schema}"
+
+
+def feast_repo(repo: Path, project: str, tables: Path) -> Path:
+    """A Feast repo of a test's own on embedded defaults (the project's offline store, SQLite
+    online store, local registry) with every definition applied over the feature tables in ``tables``."""
+    from pipelines.feature_store import apply_repo
+
+    repo.mkdir()
+    (repo / "feature_store.yaml").write_text(f"""
+project: {project}
+provider: local
+registry: {repo / 'registry.db'}
+offline_store: {{type: pipelines.offline_store.AsofDuckDBOfflineStore}}
+online_store: {{type: sqlite, path: {repo / 'online.db'}}}
+entity_key_serialization_version: 3
+""")
+    apply_repo(repo, tables)
+    return repo

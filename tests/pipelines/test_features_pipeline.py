@@ -12,8 +12,9 @@ import pytest
 from pipelines.build_features import build_features
 from pipelines.config import load_study
 from pipelines.demo.generate import generate_demo
-from pipelines.feature_store import apply_repo, materialize, online_features, open_store
+from pipelines.feature_store import materialize, online_features, open_store
 from pipelines.ingest import ingest_study
+from tests.pipelines.conftest import feast_repo
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 DEMO_STUDY = REPOSITORY / "studies" / "demo" / "study.yaml"
@@ -27,17 +28,7 @@ def built(tmp_path_factory):
     ingest_study(config, workers=1)
     tables = root / "tables"
     summary = build_features(config, tables, workers=1)
-    repo = root / "repo"
-    repo.mkdir()
-    (repo / "feature_store.yaml").write_text(f"""
-project: biomarkers_test
-provider: local
-registry: {repo / 'registry.db'}
-offline_store: {{type: pipelines.offline_store.AsofDuckDBOfflineStore}}
-online_store: {{type: sqlite, path: {repo / 'online.db'}}}
-entity_key_serialization_version: 3
-""")
-    apply_repo(repo, tables)
+    repo = feast_repo(root / "repo", "biomarkers_test", tables)
     materialize(repo)
     return manifest, config, summary, tables, repo
 

@@ -20,8 +20,8 @@ import pytest
 from pipelines.build_features import build_features
 from pipelines.config import load_study
 from pipelines.demo.generate import generate_demo
-from pipelines.feature_store import apply_repo
 from pipelines.ingest import ingest_study
+from tests.pipelines.conftest import feast_repo
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 DEMO_STUDY = REPOSITORY / "studies" / "demo" / "study.yaml"
@@ -37,17 +37,7 @@ def study(tmp_path_factory):
     ingest_study(config, workers=2)
     tables = root / "tables"
     build_features(config, tables, workers=2)
-    repo = root / "repo"
-    repo.mkdir()
-    (repo / "feature_store.yaml").write_text(f"""
-project: biomarkers_train_test
-provider: local
-registry: {repo / 'registry.db'}
-offline_store: {{type: pipelines.offline_store.AsofDuckDBOfflineStore}}
-online_store: {{type: sqlite, path: {repo / 'online.db'}}}
-entity_key_serialization_version: 3
-""")
-    apply_repo(repo, tables)
+    repo = feast_repo(root / "repo", "biomarkers_train_test", tables)
     return config, repo, tables
 
 
@@ -166,8 +156,7 @@ def test_a_pytorch_autoencoder_on_vital_sign_windows_ships_with_its_code(study, 
                    "vitals_anomaly", repo_path=repo)
     assert {"precision", "recall", "f1"} <= set(result.metrics)
     assert result.lineage["features"] and "news2_score_max_24h" in result.lineage["features"]
-    labels = pd.read_parquet(Path(mlflow.artifacts.download_artifacts(run_id=result.run_id,
-                                                                       artifact_path="labels.parquet")))
+    labels = pd.read_parquet(Path(mlflow.artifacts.download_artifacts(f"runs:/{result.run_id}/labels.parquet")))
     rebuilt = build_training_set(config, "vitals_anomaly", repo_path=repo, entity=labels)
     test = rebuilt.frame[rebuilt.frame["subject_id"].isin(result.lineage["split"]["test_subjects"])]
     flags = predict_in_a_bare_process(config.tracking_uri, f"models:/{result.registered_name}/{result.version}",
@@ -236,8 +225,7 @@ def test_an_anomaly_model_is_evaluated_against_the_labelled_episodes(study) -> N
     assert {"precision", "recall", "f1", "threshold"} <= set(result.metrics)
     how = mlflow.artifacts.load_dict(f"runs:/{result.run_id}/threshold.json")
     assert how["method"] == "quantile"
-    frame = pd.read_parquet(Path(mlflow.artifacts.download_artifacts(run_id=result.run_id,
-                                                                      artifact_path="labels.parquet")))
+    frame = pd.read_parquet(Path(mlflow.artifacts.download_artifacts(f"runs:/{result.run_id}/labels.parquet")))
     assert len(frame) == result.lineage["entity_frame"]["rows"] and set(frame["label"]) <= {0, 1}
     assert result.lineage["entity_frame"]["positives"] >= 1  # planted episodes were found in the days
     # The logged model flags (-1) exactly the test rows above the chosen threshold.
