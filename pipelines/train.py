@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import subprocess
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -39,8 +38,6 @@ from pipelines.config import ModelConfig, StudyConfig
 from pipelines.feature_store import REPOSITORY_ROOT, open_store
 from pipelines.ingest import ENDPOINTS_SOURCE, SUBJECTS_SOURCE
 from pipelines.lake import read_table
-
-logger = logging.getLogger(__name__)
 
 KEYS = ["subject_id", "event_timestamp"]
 LABEL = "label"
@@ -613,7 +610,12 @@ def _log_model(estimator, example: pd.DataFrame, task: str):
 
     method = "predict_proba" if task == "endpoint" else "predict"
     output = getattr(estimator, method)(example)
-    uses_torch = type(estimator[-1]).__module__ == torch_models.SHIPPED_MODULE_NAME
+    module = type(estimator[-1]).__module__
+    if module.split(".")[0] in ("training", "features", "pipelines", "validation", "serving"):
+        # a class named after a project module would not load where the project is not installed
+        raise TrainingError(f"the estimator {type(estimator[-1]).__name__} lives in {module}: it cannot be logged "
+                            "so that stock MLflow loads it; import training.torch_models before loading any model")
+    uses_torch = module == torch_models.SHIPPED_MODULE_NAME
     # the types skops must be told to trust: exactly those in the estimator just fitted here
     trusted = skops.io.get_untrusted_types(data=skops.io.dumps(estimator))
     return mlflow.sklearn.log_model(
