@@ -349,7 +349,8 @@ def serving_settings(config, feast_repo: Path, feature_store_yaml: Path | None):
         tracking_uri=config.tracking_uri, models=models,
         api_keys=tuple(ApiKey(name=key.name, sha256=key.sha256, studies=tuple(key.studies))
                        for key in config.serving.api_keys),
-        max_body_bytes=config.serving.max_body_bytes, reload_seconds=config.serving.reload_seconds)
+        max_body_bytes=config.serving.max_body_bytes, reload_seconds=config.serving.reload_seconds,
+        alerts_url=config.serving.alerts_url or f"sqlite:///{config.platform_root / 'alerts.db'}")
 
 
 @app.command("api-key")

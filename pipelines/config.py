@@ -208,6 +208,8 @@ class ServingConfig(BaseModel):
     api_keys: list[ApiKeyConfig] = Field(default_factory=list)
     max_body_bytes: int = Field(64 * 1024, gt=0)
     reload_seconds: float = Field(30.0, ge=0, description="how often to check whether an alias moved; 0: never")
+    alerts_url: str | None = Field(None, description="SQLAlchemy URL of the alerts table; default SQLite under "
+                                                     "the platform folder")
     host: str = "127.0.0.1"
     port: int = Field(8000, gt=0, lt=65536)
 

@@ -15,9 +15,10 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from serving.alerts import AlertStore
 from serving.middleware import BodySizeLimitMiddleware, MetricsMiddleware, RequestMetrics
 from serving.models import ModelRegistry
-from serving.routers import features, health, models, scoring
+from serving.routers import alerts, events, features, health, models, scoring
 from serving.settings import ServingSettings
 
 logger = logging.getLogger(__name__)
@@ -41,7 +42,8 @@ async def _poll_aliases(registry: ModelRegistry, every_s: float) -> None:
             logger.exception("alias polling failed")
 
 
-def create_app(settings: ServingSettings, *, registry: ModelRegistry | None = None, store=None) -> FastAPI:
+def create_app(settings: ServingSettings, *, registry: ModelRegistry | None = None, store=None,
+               alert_store: AlertStore | None = None) -> FastAPI:
     """The FastAPI app of the online API.
 
     Parameters
@@ -51,10 +53,15 @@ def create_app(settings: ServingSettings, *, registry: ModelRegistry | None = No
         Models to serve; by default one built from ``settings.models`` and loaded at start.
     store : feast.FeatureStore, optional
         By default the store of ``settings.feast_repo_path``, opened at start.
+    alert_store : AlertStore, optional
+        By default one on ``settings.alerts_url``, opened at start and closed at shutdown.
     """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        opened_alerts = app.state.alerts is None
+        if opened_alerts:
+            app.state.alerts = await asyncio.to_thread(AlertStore, settings.alerts_url, settings.study_id)
         if app.state.store is None:
             app.state.store = await asyncio.to_thread(open_store, settings)
         errors = await asyncio.to_thread(app.state.registry.load_all)
@@ -70,6 +77,9 @@ def create_app(settings: ServingSettings, *, registry: ModelRegistry | None = No
                 poller.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await poller
+            if opened_alerts:
+                await asyncio.to_thread(app.state.alerts.close)
+                app.state.alerts = None
 
     app = FastAPI(title="Digital biomarkers online API", version="1",
                   summary=f"Online features and scores of study {settings.study_id}", lifespan=lifespan)
@@ -77,7 +87,8 @@ def create_app(settings: ServingSettings, *, registry: ModelRegistry | None = No
     app.state.store = store
     app.state.registry = registry or ModelRegistry(settings.tracking_uri, settings.models)
     app.state.metrics = RequestMetrics(lambda: app.state.registry)
-    for router in (health.router, features.router, scoring.router, models.router):
+    app.state.alerts = alert_store
+    for router in (health.router, features.router, scoring.router, models.router, events.router, alerts.router):
         app.include_router(router)
     # Added last = outermost: metrics also count the requests the size limit refuses.
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)

@@ -12,6 +12,8 @@ from typing import Annotated, Any
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from serving.alerts import AlertStore
+from serving.middleware import RequestMetrics
 from serving.models import ModelRegistry
 from serving.settings import ApiKey, ServingSettings, hash_api_key
 
@@ -31,6 +33,16 @@ def get_store(request: Request):
 def get_registry(request: Request) -> ModelRegistry:
     """The loaded models."""
     return request.app.state.registry
+
+
+def get_alerts(request: Request) -> AlertStore:
+    """The alerts store of the study."""
+    return request.app.state.alerts
+
+
+def get_metrics(request: Request) -> RequestMetrics:
+    """The app's Prometheus metrics."""
+    return request.app.state.metrics
 
 
 def _unauthorized(detail: str) -> HTTPException:
@@ -59,3 +71,5 @@ def require_api_key(settings: Annotated[ServingSettings, Depends(get_settings)],
 SettingsDep = Annotated[ServingSettings, Depends(get_settings)]
 StoreDep = Annotated[Any, Depends(get_store)]
 RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
+AlertsDep = Annotated[AlertStore, Depends(get_alerts)]
+MetricsDep = Annotated[RequestMetrics, Depends(get_metrics)]

@@ -83,6 +83,12 @@ class RequestMetrics:
                                  "HTTP request latency by method, route template and status (seconds)",
                                  ["method", "route", "status"], registry=self.registry,
                                  buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0))
+        self.events = Counter("biomarkers_vital_sign_events", "Vital-sign events posted to /v1/events, by outcome "
+                              "(accepted; refused_invalid: a validation failure; refused_unknown_subject)",
+                              ["outcome"], registry=self.registry)
+        self.alerts = Counter("biomarkers_alerts", "NEWS2 urgent-response alerts raised, by risk band "
+                              "(none: a single parameter scored 3 while another parameter was missing)",
+                              ["risk_band"], registry=self.registry)
         if model_registry_getter is not None:
             self.registry.register(_ModelVersionCollector(model_registry_getter))
 

@@ -90,6 +90,24 @@ def read_online(store, service, subject_ids: Sequence[str]) -> OnlineFeatures:
     return OnlineFeatures(values_frame, times_frame, read_at)
 
 
+def known_subjects(store, subject_ids: Sequence[str]) -> set[str]:
+    """The subjects the online store holds a row for in any batch feature view (``subject_id`` entity key).
+
+    One read of one feature per view: a subject enrolled in the study but not yet materialized
+    is not known until the next materialization.
+    """
+    references = [f"{view.name}:{view.features[0].name}" for view in store.list_feature_views() if view.features]
+    unique = list(dict.fromkeys(subject_ids))
+    if not references or not unique:
+        return set()
+    response = store.get_online_features(
+        features=references, entity_rows=[{"subject_id": subject} for subject in unique],
+        full_feature_names=True).to_dict()
+    columns = [response[reference.replace(":", "__", 1)] for reference in references]
+    return {subject for subject, *values in zip(unique, *columns, strict=True)
+            if any(json_value(value) is not None for value in values)}
+
+
 def check_online_store(store) -> None:
     """Read one feature of one service for a made-up subject: raises if the online store is unreachable."""
     services = store.list_feature_services()

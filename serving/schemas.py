@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated
+import math
+from datetime import UTC, datetime
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator, model_validator
 
 MAX_SUBJECTS_PER_REQUEST = 1000
 
@@ -79,3 +80,104 @@ class Health(BaseModel):
 class Readiness(BaseModel):
     status: str
     checks: dict[str, str] = Field(description="check to 'ok' or the reason it failed")
+
+
+# --- vital-sign events and alerts -------------------------------------------------------------
+
+# A full event is about 200 bytes of JSON: 250 of them stay inside the default 64 KiB body limit.
+MAX_EVENTS_PER_REQUEST = 250
+
+PLAUSIBLE_RANGES: dict[str, tuple[float, float, str]] = {
+    "heart_rate_bpm": (20.0, 300.0, "bpm"),
+    "respiratory_rate_per_min": (2.0, 80.0, "/min"),
+    "spo2_percent": (50.0, 100.0, "%"),
+    "temperature_deg_c": (25.0, 45.0, "degC"),
+    "systolic_bp_mmhg": (40.0, 300.0, "mmHg"),
+}
+"""Physiologically possible values (inclusive), not normal ranges: a value outside is a device or
+entry fault (a unit mix-up, a disconnected probe), never a patient state to score. Wide on
+purpose: a heart rate of 25 bpm or a temperature of 26 degC is alarming but possible, and must be
+scored (it scores 3), not refused."""
+
+MEASUREMENTS = (*PLAUSIBLE_RANGES, "consciousness_avpu", "supplemental_oxygen")
+
+AvpuLevel = Literal["A", "C", "V", "P", "U"]
+
+
+class VitalSignEvent(BaseModel):
+    """One bedside observation of a subject: any subset of the NEWS2 parameters, units in the names."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    subject_id: SubjectId
+    timestamp: datetime = Field(description="when the observation was taken; timezone-aware (ISO 8601 with Z or "
+                                            "an offset), returned in UTC")
+    heart_rate_bpm: float | None = Field(default=None, description="pulse, beats per minute; plausible 20-300")
+    respiratory_rate_per_min: float | None = Field(default=None, description="breaths per minute; plausible 2-80")
+    spo2_percent: float | None = Field(default=None, description="peripheral oxygen saturation, %; plausible 50-100")
+    temperature_deg_c: float | None = Field(default=None, description="degrees Celsius; plausible 25-45")
+    systolic_bp_mmhg: float | None = Field(default=None, description="systolic blood pressure, mmHg; plausible 40-300")
+    consciousness_avpu: AvpuLevel | None = Field(
+        default=None, description="ACVPU: Alert, new Confusion, Voice, Pain, Unresponsive")
+    supplemental_oxygen: bool | None = Field(default=None, description="true when on supplemental oxygen")
+    spo2_scale: Literal[1, 2] = Field(default=1, description="NEWS2 SpO2 scale: 2 only for a clinician-chosen "
+                                                             "88-92 % target (hypercapnic respiratory failure)")
+
+    @field_validator("timestamp")
+    @classmethod
+    def _timezone_aware(cls, value: datetime) -> datetime:
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError("timestamp has no time zone: send ISO 8601 with Z or an offset, "
+                             "e.g. 2026-01-01T08:00:00Z (a naive time is ambiguous)")
+        return value.astimezone(UTC)
+
+    @field_validator(*PLAUSIBLE_RANGES)
+    @classmethod
+    def _plausible(cls, value: float | None, info: ValidationInfo) -> float | None:
+        if value is None:
+            return None
+        low, high, unit = PLAUSIBLE_RANGES[info.field_name]
+        if not math.isfinite(value) or not low <= value <= high:
+            raise ValueError(f"{info.field_name}={value:g} is outside the physiologically plausible range "
+                             f"[{low:g}, {high:g}] {unit}")
+        return value
+
+    @model_validator(mode="after")
+    def _some_measurement(self) -> VitalSignEvent:
+        if all(getattr(self, name) is None for name in MEASUREMENTS):
+            raise ValueError(f"an event needs at least one measurement of: {', '.join(MEASUREMENTS)}")
+        return self
+
+
+class EventsRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    events: list[VitalSignEvent] = Field(min_length=1, max_length=MAX_EVENTS_PER_REQUEST,
+                                         description=f"1 to {MAX_EVENTS_PER_REQUEST} observations; "
+                                                     "all are accepted or none")
+
+
+class EventResult(BaseModel):
+    subject_id: str
+    timestamp: datetime = Field(description="the observation time, UTC")
+    news2: float | None = Field(description="NEWS2 aggregate (0-20, RCP 2017); null unless all seven parameters "
+                                            "were given")
+    risk_band: str | None = Field(description="low, low_medium, medium or high (RCP 2017 Chart 2); null with news2")
+    alert: bool = Field(description="an urgent-response trigger: NEWS2 >= 5 or any single parameter scoring 3")
+    detail: str | None = Field(default=None, description="the alert's reason, and the missing parameters if any")
+
+
+class EventsResponse(BaseModel):
+    accepted: int
+    results: list[EventResult]
+
+
+class AlertInfo(BaseModel):
+    id: int
+    subject_id: str
+    event_time: datetime = Field(description="the observation that triggered, UTC")
+    recorded_at: datetime = Field(description="when the service recorded the alert, UTC")
+    news2: float | None
+    risk_band: str | None
+    reason: str
+    source: str

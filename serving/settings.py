@@ -57,6 +57,11 @@ class ServingSettings(BaseModel):
     reload_seconds : float
         How often the service checks whether an alias moved to another version (seconds; 0: never,
         ``POST /v1/admin/reload`` still works).
+    alerts_url : str, optional
+        SQLAlchemy URL of the alerts database (``sqlite:///path/alerts.db`` or
+        ``postgresql+psycopg://...``). Default ``None``: an in-memory SQLite database private to
+        the app, lost on restart and not shared between workers (tests and demos only; set it in
+        production).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -69,6 +74,7 @@ class ServingSettings(BaseModel):
     api_keys: tuple[ApiKey, ...] = ()
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, gt=0)
     reload_seconds: float = Field(default=0.0, ge=0)
+    alerts_url: str | None = Field(default=None, min_length=1)
 
     @field_validator("models")
     @classmethod

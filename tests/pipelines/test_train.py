@@ -502,6 +502,14 @@ def test_biomarkers_serve_answers_scores_over_http(study, trained, tmp_path) -> 
         assert status == 200, answer
         assert str(answer["version"]) == result.version and len(answer["scores"]) == 2
         assert all(0 <= row["score"] <= 1 for row in answer["scores"])
+        urgent = {"subject_id": "S0001", "timestamp": "2024-03-12T06:00:00Z", "heart_rate_bpm": 135,
+                  "respiratory_rate_per_min": 28, "spo2_percent": 89, "temperature_deg_c": 38.9,
+                  "systolic_bp_mmhg": 88, "consciousness_avpu": "A", "supplemental_oxygen": False}
+        status, answer = call("/v1/events", {"events": [urgent]})
+        assert status == 200 and answer["results"][0]["alert"], answer
+        status, alerts = call("/v1/alerts?subject_id=S0001")
+        assert status == 200 and alerts, alerts
+        assert (config.platform_root / "alerts.db").is_file()  # alerts kept in the study's platform folder
         assert call("/v1/score/hospitalization_risk", {"subject_ids": ["S0001"]}, token=None)[0] == 401
         assert call("/v1/score/hospitalization_risk", {"subject_ids": ["S0001"]}, token="wrong")[0] == 401
     finally:
