@@ -1,5 +1,6 @@
 """Feast definitions: the subject entity, one source and feature view per feature table, the
-on-demand change-from-baseline view and the versioned feature services.
+live vital-signs view fed by a push source, the on-demand change-from-baseline view and the
+versioned feature services.
 
 Module-level declarations only (``feast apply`` imports this file): no I/O at import. Views and
 their fields are declared from ``features.tables``, where each column's description (unit,
@@ -13,14 +14,17 @@ from datetime import timedelta
 from pathlib import Path
 
 import pandas as pd
-from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
+from feast import Entity, FeatureService, FeatureView, Field, FileSource, PushSource, ValueType
 from feast.on_demand_feature_view import OnDemandFeatureView
 from feast.types import Float64, String
 
-from features.tables import TABLES, TABLES_BY_NAME, FeatureTable
+from features.tables import LIVE_VITALS, TABLES, TABLES_BY_NAME, FeatureTable
 
 # Feature tables live beside the repo's registry; the feature build writes them here.
 FEATURE_TABLES_DIR = Path(__file__).resolve().parent.parent / "data" / "feature_tables"
+
+LIVE_VITALS_PUSH_SOURCE = "vital_signs_push"
+"""The push source of live vital-sign events (``FeatureStore.push`` takes its name)."""
 
 subject = Entity(
     name="subject",
@@ -30,15 +34,26 @@ subject = Entity(
 )
 
 
-def _view(table: FeatureTable, tables_dir: Path) -> FeatureView:
-    source = FileSource(
+def _file_source(table: FeatureTable, tables_dir: Path, description: str, **tags: str) -> FileSource:
+    return FileSource(
         name=f"{table.name}_source",
         path=str(tables_dir / f"{table.name}.parquet"),
         timestamp_field="event_timestamp",
         created_timestamp_column="created_timestamp",
-        description=f"Feature table {table.name}: one row per subject per window; event_timestamp = window end.",
+        description=description,
+        tags=tags,
     )
-    fields = [Field(name=name, dtype=Float64, description=text) for name, text in table.columns.items()]
+
+
+def _fields(table: FeatureTable) -> list[Field]:
+    return ([Field(name=name, dtype=Float64, description=text) for name, text in table.columns.items()]
+            + [Field(name=name, dtype=String, description=text) for name, text in table.text_columns.items()])
+
+
+def _view(table: FeatureTable, tables_dir: Path) -> FeatureView:
+    source = _file_source(
+        table, tables_dir, f"Feature table {table.name}: one row per subject per window; event_timestamp = window end.")
+    fields = _fields(table)
     fields.append(Field(name=f"{table.name}_missing_reason", dtype=String,
                         description="why this row's biomarkers are missing, if they are (none when complete)"))
     return FeatureView(
@@ -50,6 +65,26 @@ def _view(table: FeatureTable, tables_dir: Path) -> FeatureView:
         online=True,
         description=table.description,
         tags={"inputs": ",".join(table.inputs)},
+    )
+
+
+def live_vitals_view(tables_dir: Path) -> FeatureView:
+    """Live vital signs: a push source whose offline side is the log of pushed observations."""
+    # Tagged `pushed`: the project's offline store reads the log as empty until the first push.
+    log = _file_source(LIVE_VITALS, tables_dir, "Log of pushed vital-sign observations: one row per subject per "
+                                                "observation; event_timestamp = observation time.", pushed="true")
+    push = PushSource(name=LIVE_VITALS_PUSH_SOURCE, batch_source=log,
+                      description="Vital-sign events validated by the HTTP API (POST /v1/events) or the Kafka "
+                                  "stream consumer, with their NEWS2.")
+    return FeatureView(
+        name=LIVE_VITALS.name,
+        entities=[subject],
+        ttl=timedelta(days=LIVE_VITALS.ttl_days),
+        schema=_fields(LIVE_VITALS),
+        source=push,
+        online=True,
+        description=LIVE_VITALS.description,
+        tags={"inputs": ",".join(LIVE_VITALS.inputs), "pushed": "true"},
     )
 
 
@@ -85,6 +120,7 @@ def _change_analytes() -> list[tuple[str, str]]:
 def build_definitions(tables_dir: Path = FEATURE_TABLES_DIR) -> dict[str, object]:
     """Every Feast object of the repo, with feature tables read from ``tables_dir``, by name."""
     views = {table.name: _view(table, tables_dir) for table in TABLES}
+    views[LIVE_VITALS.name] = live_vitals_view(tables_dir)
     # Feast 0.67 compares declared on-demand fields with the ones it infers by running the
     # function, descriptions included, and inferred fields have none: a described field fails
     # `feast apply`. So these fields are described in the view's description instead.
@@ -141,6 +177,12 @@ def build_definitions(tables_dir: Path = FEATURE_TABLES_DIR) -> dict[str, object
             description="Version 1 of the features for anomaly detection on vital-sign windows.",
             tags={"model": "anomaly", "version": "1"},
         ),
+        FeatureService(
+            name="vitals_live_v1",
+            features=[views[LIVE_VITALS.name]],
+            description="Version 1 of the live vital signs: each subject's latest observation and its NEWS2.",
+            tags={"version": "1"},
+        ),
     ]
     objects = {"subject": subject, **views, change.name: change}
     objects.update({service.name: service for service in services})
@@ -156,8 +198,10 @@ sleep = _DEFINITIONS["sleep"]
 accel_sleep = _DEFINITIONS["accel_sleep"]
 cardiac = _DEFINITIONS["cardiac"]
 hourly_vitals = _DEFINITIONS["hourly_vitals"]
+vital_signs_live = _DEFINITIONS["vital_signs_live"]
 labs = _DEFINITIONS["labs"]
 labs_change_from_baseline_view = _DEFINITIONS["labs_change_from_baseline"]
 endpoint_v1 = _DEFINITIONS["endpoint_v1"]
 anomaly_v1 = _DEFINITIONS["anomaly_v1"]
 vitals_anomaly_v1 = _DEFINITIONS["vitals_anomaly_v1"]
+vitals_live_v1 = _DEFINITIONS["vitals_live_v1"]

@@ -26,6 +26,7 @@ class FeatureTable:
     inputs : the curated inputs it reads, as ``kind`` or ``kind:placement`` (``accelerometry:wrist``).
     columns : biomarker column -> description (what, unit, source, algorithm and reference).
     ttl_days : how long a row stays valid for point-in-time retrieval and online serving.
+    text_columns : categorical column -> description (strings; ``columns`` are all numbers).
     description : what the table is, for the Feast registry and the UI.
     """
 
@@ -35,6 +36,7 @@ class FeatureTable:
     ttl_days: float
     description: str
     tags: dict[str, str] = field(default_factory=dict)
+    text_columns: dict[str, str] = field(default_factory=dict)
 
 
 _MINUTE = "minute-level wearable export (steps, heart rate, sleep stage, wear per minute)"
@@ -43,6 +45,7 @@ _WRIST = "raw wrist accelerometry (g)"
 _LOWER_BACK = "raw lower-back accelerometry (g)"
 _VITALS = "bedside vital signs"
 _LABS = "laboratory results (LIMS, HL7 v2, FHIR), canonical units"
+_EVENTS = "live vital-sign events (HTTP API or Kafka stream)"
 
 _STATISTICS = {"mean": "mean", "min": "lowest", "max": "highest", "slope": "least-squares slope per hour of"}
 
@@ -188,3 +191,29 @@ TABLES: tuple[FeatureTable, ...] = (
 )
 
 TABLES_BY_NAME: dict[str, FeatureTable] = {table.name: table for table in TABLES}
+
+
+LIVE_VITALS = FeatureTable(
+    name="vital_signs_live",
+    inputs=("vital_sign_events",),
+    columns={
+        "heart_rate_last_bpm": "pulse of the latest observation, bpm; " + _EVENTS,
+        "respiratory_rate_last_per_min": "respiration rate of the latest observation, /min; " + _EVENTS,
+        "spo2_last_percent": "SpO2 of the latest observation, %; " + _EVENTS,
+        "temperature_last_deg_c": "temperature of the latest observation, degC; " + _EVENTS,
+        "systolic_bp_last_mmhg": "systolic blood pressure of the latest observation, mmHg; " + _EVENTS,
+        "supplemental_oxygen_last_flag": "on supplemental oxygen at the latest observation (1) or not (0); " + _EVENTS,
+        "news2_score_last": "NEWS2 total of the latest observation, points (null unless all seven parameters were "
+        "observed); " + _EVENTS + "; Royal College of Physicians NEWS2 (2017) chart",
+    },
+    text_columns={
+        "consciousness_last_avpu": "ACVPU level of the latest observation (A, C, V, P or U); " + _EVENTS,
+        "news2_risk_band_last": "NEWS2 clinical risk of the latest observation (low, low_medium, medium, high); "
+        + _EVENTS + "; RCP 2017 Chart 2",
+    },
+    ttl_days=1,
+    description="The latest bedside observation of each subject, pushed as it arrives (HTTP API or Kafka stream), "
+    "with its NEWS2; a measurement absent from that observation is null. Not built from files: the offline table "
+    "is the log of pushed observations, one row per subject and observation time.",
+)
+"""Live vital signs: not in ``TABLES`` (the feature build does not compute it); written by pushes."""

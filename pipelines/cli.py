@@ -350,7 +350,62 @@ def serving_settings(config, feast_repo: Path, feature_store_yaml: Path | None):
         api_keys=tuple(ApiKey(name=key.name, sha256=key.sha256, studies=tuple(key.studies))
                        for key in config.serving.api_keys),
         max_body_bytes=config.serving.max_body_bytes, reload_seconds=config.serving.reload_seconds,
-        alerts_url=config.serving.alerts_url or f"sqlite:///{config.platform_root / 'alerts.db'}")
+        alerts_url=alerts_url(config))
+
+
+def alerts_url(config) -> str:
+    """The study's alerts database: ``serving.alerts_url``, by default a SQLite file on the platform root."""
+    return config.serving.alerts_url or f"sqlite:///{config.platform_root / 'alerts.db'}"
+
+
+@app.command("stream")
+def stream_command(
+    study: StudyArgument,
+    bootstrap: Annotated[str, typer.Option(help="Kafka bootstrap servers, HOST:PORT[,HOST:PORT]")],
+    data_root: DataRootOption = None,
+    topic: Annotated[str, typer.Option(help="the topic of device events (JSON, keyed by subject)")] = "vital-signs",
+    dead_letter_topic: Annotated[str, typer.Option(help="where invalid events go, with the reason")] =
+    "vital-signs.dead-letter",
+    alerts_topic: Annotated[str, typer.Option(help="where urgent-response alerts go")] = "vital-signs.alerts",
+    group: Annotated[str | None, typer.Option(help="consumer group (default: biomarkers-STUDY_ID)")] = None,
+    max_batch_events: Annotated[int, typer.Option(help="events per micro-batch at most")] = 2000,
+    max_batch_wait_ms: Annotated[int, typer.Option(help="a micro-batch closes after this long (ms)")] = 50,
+    session_timeout_ms: Annotated[int, typer.Option(help="Kafka consumer session timeout (ms)")] = 10_000,
+    feast_repo: Annotated[Path, typer.Option(help="the Feast repo whose stores are written")] = REPOSITORY_ROOT,
+    feature_store_yaml: Annotated[Path | None, typer.Option(
+        help="Feast infrastructure instead of the repo's feature_store.yaml (production: Redis)")] = None,
+) -> None:
+    """Consume live vital-sign events from Kafka into the feature store, with NEWS2 alerts.
+
+    Valid events are pushed to the Feast view vital_signs_live (online: each subject's latest;
+    offline: every observation), invalid ones go to the dead-letter topic with the reason, and
+    urgent-response alerts to the alerts topic and the alerts store. Offsets are committed
+    after the push (at least once; writes are idempotent). Stop with Ctrl-C or SIGTERM.
+
+    Example: biomarkers stream studies/demo/study.yaml --bootstrap 127.0.0.1:9092
+    """
+    from serving.alerts import AlertStore
+    from serving.app import open_store
+    from serving.settings import StreamSettings
+    from serving.stream import EventStreamConsumer, run_until_signalled
+
+    config = _load(study, data_root)
+    stream = StreamSettings(
+        bootstrap_servers=bootstrap, events_topic=topic, dead_letter_topic=dead_letter_topic,
+        alerts_topic=alerts_topic, group_id=group or f"biomarkers-{config.study_id}",
+        max_batch_events=max_batch_events, max_batch_wait_s=max_batch_wait_ms / 1000,
+        session_timeout_ms=session_timeout_ms)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    store = open_store(serving_settings(config, feast_repo, feature_store_yaml))
+    alerts = AlertStore(alerts_url(config), config.study_id)
+    console.print(f"consuming {topic} on {bootstrap} as group {stream.group_id}; dead letters to "
+                  f"{dead_letter_topic}, alerts to {alerts_topic}. Ctrl-C stops.")
+    try:
+        counts = run_until_signalled(EventStreamConsumer(stream, config.study_id, store, alerts))
+    finally:
+        alerts.close()
+    console.print(f"stopped: {counts.events} events pushed, {counts.dead_letters} dead letters, "
+                  f"{counts.alerts} alerts, {counts.failed_batches} batches retried")
 
 
 @app.command("api-key")

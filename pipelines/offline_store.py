@@ -99,6 +99,78 @@ class AsofDuckDBOfflineStore(DuckDBOfflineStore):
         return AsofRetrievalJob(entities, time_column, queries,
                                 [odfv for odfv in odfvs if odfv.mode != "substrait"], full_feature_names, metadata)
 
+    @staticmethod
+    def pull_latest_from_table_or_query(config: RepoConfig, data_source, join_key_columns: list[str],
+                                        feature_name_columns: list[str], timestamp_field: str,
+                                        created_timestamp_column: str | None, start_date: datetime,
+                                        end_date: datetime) -> RetrievalJob:
+        """Feast's, except that a push log not yet written reads as empty (``feast materialize`` before any push)."""
+        if _unwritten_push_log(config, data_source):
+            return EmptyRetrievalJob([*join_key_columns, *feature_name_columns, timestamp_field,
+                                      *([created_timestamp_column] if created_timestamp_column else [])])
+        return DuckDBOfflineStore.pull_latest_from_table_or_query(
+            config, data_source, join_key_columns, feature_name_columns, timestamp_field, created_timestamp_column,
+            start_date, end_date)
+
+    @staticmethod
+    def pull_all_from_table_or_query(config: RepoConfig, data_source, join_key_columns: list[str],
+                                     feature_name_columns: list[str], timestamp_field: str,
+                                     created_timestamp_column: str | None = None, start_date: datetime | None = None,
+                                     end_date: datetime | None = None) -> RetrievalJob:
+        """Feast's, except that a push log not yet written reads as empty."""
+        if _unwritten_push_log(config, data_source):
+            return EmptyRetrievalJob([*join_key_columns, *feature_name_columns, timestamp_field,
+                                      *([created_timestamp_column] if created_timestamp_column else [])])
+        return DuckDBOfflineStore.pull_all_from_table_or_query(
+            config, data_source, join_key_columns, feature_name_columns, timestamp_field, created_timestamp_column,
+            start_date, end_date)
+
+    @staticmethod
+    def offline_write_batch(config: RepoConfig, feature_view: FeatureView, table: pa.Table, progress) -> None:
+        """Upsert pushed rows into a view's Parquet file, idempotently and atomically.
+
+        What ``FeatureStore.push(..., to=PushMode.OFFLINE)`` ends in. Feast's DuckDB store appends,
+        so a redelivered event (a stream consumer restarted before it committed) would be stored
+        twice, and it needs the file to exist already. Here a row replaces any stored row with
+        the same join keys and event time (one observation is one row, however often it is
+        pushed), the file is created on the first push, and the new file is published by
+        rename under an exclusive lock, so concurrent writers (the HTTP API and a stream
+        consumer) never lose each other's rows and readers never see a partial file.
+        """
+        import fcntl
+
+        if not _local_parquet(feature_view):
+            DuckDBOfflineStore.offline_write_batch(config, feature_view, table, progress)
+            return
+        source = feature_view.batch_source
+        path = Path(source.path)
+        if not path.is_absolute() and config.repo_path is not None:
+            path = Path(config.repo_path) / path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        key_columns = [*feature_view.join_keys, source.timestamp_field]
+        pushed = table.num_rows
+        with open(path.with_name(f".{path.name}.lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if path.is_file():
+                stored = pq.read_table(path)
+                table = pa.concat_tables([stored, table.select(stored.column_names).cast(stored.schema)])
+            # The last occurrence of each key wins: the newest push. Row numbers are explicit
+            # because SQL gives a table scan no order.
+            numbered = table.select(key_columns).append_column(ROW, pa.array(np.arange(table.num_rows)))
+            connection = duckdb.connect()
+            try:
+                connection.register("numbered", numbered)
+                last = connection.execute(
+                    f"SELECT max({ROW}) AS row FROM numbered GROUP BY {', '.join(map(_quote, key_columns))} "
+                    "ORDER BY row").fetchnumpy()["row"]
+            finally:
+                connection.close()
+            temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            pq.write_table(table.take(pa.array(last, type=pa.int64())), temporary)
+            os.replace(temporary, path)
+        if progress is not None:
+            progress(pushed)
+
 
 class AsofRetrievalJob(RetrievalJob):
     """A point-in-time retrieval, run when its result is asked for (``to_df``, ``to_arrow``)."""
@@ -172,6 +244,44 @@ class AsofRetrievalJob(RetrievalJob):
         temporary = target.with_name(f".{target.name}.tmp")
         pq.write_table(self.to_arrow(), temporary)
         os.replace(temporary, target)
+
+
+class EmptyRetrievalJob(RetrievalJob):
+    """No rows, with the columns asked for (a push log before its first push)."""
+
+    def __init__(self, columns: list[str]):
+        self._columns = columns
+
+    @property
+    def full_feature_names(self) -> bool:
+        return False
+
+    @property
+    def on_demand_feature_views(self) -> list[OnDemandFeatureView]:
+        return []
+
+    @property
+    def metadata(self) -> RetrievalMetadata | None:
+        return None
+
+    def _to_df_internal(self, timeout: int | None = None) -> pd.DataFrame:
+        return pd.DataFrame(columns=self._columns)
+
+    def _to_arrow_internal(self, timeout: int | None = None) -> pa.Table:
+        return pa.table({column: pa.array([], type=pa.null()) for column in self._columns})
+
+    def persist(self, storage, allow_overwrite: bool = False, timeout: int | None = None) -> None:
+        raise ValueError("nothing to persist: the push log has no rows yet")
+
+
+def _unwritten_push_log(config: RepoConfig, source) -> bool:
+    """A push source's log (tagged ``pushed``) whose local Parquet file does not exist yet."""
+    if not (isinstance(source, FileSource) and source.tags.get("pushed") == "true" and "://" not in source.path):
+        return False
+    path = Path(source.path)
+    if not path.is_absolute() and config.repo_path is not None:
+        path = Path(config.repo_path) / path
+    return not path.exists()
 
 
 def feature_event_times(views: list[FeatureView], entities: pd.DataFrame, repo_path: Path | None) -> pd.DataFrame:

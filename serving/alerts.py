@@ -59,6 +59,10 @@ _alerts = sa.Table(
 )
 sa.Index("ix_alerts_study_recorded", _alerts.c.study_id, _alerts.c.recorded_at)
 sa.Index("ix_alerts_study_subject", _alerts.c.study_id, _alerts.c.subject_id)
+# One alert per observation and source: a retried request or a redelivered stream event
+# (at-least-once) records nothing twice.
+sa.Index("ux_alerts_observation", _alerts.c.study_id, _alerts.c.subject_id, _alerts.c.event_time,
+         _alerts.c.source, unique=True)
 
 
 @dataclass(frozen=True)
@@ -106,6 +110,15 @@ def alerts_engine(url: str | None) -> sa.Engine:
                      "postgresql+psycopg:// are supported")
 
 
+def _dialect_insert(backend: str):
+    """The backend's INSERT with ``on_conflict_do_nothing`` (SQLite and PostgreSQL)."""
+    if backend == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:
+        from sqlalchemy.dialects.postgresql import insert
+    return insert
+
+
 class AlertStore:
     """The alerts of one study.
 
@@ -129,10 +142,14 @@ class AlertStore:
         """Record one alert (``event_time`` timezone-aware; stored in UTC)."""
         self.record_many([NewAlert(subject_id, event_time, news2, risk_band, reason)], source=source)
 
-    def record_many(self, alerts: Sequence[NewAlert], source: str = "api") -> None:
-        """Record alerts in one transaction: all or none."""
+    def record_many(self, alerts: Sequence[NewAlert], source: str = "api") -> int:
+        """Record alerts in one transaction, all or none; return how many were new.
+
+        An alert of an observation already recorded from the same source (same subject and
+        event time) is skipped: the first record stands.
+        """
         if not alerts:
-            return
+            return 0
         naive = [alert.subject_id for alert in alerts if alert.event_time.utcoffset() is None]
         if naive:
             raise ValueError(f"naive event_time for {', '.join(naive)}: the alerts store keeps timezone-aware "
@@ -141,8 +158,9 @@ class AlertStore:
         rows = [{"study_id": self.study_id, "subject_id": alert.subject_id, "event_time": alert.event_time,
                  "recorded_at": now, "news2": alert.news2, "risk_band": alert.risk_band, "reason": alert.reason,
                  "source": source} for alert in alerts]
+        insert = _dialect_insert(self._engine.dialect.name)(_alerts).on_conflict_do_nothing()
         with self._engine.begin() as conn:
-            conn.execute(_alerts.insert(), rows)
+            return sum(conn.execute(insert, row).rowcount for row in rows)
 
     def list(self, since: datetime | None = None, subject_id: str | None = None, limit: int = 100) -> list[Alert]:
         """Alerts of the study, newest recorded first.

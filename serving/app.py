@@ -13,11 +13,13 @@ import contextlib
 import logging
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, status
+from fastapi.responses import JSONResponse
 
 from serving.alerts import AlertStore
 from serving.middleware import BodySizeLimitMiddleware, MetricsMiddleware, RequestMetrics
 from serving.models import ModelRegistry
+from serving.online import OnlineStoreUnavailableError
 from serving.routers import alerts, events, features, health, models, scoring
 from serving.settings import ServingSettings
 
@@ -88,6 +90,13 @@ def create_app(settings: ServingSettings, *, registry: ModelRegistry | None = No
     app.state.registry = registry or ModelRegistry(settings.tracking_uri, settings.models)
     app.state.metrics = RequestMetrics(lambda: app.state.registry)
     app.state.alerts = alert_store
+    @app.exception_handler(OnlineStoreUnavailableError)
+    async def _store_unavailable(request: Request, error: OnlineStoreUnavailableError) -> JSONResponse:
+        # 503 and Retry-After: the store comes back by itself (the client reconnects on the next call).
+        logger.warning("%s %s: %s", request.method, request.url.path, error)
+        return JSONResponse({"detail": str(error)}, status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+                            headers={"Retry-After": "5"})
+
     for router in (health.router, features.router, scoring.router, models.router, events.router, alerts.router):
         app.include_router(router)
     # Added last = outermost: metrics also count the requests the size limit refuses.

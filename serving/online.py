@@ -5,6 +5,7 @@ The only module of the service that calls Feast's read API; routers call these f
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,6 +19,37 @@ _TIMESTAMP_SUFFIX = "__ts"
 
 class UnknownFeatureServiceError(LookupError):
     """No feature service of that name; the message names the known ones."""
+
+
+class OnlineStoreUnavailableError(RuntimeError):
+    """The online store did not answer (down, unreachable, timed out): the API answers 503."""
+
+
+def _unavailable_errors() -> tuple[type[BaseException], ...]:
+    """What a store that does not answer raises: sockets, Redis's client, SQLite's locked or missing file."""
+    import sqlite3
+
+    errors: list[type[BaseException]] = [ConnectionError, TimeoutError, sqlite3.OperationalError]
+    try:
+        import redis.exceptions
+    except ImportError:  # no Redis client installed: no Redis store either
+        pass
+    else:
+        errors += [redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, redis.exceptions.BusyLoadingError]
+    return tuple(errors)
+
+
+_UNAVAILABLE = _unavailable_errors()
+
+
+@contextlib.contextmanager
+def online_store_call(what: str):
+    """Turn the store's "did not answer" errors into OnlineStoreUnavailableError naming ``what`` failed."""
+    try:
+        yield
+    except _UNAVAILABLE as error:
+        raise OnlineStoreUnavailableError(f"online store unavailable while {what}: {type(error).__name__}: "
+                                          f"{error}") from error
 
 
 @dataclass(frozen=True)
@@ -64,9 +96,10 @@ def read_online(store, service, subject_ids: Sequence[str]) -> OnlineFeatures:
     service : feast.FeatureService
     subject_ids : sequence of str
     """
-    response = store.get_online_features(
-        features=service, entity_rows=[{"subject_id": subject} for subject in subject_ids],
-    ).to_dict(include_event_timestamps=True)
+    with online_store_call("reading features"):
+        response = store.get_online_features(
+            features=service, entity_rows=[{"subject_id": subject} for subject in subject_ids],
+        ).to_dict(include_event_timestamps=True)
     batch_views = {view.name for view in store.list_feature_views()}
     read_at = datetime.now(UTC)
     index = pd.Index(list(subject_ids), name="subject_id")
@@ -100,9 +133,10 @@ def known_subjects(store, subject_ids: Sequence[str]) -> set[str]:
     unique = list(dict.fromkeys(subject_ids))
     if not references or not unique:
         return set()
-    response = store.get_online_features(
-        features=references, entity_rows=[{"subject_id": subject} for subject in unique],
-        full_feature_names=True).to_dict()
+    with online_store_call("checking subjects"):
+        response = store.get_online_features(
+            features=references, entity_rows=[{"subject_id": subject} for subject in unique],
+            full_feature_names=True).to_dict()
     columns = [response[reference.replace(":", "__", 1)] for reference in references]
     return {subject for subject, *values in zip(unique, *columns, strict=True)
             if any(json_value(value) is not None for value in values)}

@@ -84,3 +84,41 @@ class ServingSettings(BaseModel):
         if bad:
             raise ValueError(f"model references must be NAME@ALIAS or NAME/VERSION: {', '.join(bad)}")
         return value
+
+
+class StreamSettings(BaseModel):
+    """The Kafka stream consumer of live vital-sign events (``biomarkers stream``).
+
+    Parameters
+    ----------
+    bootstrap_servers : str
+        Kafka bootstrap servers, ``HOST:PORT[,HOST:PORT...]``.
+    events_topic : str
+        The topic of device events (JSON, one ``VitalSignEvent`` per message, keyed by subject).
+    dead_letter_topic : str
+        Where events that fail validation go, unchanged, with the reason in the ``error`` header.
+    alerts_topic : str
+        Where urgent-response alerts go (JSON, keyed by subject, with a stable ``alert_id``).
+    group_id : str
+        The consumer group: one committed position per group and partition.
+    max_batch_events : int
+        At most this many events per micro-batch.
+    max_batch_wait_s : float
+        A micro-batch closes after this long even if not full (seconds): the latency floor.
+    session_timeout_ms : int
+        Kafka consumer session timeout (ms); a group join takes about half of it on Tansu.
+    retry_backoff_max_s : float
+        The longest wait before a failed batch is retried (seconds; the wait doubles from 0.1 s).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    bootstrap_servers: str = Field(min_length=1)
+    events_topic: str = Field(default="vital-signs", min_length=1)
+    dead_letter_topic: str = Field(default="vital-signs.dead-letter", min_length=1)
+    alerts_topic: str = Field(default="vital-signs.alerts", min_length=1)
+    group_id: str = Field(default="biomarkers-stream", min_length=1)
+    max_batch_events: int = Field(default=2000, gt=0)
+    max_batch_wait_s: float = Field(default=0.05, gt=0)
+    session_timeout_ms: int = Field(default=10_000, ge=1000)
+    retry_backoff_max_s: float = Field(default=5.0, gt=0)

@@ -4,10 +4,9 @@ A batch is all-or-nothing: one invalid event (422 naming its index, field and th
 plausibility range) or one subject the online store does not know (422 naming it) refuses the
 whole batch, and nothing of it is recorded.
 
-Events are not written to the Feast online store: the study's only vital-sign view,
-``hourly_vitals``, holds 24-h window aggregates keyed by window end, which raw observations do
-not fit. Pushing them needs a push source and a stream view of raw events (a later increment);
-until then the batch pipeline builds the aggregates from the monitor exports.
+An accepted batch is pushed to the Feast view ``vital_signs_live`` (every observation offline,
+each subject's latest online; see ``serving.events``), then its alerts are recorded. Both are
+idempotent: a client that retries a batch after a timeout stores nothing twice.
 """
 
 from __future__ import annotations
@@ -15,32 +14,15 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-import numpy as np
 from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 
-from features.biomarkers.vitals import news2_parameter_points, news2_risk_band
-from serving.alerts import NewAlert
 from serving.dependencies import AlertsDep, MetricsDep, StoreDep, require_api_key
+from serving.events import assess_events, new_alerts, push_live
 from serving.online import known_subjects
-from serving.schemas import EventResult, EventsRequest, EventsResponse, VitalSignEvent
-
-# NEWS2 parameter (column of news2_parameter_points) -> the event fields it needs.
-_PARAMETER_INPUTS = {
-    "respiration_rate": ("respiratory_rate_per_min",),
-    "spo2": ("spo2_percent",),
-    "air_or_oxygen": ("supplemental_oxygen",),
-    "systolic_bp": ("systolic_bp_mmhg",),
-    "pulse": ("heart_rate_bpm",),
-    "consciousness": ("consciousness_avpu",),
-    "temperature": ("temperature_deg_c",),
-}
-URGENT_SCORE = 5
-"""NEWS2 aggregate from which an urgent response is due (RCP 2017, Chart 2)."""
-RED_PARAMETER_POINTS = 3
-"""Points of a single parameter that call for an urgent ward-based response (RCP 2017, Chart 2)."""
+from serving.schemas import EventResult, EventsRequest, EventsResponse
 
 
 class _CountRefusedEvents(APIRoute):
@@ -71,46 +53,6 @@ router = APIRouter(prefix="/v1", tags=["events"], dependencies=[Depends(require_
                    route_class=_CountRefusedEvents)
 
 
-def assess_events(events: list[VitalSignEvent]) -> list[tuple[EventResult, NewAlert | None]]:
-    """NEWS2, risk band and alert of each event, with the published NEWS2 functions.
-
-    A missing parameter is never invented: its points are NaN, the score is null and the detail
-    names what is missing. A parameter that is present and scores 3 still triggers an alert.
-    """
-    def column(name):
-        return np.array([getattr(event, name) for event in events], dtype=object)
-
-    points = news2_parameter_points(
-        column("respiratory_rate_per_min"), column("spo2_percent"), column("supplemental_oxygen"),
-        column("systolic_bp_mmhg"), column("heart_rate_bpm"), column("consciousness_avpu"),
-        column("temperature_deg_c"), spo2_scale=np.array([event.spo2_scale for event in events]))
-    scores = points.sum(axis=1, skipna=False).to_numpy(dtype=float)
-    highest = points.max(axis=1, skipna=True).to_numpy(dtype=float)
-    bands = news2_risk_band(scores, highest)
-    assessed = []
-    for position, event in enumerate(events):
-        row = points.iloc[position]
-        missing = sorted({field for parameter, fields in _PARAMETER_INPUTS.items() if np.isnan(row[parameter])
-                          for field in fields if getattr(event, field) is None})
-        score = None if np.isnan(scores[position]) else float(scores[position])
-        band = bands[position]
-        reasons = []
-        if score is not None and score >= URGENT_SCORE:
-            reasons.append(f"NEWS2 {score:g} >= {URGENT_SCORE} ({band} risk)")
-        red = [parameter for parameter in _PARAMETER_INPUTS if row[parameter] >= RED_PARAMETER_POINTS]
-        if red:
-            reasons.append(f"single parameter scored {RED_PARAMETER_POINTS}: {', '.join(red)}")
-        reason = "; ".join(reasons)
-        details = [reason] if reason else []
-        if missing:
-            details.append(f"news2 not computed: missing {', '.join(missing)}")
-        result = EventResult(subject_id=event.subject_id, timestamp=event.timestamp, news2=score, risk_band=band,
-                             alert=bool(reasons), detail="; ".join(details) or None)
-        alert = NewAlert(event.subject_id, event.timestamp, score, band, reason) if reasons else None
-        assessed.append((result, alert))
-    return assessed
-
-
 @router.post("/events", response_model=EventsResponse,
              summary="Post vital-sign observations: NEWS2 per observation, alerts on urgent-response triggers",
              responses={422: {"description": "an invalid event or an unknown subject; nothing of the batch is kept"}})
@@ -126,9 +68,13 @@ async def post_events(request: EventsRequest, store: StoreDep, alerts: AlertsDep
                             detail=f"unknown subject(s) {', '.join(map(repr, unknown))}: no online features in "
                                    "this study; the batch was refused and nothing of it was recorded")
     assessed = assess_events(events)
-    raised = [alert for _, alert in assessed if alert is not None]
+    raised = new_alerts(events, assessed)
+    await run_in_threadpool(push_live, store, events, assessed)
     await run_in_threadpool(alerts.record_many, raised)
     metrics.events.labels("accepted").inc(len(events))
     for alert in raised:
         metrics.alerts.labels(alert.risk_band or "none").inc()
-    return EventsResponse(accepted=len(events), results=[result for result, _ in assessed])
+    return EventsResponse(accepted=len(events), results=[
+        EventResult(subject_id=event.subject_id, timestamp=event.timestamp, news2=assessment.news2,
+                    risk_band=assessment.risk_band, alert=assessment.alert, detail=assessment.detail)
+        for event, assessment in zip(events, assessed, strict=True)])

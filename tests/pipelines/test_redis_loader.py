@@ -73,14 +73,16 @@ def test_bulk_load_equals_feast_materialize_byte_for_byte(tmp_path, redis_server
     feast_store, ours_store = open_store(feast_repo), open_store(ours_repo)
     try:
         feast_store.materialize(start_date=START, end_date=END)
-        written = sum(load_latest(ours_store, view, START, END) for view in ours_store.list_feature_views())
+        # Every view with a table: the live view's log is empty until events are pushed.
+        written = sum(load_latest(ours_store, view, START, END) for view in ours_store.list_feature_views()
+                      if Path(view.batch_source.path).is_file())
         expected, got = hashes(redis_server, feast_project), hashes(redis_server, ours_project)
         assert written > 8 * 30 and len(got) == len(expected) == 40
         assert got == expected  # same fields, same serialized values and event times, for every subject
 
         # The registry records the interval, so `feast materialize-incremental` continues from END.
         for view in open_store(ours_repo).list_feature_views():
-            assert view.most_recent_end_time == END
+            assert view.most_recent_end_time == END or view.name == "vital_signs_live"
 
         # Feast reads it back, values equal to the latest row per subject in [START, END].
         subjects = ["S0000", "S0007"]

@@ -1,5 +1,6 @@
-"""A tiny real setup for the online API: two feature tables, a Feast repo (DuckDB offline,
-SQLite online) materialized in a temporary folder, and an MLflow registry with a model."""
+"""A tiny real setup for the online API: two feature tables and the live vital-signs view, a
+Feast repo (the project's DuckDB offline store, SQLite online) materialized in a temporary
+folder, and an MLflow registry with a model."""
 
 from __future__ import annotations
 
@@ -77,35 +78,49 @@ def _tables(now: datetime) -> dict[str, pd.DataFrame]:
     return tables
 
 
-def build_setup(root: Path) -> Setup:
-    """Feature tables, a materialized Feast repo and an MLflow registry holding ``test-risk@champion``, in ``root``."""
-    import mlflow
+def feast_repo(repo: Path, tables_dir: Path, project: str, online_store_yaml: str, now: datetime):
+    """A Feast repo in ``repo`` over the tables in ``tables_dir`` (plus the live vital-signs view),
+    applied and materialized into the online store ``online_store_yaml`` describes; the store."""
     from feast import Entity, FeatureService, FeatureStore, FeatureView, Field, FileSource, ValueType
     from feast.types import Float64, String
 
-    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-    tables = _tables(now)
-    for name, frame in tables.items():
-        frame.to_parquet(root / f"{name}.parquet", index=False)
-    (root / "feature_store.yaml").write_text(
-        "project: serving_test\nprovider: local\nregistry: registry.db\n"
-        "offline_store:\n  type: duckdb\nonline_store:\n  type: sqlite\n  path: online.db\n"
-        "entity_key_serialization_version: 3\n")
+    from features.definitions import live_vitals_view
+
+    repo.mkdir(parents=True, exist_ok=True)
+    (repo / "feature_store.yaml").write_text(
+        f"project: {project}\nprovider: local\nregistry: registry.db\n"
+        "offline_store:\n  type: pipelines.offline_store.AsofDuckDBOfflineStore\n"
+        f"{online_store_yaml}entity_key_serialization_version: 3\n")
     subject = Entity(name="subject", join_keys=["subject_id"], value_type=ValueType.STRING)
     views = []
     for name, columns in (("daily", DAILY), ("sleep", SLEEP)):
-        source = FileSource(name=f"{name}_source", path=str(root / f"{name}.parquet"),
+        source = FileSource(name=f"{name}_source", path=str(tables_dir / f"{name}.parquet"),
                             timestamp_field="event_timestamp", created_timestamp_column="created_timestamp")
         schema = [Field(name=column, dtype=Float64) for column in columns]
         schema.append(Field(name=f"{name}_missing_reason", dtype=String))
         views.append(FeatureView(name=name, entities=[subject], ttl=timedelta(days=30), schema=schema,
                                  source=source, online=True))
     daily, sleep = views
+    live = live_vitals_view(repo)
     services = [FeatureService(name=SERVICE, features=[daily[DAILY], sleep[SLEEP]]),
-                FeatureService(name="daily_v1", features=[daily])]
-    store = FeatureStore(repo_path=str(root))
-    store.apply([subject, *views, *services])
-    store.materialize(start_date=now - timedelta(days=10), end_date=now + timedelta(minutes=1))
+                FeatureService(name="daily_v1", features=[daily]),
+                FeatureService(name="vitals_live_v1", features=[live])]
+    store = FeatureStore(repo_path=str(repo))
+    store.apply([subject, *views, live, *services])
+    store.materialize(start_date=now - timedelta(days=10), end_date=now + timedelta(minutes=1),
+                      feature_views=[view.name for view in views])
+    return store
+
+
+def build_setup(root: Path) -> Setup:
+    """Feature tables, a materialized Feast repo and an MLflow registry holding ``test-risk@champion``, in ``root``."""
+    import mlflow
+
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    tables = _tables(now)
+    for name, frame in tables.items():
+        frame.to_parquet(root / f"{name}.parquet", index=False)
+    feast_repo(root, root, "serving_test", "online_store:\n  type: sqlite\n  path: online.db\n", now)
 
     tracking_uri = f"sqlite:///{root / 'mlflow.db'}"
     mlflow.set_tracking_uri(tracking_uri)

@@ -182,3 +182,44 @@ def test_the_alert_store_keeps_utc_and_filters(tmp_path):
         store.list(limit=0)
     store.close()
     other.close()
+
+
+def live_features(client, auth, subject: str) -> dict:
+    response = client.get(f"/v1/subjects/{subject}/features", params={"service": "vitals_live_v1"}, headers=auth)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_events_reach_the_live_view_online_latest_and_offline_each_once(client, auth, setup):
+    now = datetime.now(UTC).replace(microsecond=0)
+    older, newer = now - timedelta(minutes=30), now - timedelta(minutes=10)
+    body = {"events": [event("S001", newer, **URGENT), event("S001", older, **NORMAL),
+                       event("S002", older, heart_rate_bpm=61.0)]}
+    for _ in range(2):  # a client retrying the same batch stores nothing twice
+        response = client.post("/v1/events", json=body, headers=auth)
+        assert response.status_code == 200, response.text
+    live = live_features(client, auth, "S001")
+    assert live["features"]["heart_rate_last_bpm"] == URGENT["heart_rate_bpm"]
+    assert live["features"]["news2_score_last"] == expected_news2(URGENT)[0]
+    assert live["features"]["news2_risk_band_last"] == expected_news2(URGENT)[1]
+    assert live["features"]["consciousness_last_avpu"] == "A"
+    assert live["features"]["supplemental_oxygen_last_flag"] == 1.0
+    assert pd.Timestamp(live["event_timestamps"]["vital_signs_live"]) == pd.Timestamp(newer)
+    partial = live_features(client, auth, "S002")["features"]
+    assert partial["heart_rate_last_bpm"] == 61.0 and partial["spo2_last_percent"] is None
+    assert partial["news2_score_last"] is None
+
+    # An observation arriving late does not roll the subject back online, but is kept offline.
+    late = client.post("/v1/events", json={"events": [event("S001", now - timedelta(hours=2), **NORMAL)]},
+                       headers=auth)
+    assert late.status_code == 200, late.text
+    assert live_features(client, auth, "S001")["features"]["heart_rate_last_bpm"] == URGENT["heart_rate_bpm"]
+
+    log = pd.read_parquet(setup.root / "vital_signs_live.parquet")
+    mine = log[log["event_timestamp"] >= pd.Timestamp(now - timedelta(hours=3))]
+    assert len(mine) == 4 and not mine.duplicated(["subject_id", "event_timestamp"]).any()
+    assert str(log["event_timestamp"].dtype) == "datetime64[us, UTC]"
+    late_row = mine[mine["event_timestamp"] == pd.Timestamp(now - timedelta(hours=2))]
+    assert late_row["heart_rate_last_bpm"].tolist() == [NORMAL["heart_rate_bpm"]]
+    assert len([alert for alert in alerts_of(client, auth, "S001")
+                if pd.Timestamp(alert["event_time"]) == pd.Timestamp(newer)]) == 1
