@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse
 from serving.alerts import AlertStore
 from serving.middleware import BodySizeLimitMiddleware, MetricsMiddleware, RequestMetrics
 from serving.models import ModelRegistry
-from serving.online import OnlineStoreUnavailableError
+from serving.online import KnownSubjects, OnlineStoreUnavailableError
 from serving.routers import alerts, events, features, health, models, scoring
 from serving.settings import ServingSettings
 
@@ -90,6 +90,7 @@ def create_app(settings: ServingSettings, *, registry: ModelRegistry | None = No
     app.state.registry = registry or ModelRegistry(settings.tracking_uri, settings.models)
     app.state.metrics = RequestMetrics(lambda: app.state.registry)
     app.state.alerts = alert_store
+    app.state.known_subjects = KnownSubjects()
     @app.exception_handler(OnlineStoreUnavailableError)
     async def _store_unavailable(request: Request, error: OnlineStoreUnavailableError) -> JSONResponse:
         # 503 and Retry-After: the store comes back by itself (the client reconnects on the next call).

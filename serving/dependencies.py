@@ -15,6 +15,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from serving.alerts import AlertStore
 from serving.middleware import RequestMetrics
 from serving.models import ModelRegistry
+from serving.online import KnownSubjects
 from serving.settings import ApiKey, ServingSettings, hash_api_key
 
 _bearer = HTTPBearer(auto_error=False, description="An API key scoped to this study: `Authorization: Bearer <key>`")
@@ -38,6 +39,11 @@ def get_registry(request: Request) -> ModelRegistry:
 def get_alerts(request: Request) -> AlertStore:
     """The alerts store of the study."""
     return request.app.state.alerts
+
+
+def get_known_subjects(request: Request) -> KnownSubjects:
+    """The app's cache of subjects the online store knows."""
+    return request.app.state.known_subjects
 
 
 def get_metrics(request: Request) -> RequestMetrics:
@@ -73,3 +79,4 @@ StoreDep = Annotated[Any, Depends(get_store)]
 RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
 AlertsDep = Annotated[AlertStore, Depends(get_alerts)]
 MetricsDep = Annotated[RequestMetrics, Depends(get_metrics)]
+KnownSubjectsDep = Annotated[KnownSubjects, Depends(get_known_subjects)]

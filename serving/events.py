@@ -4,10 +4,10 @@ An accepted batch of events is assessed (NEWS2 and an urgent-response alert per 
 with the published NEWS2 functions of ``features.biomarkers.vitals``) and pushed to the Feast
 feature view ``vital_signs_live``:
 
-* offline, every observation: the view's log, where a redelivered observation (same subject
-  and time) replaces itself, so a retry or a restarted consumer never stores one twice;
 * online, each subject's latest observation, and only when it is at least as new as the one
-  already stored: events that arrive out of order never roll a subject back.
+  already stored: events that arrive out of order never roll a subject back;
+* offline, every observation: the view's log, where a redelivered observation (same subject
+  and time) replaces itself, so a retry or a restarted consumer never stores one twice.
 
 Both writes are idempotent, which is what lets the stream consumer deliver at least once.
 """
@@ -22,7 +22,6 @@ import numpy as np
 import pandas as pd
 
 from features.biomarkers.vitals import news2_parameter_points, news2_risk_band
-from features.definitions import LIVE_VITALS_PUSH_SOURCE
 from features.tables import LIVE_VITALS
 from serving.alerts import NewAlert
 from serving.online import online_store_call
@@ -95,21 +94,24 @@ def assess_events(events: Sequence[VitalSignEvent]) -> list[Assessment]:
         column("respiratory_rate_per_min"), column("spo2_percent"), column("supplemental_oxygen"),
         column("systolic_bp_mmhg"), column("heart_rate_bpm"), column("consciousness_avpu"),
         column("temperature_deg_c"), spo2_scale=np.array([event.spo2_scale for event in events]))
-    scores = points.sum(axis=1, skipna=False).to_numpy(dtype=float)
-    highest = points.max(axis=1, skipna=True).to_numpy(dtype=float)
+    names = list(_PARAMETER_INPUTS)
+    matrix = points[names].to_numpy(dtype=float)
+    scores = matrix.sum(axis=1)  # NaN when any parameter is missing: never a partial sum
+    highest = np.fmax.reduce(matrix, axis=1)
     bands = news2_risk_band(scores, highest)
+    red = matrix >= RED_PARAMETER_POINTS
+    absent = np.isnan(matrix)
     assessed = []
     for position, event in enumerate(events):
-        row = points.iloc[position]
-        missing = tuple(sorted(field for parameter, field in _PARAMETER_INPUTS.items()
-                               if np.isnan(row[parameter]) and getattr(event, field) is None))
+        missing = tuple(sorted(_PARAMETER_INPUTS[name] for name in np.compress(absent[position], names)
+                               if getattr(event, _PARAMETER_INPUTS[name]) is None)) if absent[position].any() else ()
         score = None if np.isnan(scores[position]) else float(scores[position])
         reasons = []
         if score is not None and score >= URGENT_SCORE:
             reasons.append(f"NEWS2 {score:g} >= {URGENT_SCORE} ({bands[position]} risk)")
-        red = [parameter for parameter in _PARAMETER_INPUTS if row[parameter] >= RED_PARAMETER_POINTS]
-        if red:
-            reasons.append(f"single parameter scored {RED_PARAMETER_POINTS}: {', '.join(red)}")
+        if red[position].any():
+            reasons.append(f"single parameter scored {RED_PARAMETER_POINTS}: "
+                           f"{', '.join(np.compress(red[position], names))}")
         assessed.append(Assessment(score, bands[position], "; ".join(reasons), missing))
     return assessed
 
@@ -155,35 +157,46 @@ def stored_event_times(store, subject_ids: Sequence[str]) -> dict[str, pd.Timest
 
 @dataclass(frozen=True)
 class PushResult:
+    """Rows written offline (every observation) and online (each subject's newest), and when the
+    online write returned (UTC): from then on a read sees the events."""
+
     offline_rows: int
     online_rows: int
+    online_at: datetime
 
 
 def push_live(store, events: Sequence[VitalSignEvent], assessments: Sequence[Assessment]) -> PushResult:
-    """Push assessed events to ``vital_signs_live``: all offline, each subject's newest online.
+    """Push assessed events to ``vital_signs_live``: each subject's newest online, all offline.
 
-    Offline first: an event is online only once its record is kept. Through the offline store's
-    ``offline_write_batch`` (our store upserts; see ``pipelines.offline_store``), as
-    ``FeatureStore.push(..., to=PushMode.OFFLINE)`` does, minus the check of the columns
-    against the log file, which does not exist before the first event.
+    Online first, as ``FeatureStore.push(..., to=PushMode.ONLINE_AND_OFFLINE)`` does: the events
+    are visible as early as possible. Both writes are idempotent, so a failure between them is
+    repaired by pushing the batch again (the stream consumer does, since it commits only after
+    both). Online through the provider, as ``push`` does minus its lookup of every view of the
+    registry on each call (no feature service here precomputes vectors, which ``push`` would
+    also refresh). Offline through the offline store's ``offline_write_batch`` (ours upserts;
+    see ``pipelines.offline_store``), as ``write_to_offline_store`` does minus its check of the
+    columns against the log file, which does not exist before the first event.
     """
     import pyarrow as pa
-    from feast.data_source import PushMode
+    from feast.infra.online_stores.redis import RedisOnlineStoreConfig
 
     if not events:
-        return PushResult(0, 0)
+        return PushResult(0, 0, datetime.now(UTC))
     rows = live_rows(events, assessments)
     view = store.get_feature_view(LIVE_VITALS.name)
-    store._get_provider().ingest_df_to_offline_store(view, pa.Table.from_pandas(rows, preserve_index=False))
+    provider = store._get_provider()
     latest = rows.sort_values("event_timestamp", kind="stable").drop_duplicates("subject_id", keep="last")
-    stored = stored_event_times(store, latest["subject_id"].tolist())
-    # The online store keeps whole seconds: a stored time equal to the new one's second is
-    # replaced (a corrected or redelivered observation writes the same row again).
-    floor = latest["event_timestamp"].dt.floor("s")
-    keep = [subject not in stored or moment >= stored[subject]
-            for subject, moment in zip(latest["subject_id"], floor, strict=True)]
-    newer = latest[keep]
-    if len(newer):
+    if not isinstance(store.config.online_store, RedisOnlineStoreConfig):
+        # Redis's store itself keeps a stored row whose event time is not older; SQLite writes
+        # whatever it is given. The online store keeps whole seconds: a stored time equal to
+        # the new one's second is replaced (a corrected or redelivered observation).
+        stored = stored_event_times(store, latest["subject_id"].tolist())
+        floor = latest["event_timestamp"].dt.floor("s")
+        latest = latest[[subject not in stored or moment >= stored[subject]
+                         for subject, moment in zip(latest["subject_id"], floor, strict=True)]]
+    if len(latest):
         with online_store_call("pushing live vital signs"):
-            store.push(LIVE_VITALS_PUSH_SOURCE, newer.reset_index(drop=True), to=PushMode.ONLINE)
-    return PushResult(len(rows), len(newer))
+            provider.ingest_df(view, latest.reset_index(drop=True))
+    online_at = datetime.now(UTC)
+    provider.ingest_df_to_offline_store(view, pa.Table.from_pandas(rows, preserve_index=False))
+    return PushResult(len(rows), len(latest), online_at)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -140,6 +141,34 @@ def known_subjects(store, subject_ids: Sequence[str]) -> set[str]:
     columns = [response[reference.replace(":", "__", 1)] for reference in references]
     return {subject for subject, *values in zip(unique, *columns, strict=True)
             if any(json_value(value) is not None for value in values)}
+
+
+class KnownSubjects:
+    """:func:`known_subjects`, remembering for ``ttl_s`` seconds the subjects found known.
+
+    Events arrive for the same subjects over and over; asking the online store each time costs
+    a read of every view per batch. A subject not found is asked again on its next event (it
+    may have been materialized meanwhile); one found is trusted for ``ttl_s``, so a subject
+    withdrawn from the study stops being accepted within that time.
+    """
+
+    def __init__(self, ttl_s: float = 300.0, clock=None):
+        import time
+
+        self.ttl_s = ttl_s
+        self._clock = clock or time.monotonic
+        self._found_at: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, store, subject_ids: Sequence[str]) -> set[str]:
+        now = self._clock()
+        unique = list(dict.fromkeys(subject_ids))
+        with self._lock:
+            remembered = {subject for subject in unique if now - self._found_at.get(subject, -math.inf) < self.ttl_s}
+        found = known_subjects(store, [subject for subject in unique if subject not in remembered])
+        with self._lock:
+            self._found_at.update(dict.fromkeys(found, now))
+        return remembered | found
 
 
 def check_online_store(store) -> None:

@@ -29,13 +29,13 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC
 
 from pydantic import ValidationError
 
 from serving.alerts import AlertStore, NewAlert
 from serving.events import PushResult, assess_events, new_alerts, push_live
-from serving.online import known_subjects
+from serving.online import KnownSubjects
 from serving.schemas import VitalSignEvent
 from serving.settings import StreamSettings
 
@@ -58,13 +58,12 @@ class Refused:
 
 @dataclass(frozen=True)
 class BatchOutcome:
-    """What one micro-batch did (``pushed_at``: when its events were online, UTC)."""
+    """What one micro-batch did (``push.online_at``: when its events were online, UTC)."""
 
     events: tuple[VitalSignEvent, ...]
     refused: tuple[Refused, ...]
     alerts: tuple[NewAlert, ...]
     push: PushResult
-    pushed_at: datetime
 
 
 @dataclass
@@ -140,6 +139,7 @@ class EventStreamConsumer:
         self.alert_store = alert_store
         self.on_batch = on_batch
         self.counts = StreamCounts()
+        self._known = KnownSubjects()
         self._consumer = Consumer({
             "bootstrap.servers": settings.bootstrap_servers, "group.id": settings.group_id,
             "enable.auto.commit": False, "auto.offset.reset": "earliest",
@@ -195,7 +195,7 @@ class EventStreamConsumer:
                 refused.append(Refused(message, parsed))
             else:
                 candidates.append((message, parsed))
-        known = known_subjects(self.store, [event.subject_id for _, event in candidates]) if candidates else set()
+        known = self._known(self.store, [event.subject_id for _, event in candidates]) if candidates else set()
         events = []
         for message, event in candidates:
             if event.subject_id in known:
@@ -205,12 +205,11 @@ class EventStreamConsumer:
                                                 f"study {self.study_id!r}"))
         assessments = assess_events(events)
         push = push_live(self.store, events, assessments)
-        pushed_at = datetime.now(UTC)
         alerts = new_alerts(events, assessments)
         self.alert_store.record_many(alerts, source=ALERT_SOURCE)
         self._deliver(refused, alerts)
         self._commit(messages)
-        outcome = BatchOutcome(tuple(events), tuple(refused), tuple(alerts), push, pushed_at)
+        outcome = BatchOutcome(tuple(events), tuple(refused), tuple(alerts), push)
         self.counts.batches += 1
         self.counts.events += len(events)
         self.counts.dead_letters += len(refused)

@@ -19,9 +19,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 
-from serving.dependencies import AlertsDep, MetricsDep, StoreDep, require_api_key
+from serving.dependencies import AlertsDep, KnownSubjectsDep, MetricsDep, StoreDep, require_api_key
 from serving.events import assess_events, new_alerts, push_live
-from serving.online import known_subjects
 from serving.schemas import EventResult, EventsRequest, EventsResponse
 
 
@@ -56,8 +55,8 @@ router = APIRouter(prefix="/v1", tags=["events"], dependencies=[Depends(require_
 @router.post("/events", response_model=EventsResponse,
              summary="Post vital-sign observations: NEWS2 per observation, alerts on urgent-response triggers",
              responses={422: {"description": "an invalid event or an unknown subject; nothing of the batch is kept"}})
-async def post_events(request: EventsRequest, store: StoreDep, alerts: AlertsDep,
-                      metrics: MetricsDep) -> EventsResponse:
+async def post_events(request: EventsRequest, store: StoreDep, alerts: AlertsDep, metrics: MetricsDep,
+                      known_subjects: KnownSubjectsDep) -> EventsResponse:
     events = request.events
     subjects = list(dict.fromkeys(event.subject_id for event in events))
     known = await run_in_threadpool(known_subjects, store, subjects)
