@@ -348,9 +348,26 @@ def serving_settings(config, feast_repo: Path, feature_store_yaml: Path | None):
         study_id=config.study_id, feast_repo_path=feast_repo, feast_yaml_file=feature_store_yaml,
         tracking_uri=config.tracking_uri, models=models,
         api_keys=tuple(ApiKey(name=key.name, sha256=key.sha256, studies=tuple(key.studies))
-                       for key in config.serving.api_keys),
+                       for key in [*config.serving.api_keys, *registered_api_keys(config).api_keys]),
         max_body_bytes=config.serving.max_body_bytes, reload_seconds=config.serving.reload_seconds,
         alerts_url=alerts_url(config))
+
+
+def api_keys_path(config) -> Path:
+    """Where ``biomarkers api-key --register`` keeps the study's added keys (hashes only)."""
+    return config.platform_root / "api_keys.yaml"
+
+
+def registered_api_keys(config):
+    """The keys registered with ``biomarkers api-key --register`` (none when the file is absent)."""
+    import yaml
+
+    from pipelines.config import ApiKeysFile
+
+    path = api_keys_path(config)
+    if not path.is_file():
+        return ApiKeysFile()
+    return ApiKeysFile.model_validate(yaml.safe_load(path.read_text()) or {})
 
 
 def alerts_url(config) -> str:
@@ -411,22 +428,47 @@ def stream_command(
 @app.command("api-key")
 def api_key_command(
     name: Annotated[str, typer.Argument(help="who will hold the key, e.g. ward-dashboard")],
-    study_id: Annotated[list[str], typer.Option("--study-id", help="a study the key may read (repeat for more)")],
+    study_id: Annotated[list[str] | None, typer.Option("--study-id", help="a study the key may read (repeat for "
+                                                                           "more; default: the --register study)")]
+    = None,
+    register: Annotated[Path | None, typer.Option(
+        help="add the key's hash to this study's keys (<platform>/api_keys.yaml), which `serve` reads, and print "
+             "only the key")] = None,
+    data_root: DataRootOption = None,
 ) -> None:
     """Create an API key: print the key once, and the line with its hash for serving.api_keys in study.yaml.
 
-    Only the hash is stored; the key cannot be recovered from it.
+    Only the hash is stored; the key cannot be recovered from it. With --register the hash is
+    added to the study's registered keys instead, and the key alone goes to stdout:
 
-    Example: biomarkers api-key ward-dashboard --study-id demo
+    Example: KEY=$(biomarkers api-key my-laptop --register studies/demo/study.yaml)
     """
     import secrets
 
+    import yaml
+
+    from pipelines.config import ApiKeyConfig
     from serving.settings import hash_api_key
 
     key = secrets.token_urlsafe(32)
-    console.print(f"key (shown once, give it to {name}): {key}")
-    console.print("add under serving.api_keys in study.yaml:")
-    print(f"  - {{name: {name}, sha256: {hash_api_key(key)}, studies: [{', '.join(study_id)}]}}")
+    if register is None:
+        if not study_id:
+            raise typer.BadParameter("name the studies the key may read with --study-id (or use --register STUDY)")
+        console.print(f"key (shown once, give it to {name}): {key}")
+        console.print("add under serving.api_keys in study.yaml:")
+        print(f"  - {{name: {name}, sha256: {hash_api_key(key)}, studies: [{', '.join(study_id)}]}}")
+        return
+    config = _load(register, data_root)
+    keys = registered_api_keys(config)
+    keys.api_keys.append(ApiKeyConfig(name=name, sha256=hash_api_key(key), studies=study_id or [config.study_id]))
+    path = api_keys_path(config)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(yaml.safe_dump(keys.model_dump(), sort_keys=False))
+    temporary.replace(path)
+    Console(stderr=True).print(f"registered key {name!r} for {', '.join(keys.api_keys[-1].studies)} in {path} "
+                               "(its hash only; the key is printed once, on stdout)")
+    print(key)
 
 
 @contextlib.contextmanager

@@ -198,6 +198,14 @@ class ApiKeyConfig(BaseModel):
     studies: list[str] = Field(min_length=1)
 
 
+class ApiKeysFile(BaseModel):
+    """The keys ``biomarkers api-key --register`` added: ``<platform>/api_keys.yaml`` (hashes only)."""
+
+    model_config = _Strict
+
+    api_keys: list[ApiKeyConfig] = Field(default_factory=list)
+
+
 class ServingConfig(BaseModel):
     """The online API (`biomarkers serve`)."""
 

@@ -147,6 +147,8 @@ class AsofDuckDBOfflineStore(DuckDBOfflineStore):
         if not path.is_absolute() and config.repo_path is not None:
             path = Path(config.repo_path) / path
         path.parent.mkdir(parents=True, exist_ok=True)
+        if not feature_view.join_keys:  # a view not read from the registry: rows of all subjects would merge
+            raise ValueError(f"feature view {feature_view.name} has no join keys: push through a registered view")
         key_columns = [*feature_view.join_keys, source.timestamp_field]
         pushed = table.num_rows
         with open(path.with_name(f".{path.name}.lock"), "w") as lock:

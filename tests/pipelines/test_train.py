@@ -457,6 +457,7 @@ def test_biomarkers_serve_answers_scores_over_http(study, trained, tmp_path) -> 
 
     from pipelines.cli import app
     from pipelines.feature_store import materialize
+    from serving.settings import hash_api_key
 
     config, result = trained
     _, repo, _ = study
@@ -470,6 +471,12 @@ def test_biomarkers_serve_answers_scores_over_http(study, trained, tmp_path) -> 
     study_file.write_text(DEMO_STUDY.read_text().replace("data_root: ../../data/demo", f"data_root: {config.data_root}")
                           + f"\nserving:\n  models: {{hospitalization_risk: {result.registered_name}/{result.version}}}"
                           + "\n  api_keys:\n  " + entry.strip() + "\n")
+    # A second key registered for the study (the README's way): only the key on stdout, its hash in the file.
+    registered = CliRunner().invoke(app, ["api-key", "readme", "--register", str(study_file)])
+    assert registered.exit_code == 0, registered.output
+    laptop_key = registered.stdout.strip()
+    keys_file = (config.platform_root / "api_keys.yaml").read_text()
+    assert laptop_key not in keys_file and hash_api_key(laptop_key) in keys_file
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -510,6 +517,7 @@ def test_biomarkers_serve_answers_scores_over_http(study, trained, tmp_path) -> 
         status, alerts = call("/v1/alerts?subject_id=S0001")
         assert status == 200 and alerts, alerts
         assert (config.platform_root / "alerts.db").is_file()  # alerts kept in the study's platform folder
+        assert call("/v1/score/hospitalization_risk", {"subject_ids": ["S0001"]}, token=laptop_key)[0] == 200
         assert call("/v1/score/hospitalization_risk", {"subject_ids": ["S0001"]}, token=None)[0] == 401
         assert call("/v1/score/hospitalization_risk", {"subject_ids": ["S0001"]}, token="wrong")[0] == 401
     finally:
