@@ -83,7 +83,7 @@ def run_consumer(settings, store, alerts, timed: Timed, measure_latency: bool):
             timed.last_end = time.perf_counter()
             timed.events += len(outcome.events)
             if measure_latency:
-                timed.latencies_ms.extend(((outcome.push.online_at - event.timestamp).total_seconds() * 1000,
+                timed.latencies_ms.extend(((outcome.online_at - event.timestamp).total_seconds() * 1000,
                                            event.timestamp) for event in outcome.events)
             return outcome
 

@@ -387,6 +387,8 @@ def stream_command(
     group: Annotated[str | None, typer.Option(help="consumer group (default: biomarkers-STUDY_ID)")] = None,
     max_batch_events: Annotated[int, typer.Option(help="events per micro-batch at most")] = 2000,
     max_batch_wait_ms: Annotated[int, typer.Option(help="a micro-batch closes after this long (ms)")] = 50,
+    commit_interval_ms: Annotated[int, typer.Option(
+        help="how often processed events are written to the offline log and committed (ms)")] = 1000,
     session_timeout_ms: Annotated[int, typer.Option(help="Kafka consumer session timeout (ms)")] = 10_000,
     feast_repo: Annotated[Path, typer.Option(help="the Feast repo whose stores are written")] = REPOSITORY_ROOT,
     feature_store_yaml: Annotated[Path | None, typer.Option(
@@ -394,10 +396,11 @@ def stream_command(
 ) -> None:
     """Consume live vital-sign events from Kafka into the feature store, with NEWS2 alerts.
 
-    Valid events are pushed to the Feast view vital_signs_live (online: each subject's latest;
-    offline: every observation), invalid ones go to the dead-letter topic with the reason, and
-    urgent-response alerts to the alerts topic and the alerts store. Offsets are committed
-    after the push (at least once; writes are idempotent). Stop with Ctrl-C or SIGTERM.
+    Valid events are pushed to the Feast view vital_signs_live (online at once: each subject's
+    latest; offline at each commit: every observation), invalid ones go to the dead-letter topic
+    with the reason, and urgent-response alerts to the alerts topic and the alerts store. Offsets
+    are committed after all of that is stored (at least once; writes are idempotent). Stop with
+    Ctrl-C or SIGTERM.
 
     Example: biomarkers stream studies/demo/study.yaml --bootstrap 127.0.0.1:9092
     """
@@ -411,7 +414,7 @@ def stream_command(
         bootstrap_servers=bootstrap, events_topic=topic, dead_letter_topic=dead_letter_topic,
         alerts_topic=alerts_topic, group_id=group or f"biomarkers-{config.study_id}",
         max_batch_events=max_batch_events, max_batch_wait_s=max_batch_wait_ms / 1000,
-        session_timeout_ms=session_timeout_ms)
+        commit_interval_s=commit_interval_ms / 1000, session_timeout_ms=session_timeout_ms)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     store = open_store(serving_settings(config, feast_repo, feature_store_yaml))
     alerts = AlertStore(alerts_url(config), config.study_id)

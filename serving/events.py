@@ -155,48 +155,58 @@ def stored_event_times(store, subject_ids: Sequence[str]) -> dict[str, pd.Timest
             for subject, seconds in zip(subject_ids, response[f"{feature}__ts"], strict=True) if seconds}
 
 
-@dataclass(frozen=True)
-class PushResult:
-    """Rows written offline (every observation) and online (each subject's newest), and when the
-    online write returned (UTC): from then on a read sees the events."""
-
-    offline_rows: int
-    online_rows: int
-    online_at: datetime
+def live_view(store):
+    """The registered ``vital_signs_live`` view (its join keys known)."""
+    return store.get_feature_view(LIVE_VITALS.name)
 
 
-def push_live(store, events: Sequence[VitalSignEvent], assessments: Sequence[Assessment]) -> PushResult:
-    """Push assessed events to ``vital_signs_live``: each subject's newest online, all offline.
+def push_online(store, view, rows: pd.DataFrame) -> int:
+    """Write each subject's newest row of ``rows`` (:func:`live_rows`) online; return the rows written.
 
-    Online first, as ``FeatureStore.push(..., to=PushMode.ONLINE_AND_OFFLINE)`` does: the events
-    are visible as early as possible. Both writes are idempotent, so a failure between them is
-    repaired by pushing the batch again (the stream consumer does, since it commits only after
-    both). Online through the provider, as ``push`` does minus its lookup of every view of the
-    registry on each call (no feature service here precomputes vectors, which ``push`` would
-    also refresh). Offline through the offline store's ``offline_write_batch`` (ours upserts;
-    see ``pipelines.offline_store``), as ``write_to_offline_store`` does minus its check of the
-    columns against the log file, which does not exist before the first event.
+    Through the provider, as ``FeatureStore.push(..., to=PushMode.ONLINE)`` does minus its
+    lookup of every view of the registry on each call (no feature service here precomputes
+    vectors, which ``push`` would also refresh). An observation older than the stored one is
+    not written: Redis's store itself keeps a stored row whose event time is not older; SQLite
+    writes whatever it is given, so its stored times are read first (to the second: a stored
+    time equal to the new one's second is replaced, a corrected or redelivered observation).
     """
-    import pyarrow as pa
     from feast.infra.online_stores.redis import RedisOnlineStoreConfig
 
-    if not events:
-        return PushResult(0, 0, datetime.now(UTC))
-    rows = live_rows(events, assessments)
-    view = store.get_feature_view(LIVE_VITALS.name)
-    provider = store._get_provider()
     latest = rows.sort_values("event_timestamp", kind="stable").drop_duplicates("subject_id", keep="last")
     if not isinstance(store.config.online_store, RedisOnlineStoreConfig):
-        # Redis's store itself keeps a stored row whose event time is not older; SQLite writes
-        # whatever it is given. The online store keeps whole seconds: a stored time equal to
-        # the new one's second is replaced (a corrected or redelivered observation).
         stored = stored_event_times(store, latest["subject_id"].tolist())
         floor = latest["event_timestamp"].dt.floor("s")
         latest = latest[[subject not in stored or moment >= stored[subject]
                          for subject, moment in zip(latest["subject_id"], floor, strict=True)]]
     if len(latest):
         with online_store_call("pushing live vital signs"):
-            provider.ingest_df(view, latest.reset_index(drop=True))
-    online_at = datetime.now(UTC)
-    provider.ingest_df_to_offline_store(view, pa.Table.from_pandas(rows, preserve_index=False))
-    return PushResult(len(rows), len(latest), online_at)
+            store._get_provider().ingest_df(view, latest.reset_index(drop=True))
+    return len(latest)
+
+
+def push_offline(store, view, rows: pd.DataFrame) -> None:
+    """Upsert every row of ``rows`` into the view's offline log.
+
+    Through the offline store's ``offline_write_batch`` (ours upserts: one row per subject and
+    observation time; see ``pipelines.offline_store``), as ``FeatureStore.write_to_offline_store``
+    does minus its check of the columns against the log file, which does not exist before the
+    first event.
+    """
+    import pyarrow as pa
+
+    store._get_provider().ingest_df_to_offline_store(view, pa.Table.from_pandas(rows, preserve_index=False))
+
+
+def push_live(store, events: Sequence[VitalSignEvent], assessments: Sequence[Assessment]) -> None:
+    """Push assessed events to ``vital_signs_live``: each subject's newest online, then all offline.
+
+    Online first, as ``FeatureStore.push(..., to=PushMode.ONLINE_AND_OFFLINE)`` does: the events
+    are visible as early as possible. Both writes are idempotent, so a failure between them is
+    repaired by pushing the batch again.
+    """
+    if not events:
+        return
+    rows = live_rows(events, assessments)
+    view = live_view(store)
+    push_online(store, view, rows)
+    push_offline(store, view, rows)

@@ -105,6 +105,9 @@ class StreamSettings(BaseModel):
         At most this many events per micro-batch.
     max_batch_wait_s : float
         A micro-batch closes after this long even if not full (seconds): the latency floor.
+    commit_interval_s : float
+        How often the events processed since the last commit are written to the offline log and
+        their offsets committed (seconds): what a restart reads again at most.
     session_timeout_ms : int
         Kafka consumer session timeout (ms); a group join takes about half of it on Tansu.
     retry_backoff_max_s : float
@@ -120,5 +123,6 @@ class StreamSettings(BaseModel):
     group_id: str = Field(default="biomarkers-stream", min_length=1)
     max_batch_events: int = Field(default=2000, gt=0)
     max_batch_wait_s: float = Field(default=0.05, gt=0)
+    commit_interval_s: float = Field(default=1.0, ge=0)
     session_timeout_ms: int = Field(default=10_000, ge=1000)
     retry_backoff_max_s: float = Field(default=5.0, gt=0)

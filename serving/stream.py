@@ -1,20 +1,27 @@
 """The Kafka stream consumer of live vital-sign events (``biomarkers stream``).
 
 Each micro-batch of the events topic goes the way of ``POST /v1/events`` (``serving.events``):
-validated one event at a time, assessed with NEWS2, pushed to the Feast view
-``vital_signs_live`` (offline every observation, online each subject's latest), its alerts
-recorded in the alerts store and produced to the alerts topic. An event that fails validation
-(not JSON, not a ``VitalSignEvent``, implausible, or of a subject the online store does not
-know) is produced, unchanged, to the dead-letter topic with the reason in its ``error``
-header; the rest of the batch goes on.
+validated one event at a time, assessed with NEWS2, each subject's newest observation pushed
+online to the Feast view ``vital_signs_live``, its alerts recorded in the alerts store and
+produced to the alerts topic. An event that fails validation (not JSON, not a
+``VitalSignEvent``, implausible, or of a subject the online store does not know) is produced,
+unchanged, to the dead-letter topic with the reason in its ``error`` header; the rest of the
+batch goes on.
+
+Visibility and durability run at two paces. Every micro-batch is online as soon as it is
+processed (the latency that matters to an early-warning score). Every ``commit_interval_s``
+the events since the last commit are upserted into the view's offline log in one write, the
+broker's acknowledgement of every dead letter and alert is awaited, and only then are the
+offsets committed. The log is rewritten once per commit rather than once per micro-batch.
 
 Delivery is at least once, and nothing is counted twice:
 
-* the batch's offsets are committed only after the push, the alerts and the dead letters are
-  all stored and acknowledged by the broker;
+* offsets are committed only after everything read before them is stored (online, offline,
+  alerts) and every message produced for them is acknowledged;
 * a batch that fails (store unreachable, broker error) is not committed: the consumer waits
-  (doubling up to ``retry_backoff_max_s``), rewinds to the batch's first offsets and tries again;
-* a consumer killed between the push and the commit reads the batch again after restart, and
+  (doubling up to ``retry_backoff_max_s``), rewinds to the first uncommitted offsets and reads
+  them again;
+* a consumer killed at any point reads everything after its last commit again on restart, and
   every write is idempotent: the offline log keeps one row per subject and observation time,
   the online store keeps a subject's newest observation, the alerts store one alert per
   observation and source, and an alert produced twice carries the same ``alert_id``.
@@ -29,12 +36,12 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, datetime
 
 from pydantic import ValidationError
 
 from serving.alerts import AlertStore, NewAlert
-from serving.events import PushResult, assess_events, new_alerts, push_live
+from serving.events import assess_events, live_rows, live_view, new_alerts, push_offline, push_online
 from serving.online import KnownSubjects
 from serving.schemas import VitalSignEvent
 from serving.settings import StreamSettings
@@ -58,19 +65,21 @@ class Refused:
 
 @dataclass(frozen=True)
 class BatchOutcome:
-    """What one micro-batch did (``push.online_at``: when its events were online, UTC)."""
+    """What one micro-batch did: its events online at ``online_at`` (UTC), ``online_rows`` rows written."""
 
     events: tuple[VitalSignEvent, ...]
     refused: tuple[Refused, ...]
     alerts: tuple[NewAlert, ...]
-    push: PushResult
+    online_rows: int
+    online_at: datetime
 
 
 @dataclass
 class StreamCounts:
-    """Running totals of a consumer, counted at each commit (``events``: accepted and pushed)."""
+    """Running totals of a consumer, counted at each commit (``events``: accepted and stored)."""
 
     batches: int = 0
+    commits: int = 0
     events: int = 0
     dead_letters: int = 0
     alerts: int = 0
@@ -123,10 +132,12 @@ class EventStreamConsumer:
     settings : StreamSettings
     study_id : str
     store : feast.FeatureStore
-        The study's feature store (``vital_signs_live`` must be registered).
+        The study's feature store (``vital_signs_live`` must be registered; its definition is
+        read once, at start).
     alert_store : AlertStore
     on_batch : callable, optional
-        Called with each committed ``BatchOutcome`` (benchmarks measure latency with it).
+        Called with each micro-batch's ``BatchOutcome`` once it is online (benchmarks measure
+        latency with it).
     """
 
     def __init__(self, settings: StreamSettings, study_id: str, store, alert_store: AlertStore,
@@ -140,6 +151,12 @@ class EventStreamConsumer:
         self.on_batch = on_batch
         self.counts = StreamCounts()
         self._known = KnownSubjects()
+        self._view = None
+        self._pending_messages: list = []  # read, processed, not committed
+        self._pending_rows: list = []  # their live rows, not yet in the offline log
+        self._pending_counts = StreamCounts()
+        self._delivery_failures: list[str] = []
+        self._last_commit = time.monotonic()
         self._consumer = Consumer({
             "bootstrap.servers": settings.bootstrap_servers, "group.id": settings.group_id,
             "enable.auto.commit": False, "auto.offset.reset": "earliest",
@@ -151,7 +168,7 @@ class EventStreamConsumer:
         })
 
     def run(self, stop: threading.Event) -> StreamCounts:
-        """Consume until ``stop`` is set; the batch in hand is finished (or left uncommitted) first."""
+        """Consume until ``stop`` is set, then commit what was processed and close."""
         from confluent_kafka import KafkaException
 
         settings = self.settings
@@ -168,26 +185,31 @@ class EventStreamConsumer:
                         raise KafkaException(message.error())
                     else:  # transient (a partition moving, a broker restarting): librdkafka retries
                         logger.warning("consumer: %s", message.error())
-                if not records:
-                    continue
                 try:
-                    self.process(records)
+                    if records:
+                        self.process(records)
+                    if time.monotonic() - self._last_commit >= settings.commit_interval_s:
+                        self.commit()
                     backoff = 0.1
-                except Exception as error:  # noqa: BLE001 - any failure: not committed, retried
-                    self.counts.failed_batches += 1
-                    self.counts.last_error = f"{type(error).__name__}: {error}"
-                    logger.error("batch of %d events not committed, retrying in %.1f s: %s",
-                                 len(records), backoff, self.counts.last_error)
-                    stop.wait(backoff)
+                except Exception as error:  # noqa: BLE001 - any failure: not committed, read again
+                    self._fail(error, records, backoff, stop)
                     backoff = min(backoff * 2, settings.retry_backoff_max_s)
-                    self._rewind(records)
+            try:
+                self.commit()
+            except Exception as error:  # noqa: BLE001 - stopping: the next consumer reads it again
+                logger.error("final commit failed, the uncommitted events will be read again: %s", error)
         finally:
             self._consumer.close()
             self._producer.flush(10)
         return self.counts
 
     def process(self, messages: Sequence) -> BatchOutcome:
-        """Validate, push, record and produce one micro-batch, then commit its offsets."""
+        """Validate one micro-batch, push it online, record and produce its alerts and dead letters.
+
+        Its offsets are committed later, by :meth:`commit`.
+        """
+        if self._view is None:
+            self._view = live_view(self.store)
         candidates, refused = [], []
         for message in messages:
             parsed = parse_event(message.value())
@@ -204,29 +226,63 @@ class EventStreamConsumer:
                 refused.append(Refused(message, f"unknown subject {event.subject_id!r}: no online features in "
                                                 f"study {self.study_id!r}"))
         assessments = assess_events(events)
-        push = push_live(self.store, events, assessments)
+        rows = live_rows(events, assessments)
+        online_rows = push_online(self.store, self._view, rows) if events else 0
+        online_at = datetime.now(UTC)
         alerts = new_alerts(events, assessments)
         self.alert_store.record_many(alerts, source=ALERT_SOURCE)
-        self._deliver(refused, alerts)
-        self._commit(messages)
-        outcome = BatchOutcome(tuple(events), tuple(refused), tuple(alerts), push)
-        self.counts.batches += 1
-        self.counts.events += len(events)
-        self.counts.dead_letters += len(refused)
-        self.counts.alerts += len(alerts)
+        self._produce(refused, alerts)
+        self._pending_messages.extend(messages)
+        self._pending_rows.append(rows)
+        self._pending_counts.batches += 1
+        self._pending_counts.events += len(events)
+        self._pending_counts.dead_letters += len(refused)
+        self._pending_counts.alerts += len(alerts)
+        outcome = BatchOutcome(tuple(events), tuple(refused), tuple(alerts), online_rows, online_at)
         if self.on_batch is not None:
             self.on_batch(outcome)
         return outcome
 
-    def _deliver(self, refused: Sequence[Refused], alerts: Sequence[NewAlert]) -> None:
-        """Produce dead letters and alerts and wait for the broker's acknowledgement of each."""
-        if not refused and not alerts:
-            return
-        failures = []
+    def commit(self) -> None:
+        """Store the pending events offline, await the produced messages, then commit their offsets."""
+        import pandas as pd
 
+        self._last_commit = time.monotonic()
+        if not self._pending_messages:
+            return
+        rows = [frame for frame in self._pending_rows if len(frame)]
+        if rows:
+            push_offline(self.store, self._view, pd.concat(rows, ignore_index=True))
+        remaining = self._producer.flush(30)
+        if remaining or self._delivery_failures:
+            failures, self._delivery_failures = self._delivery_failures, []
+            raise DeliveryError(f"{remaining} messages unacknowledged; failed: {'; '.join(failures) or 'none'}")
+        self._commit(self._pending_messages)
+        pending, self._pending_counts = self._pending_counts, StreamCounts()
+        self._pending_messages, self._pending_rows = [], []
+        self.counts.batches += pending.batches
+        self.counts.events += pending.events
+        self.counts.dead_letters += pending.dead_letters
+        self.counts.alerts += pending.alerts
+        self.counts.commits += 1
+
+    def _fail(self, error: Exception, records: Sequence, backoff: float, stop: threading.Event) -> None:
+        """Forget everything uncommitted, wait, and rewind to read it again."""
+        uncommitted = [*self._pending_messages, *records]
+        self._pending_messages, self._pending_rows, self._pending_counts = [], [], StreamCounts()
+        self._delivery_failures = []
+        self.counts.failed_batches += 1
+        self.counts.last_error = f"{type(error).__name__}: {error}"
+        logger.error("%d events not committed, reading them again in %.1f s: %s", len(uncommitted), backoff,
+                     self.counts.last_error)
+        stop.wait(backoff)
+        self._rewind(uncommitted)
+
+    def _produce(self, refused: Sequence[Refused], alerts: Sequence[NewAlert]) -> None:
+        """Produce dead letters and alerts; :meth:`commit` awaits their acknowledgement."""
         def delivered(error, message):
             if error is not None:
-                failures.append(f"{message.topic()}: {error}")
+                self._delivery_failures.append(f"{message.topic()}: {error}")
 
         for item in refused:
             source = item.message
@@ -238,9 +294,7 @@ class EventStreamConsumer:
         for alert in alerts:
             self._producer.produce(self.settings.alerts_topic, key=alert.subject_id.encode("utf-8"),
                                    value=alert_message(self.study_id, alert), on_delivery=delivered)
-        remaining = self._producer.flush(30)
-        if remaining or failures:
-            raise DeliveryError(f"{remaining} messages unacknowledged; failed: {'; '.join(failures) or 'none'}")
+        self._producer.poll(0)
 
     def _commit(self, messages: Sequence) -> None:
         from confluent_kafka import TopicPartition
@@ -250,7 +304,7 @@ class EventStreamConsumer:
                               asynchronous=False)
 
     def _rewind(self, messages: Sequence) -> None:
-        """Seek back to the first offset of each partition of a failed batch, to read it again."""
+        """Seek back to the first offset of each partition of ``messages``, to read them again."""
         from confluent_kafka import KafkaException, TopicPartition
 
         for (topic, partition), offset in _first_offsets(messages).items():

@@ -188,15 +188,15 @@ def test_a_failed_push_is_retried_from_the_batch_start_without_commit(topics, se
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=8)
     events = observations(start, per_subject=5)
     produce(topics.bootstrap_servers, topics.events_topic, events)
-    real_push, calls = serving.stream.push_live, []
+    real_push, calls = serving.stream.push_online, []
 
     def unreachable_once(*args):
-        calls.append(len(args[1]))
+        calls.append(len(args[2]))
         if len(calls) == 1:
             raise ConnectionError("online store unreachable")
         return real_push(*args)
 
-    monkeypatch.setattr(serving.stream, "push_live", unreachable_once)
+    monkeypatch.setattr(serving.stream, "push_online", unreachable_once)
     consumer = consume_until(topics, setup, lambda c: c.counts.events >= len(events))
     assert not consumer.errors
     assert consumer.counts.failed_batches == 1 and "online store unreachable" in consumer.counts.last_error
