@@ -156,7 +156,7 @@ class _BrokenStore:
     def list_feature_services(self):
         raise ConnectionError("online store unreachable")
 
-    get_online_features = list_feature_services
+    get_online_features = list_feature_views = list_feature_services
 
 
 def test_readiness_follows_the_online_store(client):

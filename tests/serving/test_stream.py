@@ -208,8 +208,8 @@ def test_a_failed_push_is_retried_from_the_batch_start_without_commit(topics, se
 def test_the_cli_consumer_killed_with_sigkill_and_restarted_keeps_every_event_once(topics, setup, tmp_path):
     """``biomarkers stream`` as a process: SIGKILL mid-stream, restart, every event exactly once."""
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=20)
-    events = observations(start, per_subject=150)  # 600 events, batches of 20
-    end = start + timedelta(minutes=149)
+    events = observations(start, per_subject=400)  # 1,600 events, batches of 20, each committed
+    end = start + timedelta(minutes=399)
     produce(topics.bootstrap_servers, topics.events_topic, events)
     root = Path(__file__).resolve().parents[2]
     (tmp_path / "raw").mkdir()
@@ -218,7 +218,8 @@ def test_the_cli_consumer_killed_with_sigkill_and_restarted_keeps_every_event_on
     command = [sys.executable, "-m", "pipelines.cli", "stream", str(root / "studies" / "demo" / "study.yaml"),
                "--data-root", str(tmp_path), "--bootstrap", topics.bootstrap_servers, "--topic", topics.events_topic,
                "--dead-letter-topic", topics.dead_letter_topic, "--alerts-topic", topics.alerts_topic,
-               "--group", topics.group_id, "--max-batch-events", "20", "--session-timeout-ms", "6000",
+               "--group", topics.group_id, "--max-batch-events", "20", "--commit-interval-ms", "0",
+               "--session-timeout-ms", "6000",
                "--feast-repo", str(setup.root)]
 
     def wait_for(condition, timeout_s=90):
