@@ -105,6 +105,8 @@ class StreamSettings(BaseModel):
         At most this many events per micro-batch.
     max_batch_wait_s : float
         A micro-batch closes after this long even if not full (seconds): the latency floor.
+    fetch_wait_max_ms : int
+        The longest the broker may hold a fetch waiting for data (ms): a latency floor too.
     commit_interval_s : float
         How often the events processed since the last commit are written to the offline log and
         their offsets committed (seconds): what a restart reads again at most.
@@ -124,5 +126,6 @@ class StreamSettings(BaseModel):
     max_batch_events: int = Field(default=2000, gt=0)
     max_batch_wait_s: float = Field(default=0.05, gt=0)
     commit_interval_s: float = Field(default=1.0, ge=0)
+    fetch_wait_max_ms: int = Field(default=20, ge=0)
     session_timeout_ms: int = Field(default=10_000, ge=1000)
     retry_backoff_max_s: float = Field(default=5.0, gt=0)

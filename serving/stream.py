@@ -161,6 +161,9 @@ class EventStreamConsumer:
             "bootstrap.servers": settings.bootstrap_servers, "group.id": settings.group_id,
             "enable.auto.commit": False, "auto.offset.reset": "earliest",
             "session.timeout.ms": settings.session_timeout_ms, "enable.partition.eof": False,
+            # The broker may hold a fetch this long waiting for data: it bounds the latency of an
+            # event that arrives while a fetch is waiting (librdkafka's default is 500 ms).
+            "fetch.wait.max.ms": settings.fetch_wait_max_ms,
         })
         self._producer = Producer({
             "bootstrap.servers": settings.bootstrap_servers, "enable.idempotence": True, "acks": "all",
