@@ -106,8 +106,8 @@ class AsofDuckDBOfflineStore(DuckDBOfflineStore):
                                         end_date: datetime) -> RetrievalJob:
         """Feast's, except that a push log not yet written reads as empty (``feast materialize`` before any push)."""
         if _unwritten_push_log(config, data_source):
-            return EmptyRetrievalJob([*join_key_columns, *feature_name_columns, timestamp_field,
-                                      *([created_timestamp_column] if created_timestamp_column else [])])
+            return EmptyRetrievalJob.pulled(join_key_columns, feature_name_columns, timestamp_field,
+                                            created_timestamp_column)
         return DuckDBOfflineStore.pull_latest_from_table_or_query(
             config, data_source, join_key_columns, feature_name_columns, timestamp_field, created_timestamp_column,
             start_date, end_date)
@@ -119,8 +119,8 @@ class AsofDuckDBOfflineStore(DuckDBOfflineStore):
                                      end_date: datetime | None = None) -> RetrievalJob:
         """Feast's, except that a push log not yet written reads as empty."""
         if _unwritten_push_log(config, data_source):
-            return EmptyRetrievalJob([*join_key_columns, *feature_name_columns, timestamp_field,
-                                      *([created_timestamp_column] if created_timestamp_column else [])])
+            return EmptyRetrievalJob.pulled(join_key_columns, feature_name_columns, timestamp_field,
+                                            created_timestamp_column)
         return DuckDBOfflineStore.pull_all_from_table_or_query(
             config, data_source, join_key_columns, feature_name_columns, timestamp_field, created_timestamp_column,
             start_date, end_date)
@@ -253,6 +253,13 @@ class EmptyRetrievalJob(RetrievalJob):
 
     def __init__(self, columns: list[str]):
         self._columns = columns
+
+    @classmethod
+    def pulled(cls, join_key_columns: list[str], feature_name_columns: list[str], timestamp_field: str,
+               created_timestamp_column: str | None) -> EmptyRetrievalJob:
+        """The columns a ``pull_*_from_table_or_query`` returns, without rows."""
+        created = [created_timestamp_column] if created_timestamp_column else []
+        return cls([*join_key_columns, *feature_name_columns, timestamp_field, *created])
 
     @property
     def full_feature_names(self) -> bool:

@@ -98,7 +98,7 @@ class RegistrySnapshot:
 
     read_at: float
     services: dict[str, object]  # feature services by name
-    batch_views: frozenset[str]  # views with stored rows (not on-demand)
+    views: dict[str, object]  # feature views with stored rows (not on-demand) by name
     probes: tuple[str, ...]  # one feature reference per batch view
 
 
@@ -115,7 +115,7 @@ def registry_snapshot(store, *, refresh: bool = False) -> RegistrySnapshot:
         views = store.list_feature_views()
         snapshot = RegistrySnapshot(
             read_at=now, services={service.name: service for service in store.list_feature_services()},
-            batch_views=frozenset(view.name for view in views),
+            views={view.name: view for view in views},
             probes=tuple(f"{view.name}:{view.features[0].name}" for view in views if view.features))
         with _snapshots_lock:
             _snapshots[store] = snapshot
@@ -148,7 +148,7 @@ def read_online(store, service, subject_ids: Sequence[str]) -> OnlineFeatures:
         response = store.get_online_features(
             features=service, entity_rows=[{"subject_id": subject} for subject in subject_ids],
         ).to_dict(include_event_timestamps=True)
-    batch_views = registry_snapshot(store).batch_views
+    batch_views = registry_snapshot(store).views
     read_at = datetime.now(UTC)
     index = pd.Index(list(subject_ids), name="subject_id")
     values, times = {}, {}

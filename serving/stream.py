@@ -132,8 +132,7 @@ class EventStreamConsumer:
     settings : StreamSettings
     study_id : str
     store : feast.FeatureStore
-        The study's feature store (``vital_signs_live`` must be registered; its definition is
-        read once, at start).
+        The study's feature store (``vital_signs_live`` must be registered).
     alert_store : AlertStore
     on_batch : callable, optional
         Called with each micro-batch's ``BatchOutcome`` once it is online (benchmarks measure
@@ -151,7 +150,6 @@ class EventStreamConsumer:
         self.on_batch = on_batch
         self.counts = StreamCounts()
         self._known = KnownSubjects()
-        self._view = None
         self._pending_messages: list = []  # read, processed, not committed
         self._pending_rows: list = []  # their live rows, not yet in the offline log
         self._pending_counts = StreamCounts()
@@ -211,8 +209,6 @@ class EventStreamConsumer:
 
         Its offsets are committed later, by :meth:`commit`.
         """
-        if self._view is None:
-            self._view = live_view(self.store)
         candidates, refused = [], []
         for message in messages:
             parsed = parse_event(message.value())
@@ -230,7 +226,7 @@ class EventStreamConsumer:
                                                 f"study {self.study_id!r}"))
         assessments = assess_events(events)
         rows = live_rows(events, assessments)
-        online_rows = push_online(self.store, self._view, rows) if events else 0
+        online_rows = push_online(self.store, live_view(self.store), rows) if events else 0
         online_at = datetime.now(UTC)
         alerts = new_alerts(events, assessments)
         self.alert_store.record_many(alerts, source=ALERT_SOURCE)
@@ -255,7 +251,7 @@ class EventStreamConsumer:
             return
         rows = [frame for frame in self._pending_rows if len(frame)]
         if rows:
-            push_offline(self.store, self._view, pd.concat(rows, ignore_index=True))
+            push_offline(self.store, live_view(self.store), pd.concat(rows, ignore_index=True))
         remaining = self._producer.flush(30)
         if remaining or self._delivery_failures:
             failures, self._delivery_failures = self._delivery_failures, []
@@ -303,34 +299,27 @@ class EventStreamConsumer:
         from confluent_kafka import TopicPartition
 
         self._consumer.commit(offsets=[TopicPartition(topic, partition, offset + 1)
-                                       for (topic, partition), offset in _last_offsets(messages).items()],
+                                       for (topic, partition), offset in _offsets(messages, max).items()],
                               asynchronous=False)
 
     def _rewind(self, messages: Sequence) -> None:
         """Seek back to the first offset of each partition of ``messages``, to read them again."""
         from confluent_kafka import KafkaException, TopicPartition
 
-        for (topic, partition), offset in _first_offsets(messages).items():
+        for (topic, partition), offset in _offsets(messages, min).items():
             try:
                 self._consumer.seek(TopicPartition(topic, partition, offset))
             except KafkaException as error:  # revoked meanwhile: its new owner reads from the commit
                 logger.warning("could not rewind %s[%d]: %s", topic, partition, error)
 
 
-def _first_offsets(messages: Sequence) -> dict[tuple[str, int], int]:
-    first: dict[tuple[str, int], int] = {}
+def _offsets(messages: Sequence, pick: Callable[[int, int], int]) -> dict[tuple[str, int], int]:
+    """Per topic and partition, the offset ``pick`` (min or max) chooses among ``messages``."""
+    chosen: dict[tuple[str, int], int] = {}
     for message in messages:
         key = (message.topic(), message.partition())
-        first[key] = min(first.get(key, message.offset()), message.offset())
-    return first
-
-
-def _last_offsets(messages: Sequence) -> dict[tuple[str, int], int]:
-    last: dict[tuple[str, int], int] = {}
-    for message in messages:
-        key = (message.topic(), message.partition())
-        last[key] = max(last.get(key, message.offset()), message.offset())
-    return last
+        chosen[key] = pick(chosen.get(key, message.offset()), message.offset())
+    return chosen
 
 
 def run_until_signalled(consumer: EventStreamConsumer, log_every_s: float = 10.0) -> StreamCounts:
