@@ -7,6 +7,7 @@ Only Typer and Rich are imported here at start-up; every job imports its heavy l
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
 import logging
@@ -350,7 +351,7 @@ def serving_settings(config, feast_repo: Path, feature_store_yaml: Path | None):
         api_keys=tuple(ApiKey(name=key.name, sha256=key.sha256, studies=tuple(key.studies))
                        for key in [*config.serving.api_keys, *registered_api_keys(config).api_keys]),
         max_body_bytes=config.serving.max_body_bytes, reload_seconds=config.serving.reload_seconds,
-        alerts_url=alerts_url(config))
+        alerts_url=alerts_url(config), events_anomaly_model=config.serving.events_anomaly_model)
 
 
 def api_keys_path(config) -> Path:
@@ -406,6 +407,7 @@ def stream_command(
     """
     from serving.alerts import AlertStore
     from serving.app import open_store
+    from serving.models import ModelRegistry
     from serving.settings import StreamSettings
     from serving.stream import EventStreamConsumer, run_until_signalled
 
@@ -416,12 +418,21 @@ def stream_command(
         max_batch_events=max_batch_events, max_batch_wait_s=max_batch_wait_ms / 1000,
         commit_interval_s=commit_interval_ms / 1000, session_timeout_ms=session_timeout_ms)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    store = open_store(serving_settings(config, feast_repo, feature_store_yaml))
+    served = serving_settings(config, feast_repo, feature_store_yaml)
+    store = open_store(served)
     alerts = AlertStore(alerts_url(config), config.study_id)
+    anomaly_model = None
+    if served.events_anomaly_model is not None:
+        name = served.events_anomaly_model
+        models = ModelRegistry(served.tracking_uri, {name: served.models[name]})
+        for failed, reason in models.load_all().items():
+            console.print(f"[yellow]{failed} not loaded ({reason}): NEWS2 alerts only[/yellow]", soft_wrap=True)
+        anomaly_model = functools.partial(models.get, name)
     console.print(f"consuming {topic} on {bootstrap} as group {stream.group_id}; dead letters to "
                   f"{dead_letter_topic}, alerts to {alerts_topic}. Ctrl-C stops.")
     try:
-        counts = run_until_signalled(EventStreamConsumer(stream, config.study_id, store, alerts))
+        counts = run_until_signalled(EventStreamConsumer(stream, config.study_id, store, alerts,
+                                                         anomaly_model=anomaly_model))
     finally:
         alerts.close()
     console.print(f"stopped: {counts.events} events pushed, {counts.dead_letters} dead letters, "

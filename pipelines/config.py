@@ -220,6 +220,9 @@ class ServingConfig(BaseModel):
                                                      "the platform folder")
     host: str = "127.0.0.1"
     port: int = Field(8000, gt=0, lt=65536)
+    events_anomaly_model: str | None = Field(None, description="the study's vital-sign anomaly model (a name under "
+                                                               "models:) that scores each subject's current hour "
+                                                               "when events arrive")
 
 
 class ModelConfig(BaseModel):

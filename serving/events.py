@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -68,14 +69,6 @@ class Assessment:
     @property
     def alert(self) -> bool:
         return bool(self.reason)
-
-    @property
-    def detail(self) -> str | None:
-        """The trigger and the missing parameters, for people."""
-        details = [self.reason] if self.reason else []
-        if self.missing:
-            details.append(f"news2 not computed: missing {', '.join(self.missing)}")
-        return "; ".join(details) or None
 
 
 def assess_events(events: Sequence[VitalSignEvent]) -> list[Assessment]:
@@ -216,3 +209,100 @@ def push_live(store, events: Sequence[VitalSignEvent], assessments: Sequence[Ass
     view = live_view(store)
     push_online(store, view, rows)
     push_offline(store, view, rows)
+
+
+# Live feature -> canonical VITALS column (features.biomarkers.vitals), to rebuild observations from the log.
+_LOG_TO_VITALS = {feature: field for field, feature in _LIVE_NUMBERS.items()} | {
+    "consciousness_last_avpu": "consciousness_avpu"}
+WINDOW = timedelta(hours=24)
+"""The longest window of the hourly vital-sign features (``*_24h``): how much history scoring an event needs."""
+
+
+@dataclass(frozen=True)
+class AnomalyAssessment:
+    """The vital-sign anomaly model on a subject's hour: its latest event, the window's end, the score."""
+
+    subject_id: str
+    event_time: datetime
+    window_end: datetime
+    score: float
+    anomaly: bool
+
+
+def recent_observations(store, view, subject_ids: Sequence[str], since: datetime,
+                        extra: Sequence[pd.DataFrame] = ()) -> pd.DataFrame:
+    """The subjects' observations at or after ``since`` as a canonical VITALS frame.
+
+    From the view's offline log, plus ``extra`` live rows not yet in it (the stream's batches
+    since its last commit); one row per subject and time, the latest pushed winning.
+    """
+    import pyarrow.parquet as pq
+
+    path = Path(view.batch_source.path)
+    if not path.is_absolute():
+        path = Path(store.repo_path) / path
+    columns = ["subject_id", "event_timestamp", *_LOG_TO_VITALS, "supplemental_oxygen_last_flag"]
+    frames = []
+    if path.is_file():
+        frames.append(pq.read_table(path, columns=columns, filters=[
+            ("subject_id", "in", list(subject_ids)), ("event_timestamp", ">=", pd.Timestamp(since))]).to_pandas())
+    frames += [frame[columns] for frame in extra if len(frame)]
+    if not frames:
+        return pd.DataFrame(columns=["subject_id", "timestamp", *_LOG_TO_VITALS.values(), "supplemental_oxygen"])
+    rows = pd.concat(frames, ignore_index=True)
+    rows = rows[rows["subject_id"].isin(subject_ids) & (rows["event_timestamp"] >= pd.Timestamp(since))]
+    rows = rows.drop_duplicates(["subject_id", "event_timestamp"], keep="last")
+    vitals = rows.rename(columns={"event_timestamp": "timestamp", **_LOG_TO_VITALS})
+    flag = vitals.pop("supplemental_oxygen_last_flag")
+    vitals["supplemental_oxygen"] = pd.Series(np.where(flag.isna(), None, flag == 1), index=vitals.index,
+                                              dtype=object)
+    return vitals.reset_index(drop=True)
+
+
+def assess_anomalies(store, view, model, events: Sequence[VitalSignEvent],
+                     extra: Sequence[pd.DataFrame] = ()) -> list[AnomalyAssessment]:
+    """Score each subject's current hour with the vital-sign anomaly model, as it was trained.
+
+    The model was trained on hourly windows (``hourly_vitals``: 1 h and 24 h statistics, NEWS2
+    and desaturations, computed by ``features.biomarkers.vitals.vitals_hourly_features``). For each
+    subject of ``events``, the same function runs on the subject's last 24 h of observations
+    (the offline log and ``extra``), and the row of the hour holding its latest event is scored
+    with the shared scoring function. ``model`` is a ``serving.models.LoadedModel`` of task anomaly.
+    """
+    from features.biomarkers.vitals import vitals_hourly_features
+    from training.scoring import score
+
+    if not events:
+        return []
+    latest: dict[str, datetime] = {}
+    for event in events:
+        latest[event.subject_id] = max(latest.get(event.subject_id, event.timestamp), event.timestamp)
+    observations = recent_observations(store, view, list(latest), min(latest.values()) - WINDOW, extra)
+    hourly = vitals_hourly_features(observations)
+    ends = {subject: pd.Timestamp(moment).floor("h") + pd.Timedelta(hours=1) for subject, moment in latest.items()}
+    wanted = hourly[[ends.get(subject) == end for subject, end in
+                     zip(hourly["subject_id"], hourly["event_timestamp"], strict=True)]].reset_index(drop=True)
+    if wanted.empty:
+        return []
+    scored = score(model.estimator, wanted, model.features, model.task)
+    return [AnomalyAssessment(subject, latest[subject], end.to_pydatetime(), float(value), bool(flag))
+            for subject, end, value, flag in zip(wanted["subject_id"], wanted["event_timestamp"], scored["score"],
+                                                 scored["anomaly"], strict=True)]
+
+
+def with_anomaly_alerts(alerts: Sequence[NewAlert], anomalies: Sequence[AnomalyAssessment], model) -> list[NewAlert]:
+    """``alerts`` plus one per anomalous subject hour, merged into a NEWS2 alert of the same event."""
+    merged = {(alert.subject_id, alert.event_time): alert for alert in alerts}
+    for found in anomalies:
+        if not found.anomaly:
+            continue
+        reason = (f"vital-sign anomaly: score {found.score:.3f} above the threshold of {model.registered_model} "
+                  f"v{model.version} (hour ending {found.window_end.isoformat()})")
+        key = (found.subject_id, found.event_time)
+        if key in merged:
+            previous = merged[key]
+            merged[key] = NewAlert(previous.subject_id, previous.event_time, previous.news2, previous.risk_band,
+                                   f"{previous.reason}; {reason}")
+        else:
+            merged[key] = NewAlert(found.subject_id, found.event_time, None, None, reason)
+    return list(merged.values())

@@ -163,8 +163,13 @@ class EventResult(BaseModel):
     news2: float | None = Field(description="NEWS2 aggregate (0-20, RCP 2017); null unless all seven parameters "
                                             "were given")
     risk_band: str | None = Field(description="low, low_medium, medium or high (RCP 2017 Chart 2); null with news2")
-    alert: bool = Field(description="an urgent-response trigger: NEWS2 >= 5 or any single parameter scoring 3")
+    alert: bool = Field(description="an urgent-response trigger (NEWS2 >= 5 or any single parameter scoring 3) or, "
+                                    "on a subject's latest event, an anomalous hour of vital signs")
     detail: str | None = Field(default=None, description="the alert's reason, and the missing parameters if any")
+    anomaly_score: float | None = Field(default=None, description="the vital-sign anomaly model's score of the "
+                                                                  "subject's current hour (higher = more anomalous); "
+                                                                  "on each subject's latest event of the batch only")
+    anomaly: bool | None = Field(default=None, description="that score is above the model's training threshold")
 
 
 class EventsResponse(BaseModel):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 DEFAULT_MAX_BODY_BYTES = 64 * 1024
 
@@ -57,6 +57,10 @@ class ServingSettings(BaseModel):
     reload_seconds : float
         How often the service checks whether an alias moved to another version (seconds; 0: never,
         ``POST /v1/admin/reload`` still works).
+    events_anomaly_model : str, optional
+        The served model (a key of ``models``) that scores each subject's current hour of vital
+        signs when events arrive (the vital-sign anomaly model, task anomaly, trained on
+        ``hourly_vitals``); an anomalous hour raises an alert. None: NEWS2 only.
     alerts_url : str, optional
         SQLAlchemy URL of the alerts database (``sqlite:///path/alerts.db`` or
         ``postgresql+psycopg://...``). Default ``None``: an in-memory SQLite database private to
@@ -75,6 +79,7 @@ class ServingSettings(BaseModel):
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, gt=0)
     reload_seconds: float = Field(default=0.0, ge=0)
     alerts_url: str | None = Field(default=None, min_length=1)
+    events_anomaly_model: str | None = None
 
     @field_validator("models")
     @classmethod
@@ -84,6 +89,13 @@ class ServingSettings(BaseModel):
         if bad:
             raise ValueError(f"model references must be NAME@ALIAS or NAME/VERSION: {', '.join(bad)}")
         return value
+
+    @model_validator(mode="after")
+    def _events_model_is_served(self) -> ServingSettings:
+        if self.events_anomaly_model is not None and self.events_anomaly_model not in self.models:
+            raise ValueError(f"events_anomaly_model {self.events_anomaly_model!r} is not a served model "
+                             f"({', '.join(sorted(self.models)) or 'none'})")
+        return self
 
 
 class StreamSettings(BaseModel):

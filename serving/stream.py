@@ -41,7 +41,17 @@ from datetime import UTC, datetime
 from pydantic import ValidationError
 
 from serving.alerts import AlertStore, NewAlert
-from serving.events import assess_events, live_rows, live_view, new_alerts, push_offline, push_online
+from serving.events import (
+    assess_anomalies,
+    assess_events,
+    live_rows,
+    live_view,
+    new_alerts,
+    push_offline,
+    push_online,
+    with_anomaly_alerts,
+)
+from serving.models import ModelNotLoadedError
 from serving.online import KnownSubjects
 from serving.schemas import VitalSignEvent
 from serving.settings import StreamSettings
@@ -137,10 +147,13 @@ class EventStreamConsumer:
     on_batch : callable, optional
         Called with each micro-batch's ``BatchOutcome`` once it is online (benchmarks measure
         latency with it).
+    anomaly_model : callable, optional
+        Returns the vital-sign anomaly model (``ModelRegistry.get`` of the served name), which
+        scores each subject's current hour; None: NEWS2 alerts only.
     """
 
     def __init__(self, settings: StreamSettings, study_id: str, store, alert_store: AlertStore,
-                 on_batch: Callable[[BatchOutcome], None] | None = None):
+                 on_batch: Callable[[BatchOutcome], None] | None = None, anomaly_model: Callable | None = None):
         from confluent_kafka import Consumer, Producer
 
         self.settings = settings
@@ -148,6 +161,7 @@ class EventStreamConsumer:
         self.store = store
         self.alert_store = alert_store
         self.on_batch = on_batch
+        self.anomaly_model = anomaly_model
         self.counts = StreamCounts()
         self._known = KnownSubjects()
         self._pending_messages: list = []  # read, processed, not committed
@@ -226,9 +240,19 @@ class EventStreamConsumer:
                                                 f"study {self.study_id!r}"))
         assessments = assess_events(events)
         rows = live_rows(events, assessments)
-        online_rows = push_online(self.store, live_view(self.store), rows) if events else 0
+        view = live_view(self.store)
+        online_rows = push_online(self.store, view, rows) if events else 0
         online_at = datetime.now(UTC)
         alerts = new_alerts(events, assessments)
+        if self.anomaly_model is not None and events:
+            try:
+                model = self.anomaly_model()
+            except ModelNotLoadedError as error:  # NEWS2 goes on
+                logger.warning("events scored with NEWS2 only: %s", error)
+            else:
+                # The offline log lacks what was read since the last commit: those rows come along.
+                found = assess_anomalies(self.store, view, model, events, extra=[*self._pending_rows, rows])
+                alerts = with_anomaly_alerts(alerts, found, model)
         self.alert_store.record_many(alerts, source=ALERT_SOURCE)
         self._produce(refused, alerts)
         self._pending_messages.extend(messages)

@@ -5,13 +5,17 @@ plausibility range) or one subject the online store does not know (422 naming it
 whole batch, and nothing of it is recorded.
 
 An accepted batch is pushed to the Feast view ``vital_signs_live`` (every observation offline,
-each subject's latest online; see ``serving.events``), then its alerts are recorded. Both are
-idempotent: a client that retries a batch after a timeout stores nothing twice.
+each subject's latest online; see ``serving.events``). With ``events_anomaly_model`` set, each
+subject's current hour of vital signs (its last 24 h of observations, the batch included) is
+then scored with that model, as it was trained on ``hourly_vitals``; an anomalous hour alerts
+on the subject's latest event. The alerts are recorded last. Everything is idempotent: a
+client that retries a batch after a timeout stores nothing twice.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
@@ -19,8 +23,17 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 
-from serving.dependencies import AlertsDep, KnownSubjectsDep, MetricsDep, StoreDep, require_api_key
-from serving.events import assess_events, new_alerts, push_live
+from serving.dependencies import (
+    AlertsDep,
+    KnownSubjectsDep,
+    MetricsDep,
+    RegistryDep,
+    SettingsDep,
+    StoreDep,
+    require_api_key,
+)
+from serving.events import assess_anomalies, assess_events, live_view, new_alerts, push_live, with_anomaly_alerts
+from serving.models import ModelNotLoadedError
 from serving.schemas import EventResult, EventsRequest, EventsResponse
 
 
@@ -48,6 +61,8 @@ async def _posted_count(request: Request) -> int:
     return len(events) if isinstance(events, list) and events else 1
 
 
+logger = logging.getLogger(__name__)
+
 router = APIRouter(prefix="/v1", tags=["events"], dependencies=[Depends(require_api_key)],
                    route_class=_CountRefusedEvents)
 
@@ -56,7 +71,7 @@ router = APIRouter(prefix="/v1", tags=["events"], dependencies=[Depends(require_
              summary="Post vital-sign observations: NEWS2 per observation, alerts on urgent-response triggers",
              responses={422: {"description": "an invalid event or an unknown subject; nothing of the batch is kept"}})
 async def post_events(request: EventsRequest, store: StoreDep, alerts: AlertsDep, metrics: MetricsDep,
-                      known_subjects: KnownSubjectsDep) -> EventsResponse:
+                      known_subjects: KnownSubjectsDep, settings: SettingsDep, registry: RegistryDep) -> EventsResponse:
     events = request.events
     subjects = list(dict.fromkeys(event.subject_id for event in events))
     known = await run_in_threadpool(known_subjects, store, subjects)
@@ -67,13 +82,33 @@ async def post_events(request: EventsRequest, store: StoreDep, alerts: AlertsDep
                             detail=f"unknown subject(s) {', '.join(map(repr, unknown))}: no online features in "
                                    "this study; the batch was refused and nothing of it was recorded")
     assessed = assess_events(events)
-    raised = new_alerts(events, assessed)
     await run_in_threadpool(push_live, store, events, assessed)
+    raised = new_alerts(events, assessed)
+    anomalies = {}
+    if settings.events_anomaly_model is not None:
+        try:
+            model = registry.get(settings.events_anomaly_model)
+        except ModelNotLoadedError as error:  # NEWS2 goes on; /readyz reports the model
+            logger.warning("events scored with NEWS2 only: %s", error)
+        else:
+            found = await run_in_threadpool(assess_anomalies, store, live_view(store), model, events)
+            raised = with_anomaly_alerts(raised, found, model)
+            anomalies = {(item.subject_id, item.event_time): item for item in found}
     await run_in_threadpool(alerts.record_many, raised)
     metrics.events.labels("accepted").inc(len(events))
     for alert in raised:
         metrics.alerts.labels(alert.risk_band or "none").inc()
-    return EventsResponse(accepted=len(events), results=[
-        EventResult(subject_id=event.subject_id, timestamp=event.timestamp, news2=assessment.news2,
-                    risk_band=assessment.risk_band, alert=assessment.alert, detail=assessment.detail)
-        for event, assessment in zip(events, assessed, strict=True)])
+    alerted = {(alert.subject_id, alert.event_time): alert.reason for alert in raised}
+    results = []
+    for event, assessment in zip(events, assessed, strict=True):
+        anomaly = anomalies.get((event.subject_id, event.timestamp))
+        reason = alerted.get((event.subject_id, event.timestamp))
+        details = [reason] if reason else []
+        if assessment.missing:
+            details.append(f"news2 not computed: missing {', '.join(assessment.missing)}")
+        results.append(EventResult(
+            subject_id=event.subject_id, timestamp=event.timestamp, news2=assessment.news2,
+            risk_band=assessment.risk_band, alert=reason is not None, detail="; ".join(details) or None,
+            anomaly_score=None if anomaly is None else anomaly.score,
+            anomaly=None if anomaly is None else anomaly.anomaly))
+    return EventsResponse(accepted=len(events), results=results)

@@ -468,7 +468,8 @@ def test_biomarkers_serve_answers_scores_over_http(study, trained, tmp_path) -> 
     entry = next(line for line in made.output.splitlines() if "sha256:" in line)
     assert key not in entry  # only the hash goes into the configuration
     study_file = tmp_path / "study.yaml"
-    study_file.write_text(DEMO_STUDY.read_text().replace("data_root: ../../data/demo", f"data_root: {config.data_root}")
+    demo = DEMO_STUDY.read_text().split("\nserving:")[0]  # this test's serving section replaces the demo's
+    study_file.write_text(demo.replace("data_root: ../../data/demo", f"data_root: {config.data_root}")
                           + f"\nserving:\n  models: {{hospitalization_risk: {result.registered_name}/{result.version}}}"
                           + "\n  api_keys:\n  " + entry.strip() + "\n")
     # A second key registered for the study (the README's way): only the key on stdout, its hash in the file.

@@ -61,6 +61,38 @@ class Setup:
         return str(version.version)
 
 
+    def register_vitals(self, name: str, seed: int) -> str:
+        """Register a vital-sign anomaly model (an isolation forest on the hourly features of
+        ``vitals_anomaly_v1``, fitted on plausible normal hours) under ``name@champion``."""
+        import mlflow
+        import mlflow.sklearn
+        import skops.io
+        from sklearn.ensemble import IsolationForest
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        rng = np.random.default_rng(seed)
+        n = 500
+        x = pd.DataFrame({"news2_score_max_24h": rng.integers(0, 3, n).astype(float),
+                          "spo2_min_24h_percent": rng.uniform(93, 99, n),
+                          "desaturation_events_24h_count": np.zeros(n),
+                          "heart_rate_mean_24h_bpm": rng.uniform(60, 90, n),
+                          "respiratory_rate_mean_24h_per_min": rng.uniform(12, 20, n),
+                          "temperature_max_24h_deg_c": rng.uniform(36.3, 37.6, n),
+                          "systolic_bp_min_24h_mmhg": rng.uniform(105, 140, n)})
+        pipe = make_pipeline(StandardScaler(), IsolationForest(contamination=0.01, random_state=seed)).fit(x)
+        mlflow.set_tracking_uri(self.tracking_uri)
+        with mlflow.start_run(experiment_id=self.experiment_id):
+            info = mlflow.sklearn.log_model(
+                pipe, name="model", serialization_format="skops", pip_requirements=["scikit-learn"],
+                skops_trusted_types=skops.io.get_untrusted_types(data=skops.io.dumps(pipe)))
+            mlflow.log_dict({"task": "anomaly", "feature_service": "vitals_anomaly_v1",
+                             "feature_views": ["hourly_vitals"], "features": list(x.columns)}, "lineage.json")
+        version = mlflow.register_model(info.model_uri, name)
+        mlflow.MlflowClient().set_registered_model_alias(name, "champion", version.version)
+        return str(version.version)
+
+
 def _tables(now: datetime) -> dict[str, pd.DataFrame]:
     rng = np.random.default_rng(7)
     days = [now - timedelta(days=3), now - timedelta(days=2), now - timedelta(days=1)]

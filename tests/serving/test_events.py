@@ -223,3 +223,35 @@ def test_events_reach_the_live_view_online_latest_and_offline_each_once(client, 
     assert late_row["heart_rate_last_bpm"].tolist() == [NORMAL["heart_rate_bpm"]]
     assert len([alert for alert in alerts_of(client, auth, "S001")
                 if pd.Timestamp(alert["event_time"]) == pd.Timestamp(newer)]) == 1
+
+
+def test_the_vitals_anomaly_model_scores_the_subjects_current_hour_and_alerts(setup, auth):
+    """With ``events_anomaly_model``, each subject's hour (its last 24 h of observations, as
+    ``hourly_vitals`` computes them) is scored with the served anomaly model."""
+    from fastapi.testclient import TestClient
+
+    from serving.app import create_app
+
+    setup.register_vitals("test-vitals", seed=3)
+    settings = setup.settings.model_copy(update={"models": {**setup.settings.models, "vitals": "test-vitals@champion"},
+                                                 "events_anomaly_model": "vitals"})
+    start = datetime(2025, 6, 1, tzinfo=UTC)  # hours no other test posts for S004
+    with TestClient(create_app(settings)) as client:
+        calm = client.post("/v1/events", headers=auth, json={"events": [
+            event("S004", start + timedelta(hours=hour), **NORMAL) for hour in range(6)]})
+        assert calm.status_code == 200, calm.text
+        results = calm.json()["results"]
+        assert [row["anomaly"] for row in results] == [None] * 5 + [False]  # scored once: the latest event
+        assert results[-1]["alert"] is False and results[-1]["anomaly_score"] is not None
+
+        worse = {**URGENT, "spo2_percent": 82.0, "heart_rate_bpm": 145.0, "temperature_deg_c": 39.6,
+                 "systolic_bp_mmhg": 84.0}
+        alarm = client.post("/v1/events", headers=auth, json={"events": [
+            event("S004", start + timedelta(hours=5, minutes=30), **worse)]})
+        assert alarm.status_code == 200, alarm.text
+        (row,) = alarm.json()["results"]
+        assert row["anomaly"] is True and row["anomaly_score"] > results[-1]["anomaly_score"]
+        assert row["alert"] is True and "NEWS2" in row["detail"] and "vital-sign anomaly" in row["detail"]
+        (alert,) = [found for found in alerts_of(client, auth, "S004")
+                    if pd.Timestamp(found["event_time"]) == pd.Timestamp(start + timedelta(hours=5, minutes=30))]
+        assert "test-vitals v1" in alert["reason"] and "NEWS2" in alert["reason"]  # one alert, both reasons

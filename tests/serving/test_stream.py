@@ -62,12 +62,14 @@ def open_store(setup):
     return FeatureStore(repo_path=str(setup.root))
 
 
-def consume_until(settings: StreamSettings, setup, done, consumer_class=None, timeout_s: float = 90.0):
+def consume_until(settings: StreamSettings, setup, done, consumer_class=None, timeout_s: float = 90.0,
+                  anomaly_model=None):
     """Run a consumer in a thread until ``done(consumer)`` holds; return the consumer."""
     from serving.stream import EventStreamConsumer
 
     alerts = AlertStore(f"sqlite:///{setup.root / 'stream-alerts.db'}", "test")
-    consumer = (consumer_class or EventStreamConsumer)(settings, "test", open_store(setup), alerts)
+    consumer = (consumer_class or EventStreamConsumer)(settings, "test", open_store(setup), alerts,
+                                                       anomaly_model=anomaly_model)
     stop = threading.Event()
     errors = []
 
@@ -203,6 +205,26 @@ def test_a_failed_push_is_retried_from_the_batch_start_without_commit(topics, se
     assert consumer.counts.events == len(events)
     log = logged(setup, start, start + timedelta(minutes=4))
     assert len(log) == len(events) and not log.duplicated(["subject_id", "event_timestamp"]).any()
+
+
+def test_the_vitals_anomaly_model_scores_each_subjects_hour_from_the_log_and_the_uncommitted_batches(topics, setup):
+    from serving.models import ModelRegistry
+
+    setup.register_vitals("test-vitals-stream", seed=5)
+    models = ModelRegistry(setup.tracking_uri, {"vitals": "test-vitals-stream@champion"})
+    assert models.load_all() == {}
+    start = datetime(2025, 7, 1, tzinfo=UTC)  # hours no other test posts
+    calm = [message("S003", start + timedelta(hours=hour), **NORMAL) for hour in range(6)]
+    worse = {**URGENT, "spo2_percent": 82.0, "heart_rate_bpm": 145.0, "temperature_deg_c": 39.6,
+             "systolic_bp_mmhg": 84.0}
+    produce(topics.bootstrap_servers, topics.events_topic, [*calm, message("S003", start + timedelta(hours=5.5),
+                                                                            **worse)])
+    consumer = consume_until(topics, setup, lambda c: c.counts.events >= 7, anomaly_model=lambda: models.get("vitals"))
+    assert not consumer.errors
+    (alert,) = [alert for alert in stream_alerts(setup, start, start + timedelta(hours=6))
+                if alert.subject_id == "S003"]
+    assert alert.event_time == start + timedelta(hours=5.5)
+    assert "vital-sign anomaly" in alert.reason and "test-vitals-stream" in alert.reason
 
 
 def test_the_cli_consumer_killed_with_sigkill_and_restarted_keeps_every_event_once(topics, setup, tmp_path):
