@@ -11,6 +11,7 @@ import functools
 import io
 import json
 import logging
+import threading
 import warnings
 from pathlib import Path
 from typing import Annotated
@@ -354,6 +355,18 @@ def serving_settings(config, feast_repo: Path, feature_store_yaml: Path | None):
         alerts_url=alerts_url(config), events_anomaly_model=config.serving.events_anomaly_model)
 
 
+def _follow_aliases(models, every_s: float) -> None:
+    """Reload a model registry's models whose alias moved, every ``every_s`` seconds, forever (a daemon thread)."""
+    import time
+
+    while True:
+        time.sleep(every_s)
+        try:
+            models.refresh()
+        except Exception:  # noqa: BLE001 - a registry outage must not stop the stream; refresh logs per model
+            logging.getLogger(__name__).exception("alias polling failed")
+
+
 def api_keys_path(config) -> Path:
     """Where ``biomarkers api-key --register`` keeps the study's added keys (hashes only)."""
     return config.platform_root / "api_keys.yaml"
@@ -428,6 +441,8 @@ def stream_command(
         for failed, reason in models.load_all().items():
             console.print(f"[yellow]{failed} not loaded ({reason}): NEWS2 alerts only[/yellow]", soft_wrap=True)
         anomaly_model = functools.partial(models.get, name)
+        if config.serving.reload_seconds > 0:  # follow the alias as `serve` does: a promotion reaches the stream
+            threading.Thread(target=_follow_aliases, args=(models, config.serving.reload_seconds), daemon=True).start()
     console.print(f"consuming {topic} on {bootstrap} as group {stream.group_id}; dead letters to "
                   f"{dead_letter_topic}, alerts to {alerts_topic}. Ctrl-C stops.")
     try:

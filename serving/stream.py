@@ -10,9 +10,10 @@ batch goes on.
 
 Visibility and durability run at two paces. Every micro-batch is online as soon as it is
 processed (the latency that matters to an early-warning score). Every ``commit_interval_s``
-the events since the last commit are upserted into the view's offline log in one write, the
-broker's acknowledgement of every dead letter and alert is awaited, and only then are the
-offsets committed. The log is rewritten once per commit rather than once per micro-batch.
+the events since the last commit are handed to a committer thread, which upserts them into the
+view's offline log in one write and awaits the broker's acknowledgement of every dead letter
+and alert while the loop goes on consuming; only then does the loop commit their offsets. The log is
+rewritten once per commit rather than once per micro-batch, and no event waits for it.
 
 Delivery is at least once, and nothing is counted twice:
 
@@ -35,7 +36,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from pydantic import ValidationError
@@ -82,6 +84,15 @@ class BatchOutcome:
     alerts: tuple[NewAlert, ...]
     online_rows: int
     online_at: datetime
+
+
+@dataclass
+class _Pending:
+    """Micro-batches processed and not yet committed: their messages, live rows and counts."""
+
+    messages: list = field(default_factory=list)
+    rows: list = field(default_factory=list)
+    counts: StreamCounts = field(default_factory=lambda: StreamCounts())
 
 
 @dataclass
@@ -164,9 +175,10 @@ class EventStreamConsumer:
         self.anomaly_model = anomaly_model
         self.counts = StreamCounts()
         self._known = KnownSubjects()
-        self._pending_messages: list = []  # read, processed, not committed
-        self._pending_rows: list = []  # their live rows, not yet in the offline log
-        self._pending_counts = StreamCounts()
+        self._pending = _Pending()  # processed, not yet handed to the committer
+        self._inflight: tuple[_Pending, Future] | None = None  # handed to the committer, not yet committed
+        self._committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stream-commit")
+        self._lock = threading.Lock()  # delivery failures, shared with the committer
         self._delivery_failures: list[str] = []
         self._last_commit = time.monotonic()
         self._consumer = Consumer({
@@ -201,19 +213,23 @@ class EventStreamConsumer:
                     else:  # transient (a partition moving, a broker restarting): librdkafka retries
                         logger.warning("consumer: %s", message.error())
                 try:
+                    self._check_commit()
                     if records:
                         self.process(records)
-                    if time.monotonic() - self._last_commit >= settings.commit_interval_s:
-                        self.commit()
+                    if self._inflight is None and time.monotonic() - self._last_commit >= settings.commit_interval_s:
+                        self._start_commit()
                     backoff = 0.1
                 except Exception as error:  # noqa: BLE001 - any failure: not committed, read again
                     self._fail(error, records, backoff, stop)
                     backoff = min(backoff * 2, settings.retry_backoff_max_s)
             try:
-                self.commit()
+                self._wait_commit()
+                self._start_commit()
+                self._wait_commit()
             except Exception as error:  # noqa: BLE001 - stopping: the next consumer reads it again
                 logger.error("final commit failed, the uncommitted events will be read again: %s", error)
         finally:
+            self._committer.shutdown(wait=True)
             self._consumer.close()
             self._producer.flush(10)
         return self.counts
@@ -221,7 +237,7 @@ class EventStreamConsumer:
     def process(self, messages: Sequence) -> BatchOutcome:
         """Validate one micro-batch, push it online, record and produce its alerts and dead letters.
 
-        Its offsets are committed later, by :meth:`commit`.
+        Its offsets are committed later, in the background (:meth:`_start_commit`).
         """
         candidates, refused = [], []
         for message in messages:
@@ -251,49 +267,77 @@ class EventStreamConsumer:
                 logger.warning("events scored with NEWS2 only: %s", error)
             else:
                 # The offline log lacks what was read since the last commit: those rows come along.
-                found = assess_anomalies(self.store, view, model, events, extra=[*self._pending_rows, rows])
+                inflight = self._inflight[0].rows if self._inflight else []
+                found = assess_anomalies(self.store, view, model, events,
+                                         extra=[*inflight, *self._pending.rows, rows])
                 alerts = with_anomaly_alerts(alerts, found, model)
         self.alert_store.record_many(alerts, source=ALERT_SOURCE)
         self._produce(refused, alerts)
-        self._pending_messages.extend(messages)
-        self._pending_rows.append(rows)
-        self._pending_counts.batches += 1
-        self._pending_counts.events += len(events)
-        self._pending_counts.dead_letters += len(refused)
-        self._pending_counts.alerts += len(alerts)
+        self._pending.messages.extend(messages)
+        self._pending.rows.append(rows)
+        self._pending.counts.batches += 1
+        self._pending.counts.events += len(events)
+        self._pending.counts.dead_letters += len(refused)
+        self._pending.counts.alerts += len(alerts)
         outcome = BatchOutcome(tuple(events), tuple(refused), tuple(alerts), online_rows, online_at)
         if self.on_batch is not None:
             self.on_batch(outcome)
         return outcome
 
-    def commit(self) -> None:
-        """Store the pending events offline, await the produced messages, then commit their offsets."""
+    def _start_commit(self) -> None:
+        """Hand what was processed since the last commit to the committer thread.
+
+        The consume loop goes on meanwhile: the offline upsert rewrites the log, which takes
+        longer as it grows, and no event should wait for it to be online.
+        """
+        self._last_commit = time.monotonic()
+        snapshot, self._pending = self._pending, _Pending()
+        if snapshot.messages:
+            self._inflight = (snapshot, self._committer.submit(self._store, snapshot))
+
+    def _store(self, snapshot: _Pending) -> None:
+        """In the committer thread: the rows offline, then every produced message acknowledged."""
         import pandas as pd
 
-        self._last_commit = time.monotonic()
-        if not self._pending_messages:
-            return
-        rows = [frame for frame in self._pending_rows if len(frame)]
+        rows = [frame for frame in snapshot.rows if len(frame)]
         if rows:
             push_offline(self.store, live_view(self.store), pd.concat(rows, ignore_index=True))
         remaining = self._producer.flush(30)
-        if remaining or self._delivery_failures:
+        with self._lock:
             failures, self._delivery_failures = self._delivery_failures, []
+        if remaining or failures:
             raise DeliveryError(f"{remaining} messages unacknowledged; failed: {'; '.join(failures) or 'none'}")
-        self._commit(self._pending_messages)
-        pending, self._pending_counts = self._pending_counts, StreamCounts()
-        self._pending_messages, self._pending_rows = [], []
-        self.counts.batches += pending.batches
-        self.counts.events += pending.events
-        self.counts.dead_letters += pending.dead_letters
-        self.counts.alerts += pending.alerts
+
+    def _check_commit(self) -> None:
+        """Once the committer has stored a snapshot, commit its offsets (here: the consumer is not
+        shared between threads, and a synchronous commit from another thread waits on this one's
+        consume). Raise the committer's failure instead; the snapshot's events are then read again."""
+        if self._inflight is None or not self._inflight[1].done():
+            return
+        snapshot, future = self._inflight
+        self._inflight = None
+        try:
+            future.result()
+            self._commit(snapshot.messages)
+        except Exception:
+            self._pending.messages[:0] = snapshot.messages  # uncommitted: rewound with the rest by _fail
+            raise
+        for name in ("batches", "events", "dead_letters", "alerts"):
+            setattr(self.counts, name, getattr(self.counts, name) + getattr(snapshot.counts, name))
         self.counts.commits += 1
+
+    def _wait_commit(self) -> None:
+        """Wait for the commit in flight, if any, and finish it."""
+        if self._inflight is not None:
+            wait([self._inflight[1]])
+            self._check_commit()
 
     def _fail(self, error: Exception, records: Sequence, backoff: float, stop: threading.Event) -> None:
         """Forget everything uncommitted, wait, and rewind to read it again."""
-        uncommitted = [*self._pending_messages, *records]
-        self._pending_messages, self._pending_rows, self._pending_counts = [], [], StreamCounts()
-        self._delivery_failures = []
+        uncommitted = [*self._pending.messages, *records]
+        self._pending = _Pending()
+        with self._lock:
+            self._delivery_failures = []
         self.counts.failed_batches += 1
         self.counts.last_error = f"{type(error).__name__}: {error}"
         logger.error("%d events not committed, reading them again in %.1f s: %s", len(uncommitted), backoff,
@@ -305,7 +349,8 @@ class EventStreamConsumer:
         """Produce dead letters and alerts; :meth:`commit` awaits their acknowledgement."""
         def delivered(error, message):
             if error is not None:
-                self._delivery_failures.append(f"{message.topic()}: {error}")
+                with self._lock:
+                    self._delivery_failures.append(f"{message.topic()}: {error}")
 
         for item in refused:
             source = item.message
