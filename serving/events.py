@@ -25,7 +25,7 @@ import pandas as pd
 from features.biomarkers.vitals import news2_parameter_points, news2_risk_band
 from features.tables import LIVE_VITALS
 from serving.alerts import NewAlert
-from serving.online import online_store_call, registry_snapshot
+from serving.online import online_store_call, registered
 from serving.schemas import VitalSignEvent
 
 # NEWS2 parameter (column of news2_parameter_points) -> the event field it needs.
@@ -150,9 +150,7 @@ def stored_event_times(store, subject_ids: Sequence[str]) -> dict[str, pd.Timest
 
 def live_view(store):
     """The registered ``vital_signs_live`` view (its join keys known), from the registry snapshot."""
-    views = registry_snapshot(store).views
-    if LIVE_VITALS.name not in views:
-        views = registry_snapshot(store, refresh=True).views
+    views = registered(store, "views", LIVE_VITALS.name)
     if LIVE_VITALS.name not in views:
         raise LookupError(f"the feature view {LIVE_VITALS.name} is not registered: run `biomarkers materialize` "
                           "(or `feast apply`) with this repo's definitions")

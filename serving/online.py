@@ -127,12 +127,17 @@ def feature_service(store, name: str):
 
     A name not in the snapshot is looked up again at once: a service applied a moment ago is found.
     """
-    services = registry_snapshot(store).services
-    if name not in services:
-        services = registry_snapshot(store, refresh=True).services
+    services = registered(store, "services", name)
     if name not in services:
         raise UnknownFeatureServiceError(f"no feature service {name!r}; known: {', '.join(sorted(services)) or 'none'}")
     return services[name]
+
+
+def registered(store, kind: str, name: str) -> dict:
+    """The snapshot's ``kind`` (``services`` or ``views``) by name, read again at once if ``name`` is
+    not among them (an object applied a moment ago is found)."""
+    entries = getattr(registry_snapshot(store), kind)
+    return entries if name in entries else getattr(registry_snapshot(store, refresh=True), kind)
 
 
 def read_online(store, service, subject_ids: Sequence[str]) -> OnlineFeatures:
