@@ -5,13 +5,14 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
+INSTALLED_TEST := $(VENV)/.installed-test
 
 .PHONY: demo test install clean
 
 demo: $(INSTALLED)
 	$(BIN)/biomarkers demo
 
-test: $(INSTALLED)
+test: $(INSTALLED_TEST)
 	$(BIN)/python -m pytest
 
 install: $(INSTALLED)
@@ -22,6 +23,11 @@ $(INSTALLED): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check torch==2.13.0
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
+	touch $@
+
+# The test suite runs the Spark engine too; the platform itself (and `make demo`) runs without pyspark.
+$(INSTALLED_TEST): $(INSTALLED)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test,spark]'
 	touch $@
 
 clean:

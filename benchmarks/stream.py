@@ -12,7 +12,7 @@ the alerts store in a temporary SQLite file.
    parameters, a share urgent) are produced first; the consumer then reads them all. Figure:
    events / (end of the last batch's commit - start of the first batch's processing), so the
    consumer group's join (about half of ``session.timeout.ms`` on Tansu) is not counted. Every
-   event goes through validation, the known-subject check, NEWS2, the offline upsert, the
+   event goes through validation, the known-subject check, NEWS2, the offline push, the
    online push, the alerts and the commit.
 2. Latency: events are produced at a steady ``--rate`` per second for ``--seconds``, each stamped
    with the time it was produced; an event's latency is from that stamp to the moment the

@@ -1,10 +1,12 @@
 """Build the feature tables of a study from its curated lake, one subject per task.
 
-Each subject's curated frames are read from its own lake partition, turned into feature rows by
-``features.compute`` in a process pool, and the rows of all subjects are gathered into one
-Parquet file per table under the feature repo's table folder, each checked by a plausibility
-suite before it is published (written to a temporary file, then renamed). A table that fails
-its suite is not published: the previous version stays, and the report says why.
+Each subject's curated frames are read from its own lake partition and turned into feature rows
+by ``features.compute``, in a process pool (engine ``local``) or as Spark tasks (engine
+``spark``, ``pipelines.spark``); the rows of all subjects are gathered into one Parquet file per
+table under the feature repo's table folder, each checked by a plausibility suite before it is
+published (written to a temporary file, then renamed). A table that fails its suite is not
+published: the previous version stays, and the report says why. A subject whose computation
+fails stops the whole build before anything is published, with every failed subject named.
 
 Idempotent: the build is skipped when the curated parts (whose names carry their content hash)
 and the feature code are the same as at the last published build.
@@ -16,16 +18,20 @@ that a model trained on these tables can name the raw files behind it.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import json
 import logging
 import multiprocessing
 import os
-from collections.abc import Callable
+import traceback
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 import pandas as pd
 
@@ -34,9 +40,15 @@ from pipelines.ingest import ENDPOINTS_SOURCE, SUBJECTS_SOURCE
 from pipelines.lake import read_subject, read_table, subject_parts
 from validation.schemas import SCHEMAS, SourceKind
 
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
 logger = logging.getLogger(__name__)
 
 MANIFEST = "_build.json"
+
+Engine = Literal["local", "spark"]
+ENGINES: tuple[Engine, ...] = ("local", "spark")
 
 
 @dataclass
@@ -46,6 +58,29 @@ class BuildSummary:
     skipped: bool = False
     subjects: int = 0
     out_dir: Path | None = None
+
+
+@dataclass
+class SubjectResult:
+    """One subject's feature rows (table name -> frame), or the traceback of its failure."""
+
+    subject_id: str
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    error: str | None = None
+
+
+class SubjectsFailedError(RuntimeError):
+    """Computing some subjects' features failed; nothing was published.
+
+    ``failures`` maps each failed subject to its traceback; the message names every subject with
+    the exception it raised.
+    """
+
+    def __init__(self, study_id: str, failures: dict[str, str], total: int):
+        self.failures = failures
+        lines = [f"  {subject_id}: {trace.strip().splitlines()[-1]}" for subject_id, trace in failures.items()]
+        super().__init__(f"study {study_id}: computing features failed for {len(failures)} of {total} subjects, so "
+                         "no table was published (any previous tables stay):\n" + "\n".join(lines))
 
 
 def input_sources(config: StudyConfig) -> dict[str, list[str]]:
@@ -63,7 +98,9 @@ def build_features(
     config: StudyConfig,
     out_dir: Path,
     *,
+    engine: Engine = "local",
     workers: int = 2,
+    spark: SparkSession | None = None,
     force: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> BuildSummary:
@@ -73,10 +110,27 @@ def build_features(
     ----------
     config : the study.
     out_dir : the feature repo's table folder (one ``<table>.parquet`` per feature view).
-    workers : processes computing subjects in parallel (1: in this process).
+    engine : where the subjects are computed: ``local`` (a process pool) or ``spark`` (Spark
+        tasks; needs the ``spark`` extra). Both publish the same tables.
+    workers : engine ``local``: processes computing subjects in parallel (1: in this process).
+    spark : engine ``spark``: the session to run on; default: one from the study's ``spark:``
+        settings, stopped when the subjects are computed.
     force : rebuild even when nothing changed.
     progress : called with ``(done, total)`` subjects.
+
+    Raises
+    ------
+    SubjectsFailedError
+        naming every subject whose computation failed; nothing is published then.
+    pipelines.spark.SparkNotInstalledError
+        engine ``spark`` without pyspark installed, before anything is read.
     """
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}")
+    if engine == "spark":  # say so before any work, not after a build that is then skipped
+        from pipelines.spark import require_pyspark
+
+        require_pyspark()
     subjects = read_table(config.lake_root, SUBJECTS_SOURCE)
     if subjects is None or subjects.empty:
         raise ValueError(f"study {config.study_id} has no curated enrollment table: run `biomarkers ingest` first")
@@ -90,16 +144,25 @@ def build_features(
         summary.tables = json.loads(manifest.read_text())["tables"]
         return summary
 
-    tasks = [(config, keys, sid, subjects[subjects["subject_id"] == sid].reset_index(drop=True))
-             for sid in subject_ids]
+    subject_rows = {sid: subjects[subjects["subject_id"] == sid].reset_index(drop=True) for sid in subject_ids}
+    compute = functools.partial(_subject_result, config, keys)
+    if engine == "spark":
+        from pipelines.spark import map_subjects
+
+        outcomes = map_subjects(compute, subject_rows, session=spark, settings=config.spark, progress=progress)
+    else:
+        outcomes = _map_local(compute, subject_rows, workers, progress)
     results: dict[str, list[pd.DataFrame]] = {}
-    done = 0
-    for tables in _map(_subject_tables, tasks, workers):
-        for name, frame in tables.items():
+    failures: dict[str, str] = {}
+    for outcome in outcomes:
+        if outcome.error is not None:
+            failures[outcome.subject_id] = outcome.error
+        for name, frame in outcome.tables.items():
             results.setdefault(name, []).append(frame)
-        done += 1
-        if progress:
-            progress(done, len(tasks))
+    if failures:
+        for subject_id, trace in failures.items():
+            logger.info("subject %s failed:\n%s", subject_id, trace)
+        raise SubjectsFailedError(config.study_id, failures, len(subject_ids))
 
     created = pd.Timestamp(datetime.now(UTC))
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -121,7 +184,7 @@ def build_features(
         summary.tables[table.name] = len(frame)
     if not summary.rejected:
         _write_json(manifest, {"fingerprint": fingerprint, "tables": summary.tables,
-                               "built_at": created.isoformat(), "study_id": config.study_id,
+                               "built_at": created.isoformat(), "study_id": config.study_id, "engine": engine,
                                "inputs": build_inputs(config, keys)})
     return summary
 
@@ -144,11 +207,23 @@ def build_inputs(config: StudyConfig, keys: dict[str, list[str]]) -> list[dict]:
             for r in records]
 
 
-def _subject_tables(task) -> dict[str, pd.DataFrame]:
-    """Read one subject's curated data and compute its feature rows (runs in a pool worker)."""
+def _subject_result(config: StudyConfig, keys: dict[str, list[str]], subject_id: str,
+                    subject_row: pd.DataFrame) -> SubjectResult:
+    """One subject's feature rows, or its failure (runs in a pool worker or a Spark task).
+
+    A failure is returned, not raised, so that the build names every failed subject, not the first.
+    """
+    try:
+        return SubjectResult(subject_id, _subject_tables(config, keys, subject_id, subject_row))
+    except Exception:
+        return SubjectResult(subject_id, error=traceback.format_exc())
+
+
+def _subject_tables(config: StudyConfig, keys: dict[str, list[str]], subject_id: str,
+                    subject_row: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Read one subject's curated data and compute its feature rows."""
     from features.compute import Recording, SubjectInputs, compute_subject_tables
 
-    config, keys, subject_id, subject_row = task
     recordings: dict[str, list[Recording]] = {}
     for key, sources in keys.items():
         for source in sources:
@@ -162,13 +237,20 @@ def _subject_tables(task) -> dict[str, pd.DataFrame]:
     return compute_subject_tables(SubjectInputs(subject_id, recordings, subject_row))
 
 
-def _map(function, tasks: list, workers: int):
-    if workers <= 1 or len(tasks) <= 1:
-        yield from map(function, tasks)
-        return
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context) as pool:
-        yield from pool.map(function, tasks, chunksize=1)
+def _map_local(compute: Callable[[str, pd.DataFrame], SubjectResult], subject_rows: dict[str, pd.DataFrame],
+               workers: int, progress: Callable[[int, int], None] | None) -> Iterator[SubjectResult]:
+    """``compute(subject_id, subject_row)`` for every subject, in a process pool of ``workers``, in order."""
+    with contextlib.ExitStack() as stack:
+        if workers > 1 and len(subject_rows) > 1:
+            context = multiprocessing.get_context("spawn")
+            pool = stack.enter_context(ProcessPoolExecutor(workers, mp_context=context))
+            results = pool.map(compute, subject_rows.keys(), subject_rows.values(), chunksize=1)
+        else:
+            results = map(compute, subject_rows.keys(), subject_rows.values())
+        for done, result in enumerate(results, start=1):
+            yield result
+            if progress:
+                progress(done, len(subject_rows))
 
 
 def _fingerprint(config: StudyConfig, keys: dict[str, list[str]], subject_ids: list[str]) -> str:

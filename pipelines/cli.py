@@ -14,7 +14,7 @@ import logging
 import threading
 import warnings
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from rich.console import Console
@@ -142,15 +142,18 @@ def demo_command(
 def build_features_command(
     study: StudyArgument,
     data_root: Annotated[Path | None, typer.Option(help="override the data_root of study.yaml")] = None,
-    workers: Annotated[int, typer.Option(help="processes computing subjects in parallel")] = 2,
+    engine: Annotated[Literal["local", "spark"], typer.Option(
+        help="where subjects are computed: local (a process pool) or spark (Spark tasks, on the master of the "
+             "study's spark: section, default local[2]; needs the spark extra)")] = "local",
+    workers: Annotated[int, typer.Option(help="engine local: processes computing subjects in parallel")] = 2,
     force: Annotated[bool, typer.Option(help="rebuild even when no curated data changed")] = False,
 ) -> None:
     """Compute every biomarker feature table from the curated lake, one subject per task.
 
-    Example: biomarkers build-features studies/demo/study.yaml
+    Example: biomarkers build-features studies/demo/study.yaml --engine spark
     """
     config = _load(study, data_root)
-    _build_features(config, workers, force)
+    _build_features(config, workers, force, engine)
 
 
 @app.command("materialize")
@@ -271,17 +274,26 @@ def score_command(
                                                      "root (default: every enrolled subject)")] = None,
     out: Annotated[Path | None, typer.Option(help="output Parquet, under the data root (default: "
                                                   ".platform/scores/<model>-v<version>-<time>.parquet)")] = None,
+    engine: Annotated[Literal["local", "spark"], typer.Option(
+        help="local: retrieve and score in this process; spark: point-in-time features from Feast's Spark offline "
+             "store, scored in Spark tasks (needs a Spark --feature-store-yaml and the spark extra)")] = "local",
+    feature_store_yaml: Annotated[Path | None, typer.Option(
+        help="Feast infrastructure to use instead of feature_store.yaml, e.g. deploy/feature_store.spark.yaml "
+             "(registered by `biomarkers materialize --feature-store-yaml` with the same file)")] = None,
     data_root: DataRootOption = None,
 ) -> None:
     """Score a cohort with a registered model as of a time; scores to Parquet, an MLflow run for lineage.
 
     Example: biomarkers score studies/demo/study.yaml --model demo-hospitalization_risk@champion --as-of latest
+
+    On Spark: ... --engine spark --feature-store-yaml deploy/feature_store.spark.yaml
     """
     config = _load(study, data_root)
-    _score(config, model, as_of, cohort, out)
+    _score(config, model, as_of, cohort, out, engine=engine, feature_store_yaml=feature_store_yaml)
 
 
-def _score(config, model: str, as_of: str, cohort: Path | None = None, out: Path | None = None):
+def _score(config, model: str, as_of: str, cohort: Path | None = None, out: Path | None = None, *,
+           engine: str = "local", feature_store_yaml: Path | None = None):
     import pandas as pd
     from rich.progress import Progress
 
@@ -294,7 +306,8 @@ def _score(config, model: str, as_of: str, cohort: Path | None = None, out: Path
             raise typer.BadParameter(f"--as-of {as_of!r}: {error}") from None
         with Progress(console=console, transient=True) as bar, _quiet_mlflow():
             task = bar.add_task(f"scoring with {model}", total=None)
-            result = score_cohort(config, model, moment, cohort=cohort, out=out,
+            result = score_cohort(config, model, moment, cohort=cohort, out=out, engine=engine,
+                                  yaml_file=feature_store_yaml,
                                   progress=lambda done, total: bar.update(task, completed=done, total=total))
     when = "each subject's latest window" if moment is None else moment.isoformat()
     console.print(f"scored {result.rows} subjects with {result.model_name} v{result.model_version} as of "
@@ -352,7 +365,8 @@ def serving_settings(config, feast_repo: Path, feature_store_yaml: Path | None):
         api_keys=tuple(ApiKey(name=key.name, sha256=key.sha256, studies=tuple(key.studies))
                        for key in [*config.serving.api_keys, *registered_api_keys(config).api_keys]),
         max_body_bytes=config.serving.max_body_bytes, reload_seconds=config.serving.reload_seconds,
-        alerts_url=alerts_url(config), events_anomaly_model=config.serving.events_anomaly_model)
+        request_threads=config.serving.request_threads, alerts_url=alerts_url(config),
+        events_anomaly_model=config.serving.events_anomaly_model)
 
 
 def _follow_aliases(models, every_s: float) -> None:
@@ -503,11 +517,12 @@ def api_key_command(
 @contextlib.contextmanager
 def _registry_errors():
     from pipelines.registry import RegistryError
+    from pipelines.spark import SparkNotInstalledError
     from pipelines.train import TrainingError
 
     try:
         yield
-    except (RegistryError, TrainingError) as error:
+    except (RegistryError, TrainingError, SparkNotInstalledError) as error:
         console.print(f"[red]{error}[/red]", soft_wrap=True)
         raise typer.Exit(2) from None
 
@@ -603,16 +618,25 @@ def _print_lineage(chain: dict, raw_files_shown: int | None = None) -> None:
                   + f"; study configuration SHA-256 {code.get('study_config_sha256')}")
 
 
-def _build_features(config, workers: int, force: bool):
+def _build_features(config, workers: int, force: bool, engine: str = "local"):
+    from rich.markup import escape
     from rich.progress import Progress
 
     from features.definitions import FEATURE_TABLES_DIR
-    from pipelines.build_features import build_features
+    from pipelines.build_features import SubjectsFailedError, build_features
+    from pipelines.spark import SparkNotInstalledError
 
-    with Progress(console=console, transient=True) as bar:
-        task = bar.add_task("building features", total=None)
-        summary = build_features(config, FEATURE_TABLES_DIR, workers=workers, force=force,
-                                 progress=lambda done, total: bar.update(task, completed=done, total=total))
+    where = f" on Spark ({config.spark.master})" if engine == "spark" else ""
+    try:
+        with Progress(console=console, transient=True) as bar:
+            task = bar.add_task(f"building features{where}", total=None)
+            summary = build_features(config, FEATURE_TABLES_DIR, engine=engine, workers=workers, force=force,
+                                     progress=lambda done, total: bar.update(task, completed=done, total=total))
+    except (SparkNotInstalledError, SubjectsFailedError) as error:
+        console.print(f"[red]{escape(str(error))}[/red]", soft_wrap=True, highlight=False)
+        if isinstance(error, SubjectsFailedError):
+            console.print("`biomarkers --verbose build-features ...` logs each subject's traceback")
+        raise typer.Exit(1) from None
     if summary.skipped:
         console.print("feature tables are up to date (no curated data or feature code changed)")
     table = Table(title=f"Feature tables of study {config.study_id}")

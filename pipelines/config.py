@@ -216,6 +216,8 @@ class ServingConfig(BaseModel):
     api_keys: list[ApiKeyConfig] = Field(default_factory=list)
     max_body_bytes: int = Field(64 * 1024, gt=0)
     reload_seconds: float = Field(30.0, ge=0, description="how often to check whether an alias moved; 0: never")
+    request_threads: int = Field(1, ge=1, description="requests the API works on at once (scoring is CPU-bound "
+                                                      "Python: threads contend for the GIL; scale with processes)")
     alerts_url: str | None = Field(None, description="SQLAlchemy URL of the alerts table; default SQLite under "
                                                      "the platform folder")
     host: str = "127.0.0.1"
@@ -223,6 +225,33 @@ class ServingConfig(BaseModel):
     events_anomaly_model: str | None = Field(None, description="the study's vital-sign anomaly model (a name under "
                                                                "models:) that scores each subject's current hour "
                                                                "when events arrive")
+
+
+class SparkConfig(BaseModel):
+    """The Spark engine (``biomarkers build-features --engine spark``): where its session runs and how.
+
+    Nothing needs configuring to run on this machine: the defaults start Spark in local mode with
+    two cores. On a cluster, ``master`` names it and ``conf`` carries its resources, e.g.
+    ``spark.executor.instances: 8``, ``spark.executor.memory: 8g``.
+    """
+
+    model_config = _Strict
+
+    master: str = Field("local[2]", description="master URL: local[N] (N cores of this machine), spark://HOST:7077, "
+                                                "yarn, k8s://https://HOST:PORT")
+    app_name: str = Field("biomarkers", min_length=1, description="the application name the Spark UI shows")
+    conf: dict[str, str | int | float | bool] = Field(
+        default_factory=dict, description="more Spark settings, e.g. spark.driver.memory: 4g; they override the "
+                                          "engine's defaults (session time zone UTC, no console progress bar)")
+
+    @field_validator("conf")
+    @classmethod
+    def _spark_keys(cls, value: dict[str, str | int | float | bool]) -> dict[str, str | int | float | bool]:
+        # Spark ignores an unknown key silently, so a key without the prefix is certainly a mistake.
+        wrong = sorted(key for key in value if not key.startswith("spark."))
+        if wrong:
+            raise ValueError(f"Spark settings start with 'spark.' (e.g. spark.driver.memory): {', '.join(wrong)}")
+        return value
 
 
 class ModelConfig(BaseModel):
@@ -275,6 +304,7 @@ class StudyConfig(BaseModel):
     catalog_url: str | None = Field(None, description="SQLAlchemy URL; default SQLite under the platform folder")
     models: dict[ModelName, ModelConfig] = Field(default_factory=dict, description="models trained on this study")
     serving: ServingConfig = Field(default_factory=ServingConfig)
+    spark: SparkConfig = Field(default_factory=SparkConfig)
     mlflow_tracking_uri: str | None = Field(
         None, description="MLflow tracking server or store; default SQLite under the platform folder")
     platform_dir: str = Field(".platform", description="catalog, curated lake, quarantine, reports, Data Docs")

@@ -9,32 +9,87 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
 
 
-def feast_objects(tables_dir: Path | None = None) -> list:
-    """Every Feast object of the repo, as `feast apply` would find them (tables from ``tables_dir``)."""
+# The configuration class of Feast's Spark offline store, by name: matching it spares importing
+# pyspark where the store is another one (and pyspark may not be installed).
+SPARK_OFFLINE_CONFIG = "feast.infra.offline_stores.contrib.spark_offline_store.spark.SparkOfflineStoreConfig"
+
+
+def feast_objects(tables_dir: Path | None = None, offline: str = "file") -> list:
+    """Every Feast object of the repo, as `feast apply` would find them (tables from ``tables_dir``,
+    read through data sources of the ``offline`` kind, ``features.definitions.OFFLINE_KINDS``)."""
     from features.definitions import FEATURE_TABLES_DIR, build_definitions
 
-    return list(build_definitions(tables_dir or FEATURE_TABLES_DIR).values())
+    return list(build_definitions(tables_dir or FEATURE_TABLES_DIR, offline).values())
+
+
+def offline_kind(store) -> str:
+    """The kind of data source the store's offline store reads: ``"spark"`` for Feast's Spark
+    offline store (``type: spark``, its class path, or a subclass), which accepts ``SparkSource``
+    only; ``"file"`` for every other store (DuckDB, the project's, Feast's file store)."""
+    classes = type(store.config.offline_store).__mro__
+    return "spark" if any(f"{cls.__module__}.{cls.__qualname__}" == SPARK_OFFLINE_CONFIG for cls in classes) else "file"
 
 
 def open_store(repo_path: Path = REPOSITORY_ROOT, yaml_file: Path | None = None):
-    """The feature store of the repo; ``yaml_file`` selects other infrastructure (production)."""
+    """The feature store of the repo; ``yaml_file`` selects other infrastructure (production, Spark)."""
     from feast import FeatureStore
+    from feast.errors import FeastModuleImportError
 
-    if yaml_file is None:
-        return FeatureStore(repo_path=str(repo_path))
-    return FeatureStore(repo_path=str(repo_path), fs_yaml_file=Path(yaml_file))
+    try:
+        if yaml_file is None:
+            store = FeatureStore(repo_path=str(repo_path))
+        else:
+            store = FeatureStore(repo_path=str(repo_path), fs_yaml_file=Path(yaml_file))
+        kind = offline_kind(store)
+    except FeastModuleImportError as error:
+        if getattr(error.__cause__, "name", None) != "pyspark":
+            raise
+        from pipelines.spark import INSTALL_HINT, SparkNotInstalledError
+
+        raise SparkNotInstalledError(f"{yaml_file or Path(repo_path) / 'feature_store.yaml'} configures Feast's "
+                                     f"Spark offline store or compute engine, which needs pyspark: {INSTALL_HINT}"
+                                     ) from error
+    if kind == "spark":
+        _prepare_spark(store.config)
+    return store
+
+
+def _prepare_spark(config) -> None:
+    """Make the Spark session that Feast starts the project's kind of session.
+
+    Feast's Spark offline store and compute engine join the active session if there is one (the
+    Spark build engine's, the tests' shared one), else start one from their ``spark_conf`` when
+    they first need it, which may be in the middle of a retrieval. So before that: its Python
+    workers run this interpreter, and the project's defaults (session time zone UTC, which the
+    naive times Spark hands back to pandas are read in) apply unless the YAML sets them.
+    """
+    from pipelines.spark import DEFAULT_CONF, use_this_python
+
+    use_this_python()
+    for settings in (config.offline_store, config.batch_engine):
+        if hasattr(settings, "spark_conf"):
+            settings.spark_conf = {**DEFAULT_CONF, **(settings.spark_conf or {})}
 
 
 def apply_repo(repo_path: Path = REPOSITORY_ROOT, tables_dir: Path | None = None,
                yaml_file: Path | None = None) -> list[str]:
-    """Register every definition (what `feast apply` does); return the names registered."""
+    """Register every definition (what `feast apply` does); return the names registered.
+
+    The views' data sources follow the store's offline store (:func:`offline_kind`): a repo on
+    Feast's Spark offline store gets the same views over ``SparkSource``s of the same files.
+    """
     store = open_store(repo_path, yaml_file)
-    objects = feast_objects(tables_dir)
+    registry = store.config.registry
+    if registry.registry_type == "file" and "://" not in registry.path:
+        # Feast creates the registry file's folder but not its parents (data/feast/spark/ of the Spark YAML).
+        (Path(store.repo_path) / registry.path).parent.mkdir(parents=True, exist_ok=True)
+    objects = feast_objects(tables_dir, offline_kind(store))
     store.apply(objects)
     return sorted(obj.name for obj in objects)
 
@@ -56,17 +111,22 @@ def materialize(repo_path: Path = REPOSITORY_ROOT, end: datetime | None = None,
 
     import pyarrow.parquet as pq
 
+    from pipelines.offline_store import fold_push_logs
+
     store = open_store(repo_path, yaml_file)
     end = end or datetime.now(UTC)
     # Which table build each view was loaded from: beside the registry file, or for a SQL
-    # registry in the repo's data folder, one record per project.
-    registry = Path(store.config.registry.path)
+    # registry in the repo's data folder, one record per project. A relative registry path is
+    # the repo's, as Feast reads it, not the working directory's.
+    registry = Path(store.repo_path) / store.config.registry.path
     folder = registry.parent if registry.suffix == ".db" else repo_path / "data" / "feast"
     record_path = folder / f"materialized_tables.{store.project}.json"
     record_path.parent.mkdir(parents=True, exist_ok=True)
     record = json.loads(record_path.read_text()) if record_path.is_file() else {}
     done = {}
-    for view in store.list_feature_views():
+    views = store.list_feature_views()
+    fold_push_logs(views, store.repo_path)  # pushes since the last fold are in the log file before it is read
+    for view in views:
         path = Path(view.batch_source.path)
         if not path.is_file():
             done[view.name] = "no feature table yet"
@@ -90,12 +150,13 @@ def materialize(repo_path: Path = REPOSITORY_ROOT, end: datetime | None = None,
 def _load(store, view, start: datetime, end: datetime, *, emptied: bool) -> None:
     """Materialize one view over ``[start, end]``: Feast's own path, or the bulk Redis loader.
 
-    The loader writes what Feast writes, some 20x faster (``pipelines.redis_loader``); every
-    other online store gets Feast's ``materialize``.
+    The loader writes what Feast writes, some 20x faster (``pipelines.redis_loader``), reading
+    the Parquet file itself with DuckDB; every other online store, and every store of a repo on
+    Spark (whose compute engine is there to do the reading), gets Feast's ``materialize``.
     """
     from feast.infra.online_stores.redis import RedisOnlineStoreConfig
 
-    if isinstance(store.config.online_store, RedisOnlineStoreConfig):
+    if isinstance(store.config.online_store, RedisOnlineStoreConfig) and offline_kind(store) == "file":
         from pipelines.redis_loader import load_latest
 
         load_latest(store, view, start, end, emptied=emptied)
@@ -114,6 +175,35 @@ def clear_online_view(store, view) -> None:
     common = {"config": store.config, "entities_to_delete": [], "entities_to_keep": [], "partial": True}
     online.update(tables_to_delete=[view], tables_to_keep=[], **common)
     online.update(tables_to_delete=[], tables_to_keep=[view], **common)
+
+
+def historical_features(store, entity: pd.DataFrame, features, time_column: str = "event_timestamp") -> pd.DataFrame:
+    """Feast's point-in-time retrieval for the rows of ``entity``, the same frame whatever the offline store.
+
+    Parameters
+    ----------
+    store : the feature store (:func:`open_store`).
+    entity : DataFrame of shape (n_rows, n_columns)
+        The entity frame: join keys, ``time_column`` (timezone-aware, or naive UTC) and any other
+        columns (labels), which come back as they are.
+    features : a feature service or a list of feature references.
+
+    Returns
+    -------
+    The entity frame's columns and the features, rows in the entity frame's order, with
+    ``time_column`` as UTC at microsecond resolution (the lake's). Stores differ in both: the
+    project's keeps the order and the entity frame's times as given, while Feast's Spark store
+    returns rows in no set order, its times naive in the Spark session's time zone, in nanoseconds.
+    So the rows are numbered going in, put back in order, and their times taken from the entity
+    frame (they are its times, echoed) in one form.
+    """
+    row = "__entity_row"
+    rows = entity.reset_index(drop=True).assign(**{row: np.arange(len(entity))})
+    frame = store.get_historical_features(entity_df=rows.copy(), features=features).to_df()
+    frame = frame.sort_values(row, ignore_index=True)
+    times = pd.to_datetime(rows[time_column], utc=True).dt.as_unit("us")
+    frame[time_column] = times.take(frame[row]).reset_index(drop=True)
+    return frame.drop(columns=row)
 
 
 def online_features(subject_ids: list[str], service: str = "endpoint_v1",

@@ -28,7 +28,10 @@ Select it in ``feature_store.yaml``::
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -77,6 +80,7 @@ class AsofDuckDBOfflineStore(DuckDBOfflineStore):
     def get_historical_features(config: RepoConfig, feature_views: list[FeatureView], feature_refs: list[str],
                                 entity_df, registry, project: str, full_feature_names: bool = False,
                                 filter_by_created_timestamp: bool = False) -> RetrievalJob:
+        fold_push_logs(feature_views, config.repo_path)
         odfvs = OnDemandFeatureView.get_requested_odfvs(feature_refs, project, registry)
         covered = (isinstance(entity_df, pd.DataFrame) and not filter_by_created_timestamp
                    and all(_local_parquet(view) for view in feature_views)
@@ -105,7 +109,7 @@ class AsofDuckDBOfflineStore(DuckDBOfflineStore):
                                         created_timestamp_column: str | None, start_date: datetime,
                                         end_date: datetime) -> RetrievalJob:
         """Feast's, except that a push log not yet written reads as empty (``feast materialize`` before any push)."""
-        if _unwritten_push_log(config, data_source):
+        if _unwritten_push_log(config, data_source, join_key_columns):
             return EmptyRetrievalJob.pulled(join_key_columns, feature_name_columns, timestamp_field,
                                             created_timestamp_column)
         return DuckDBOfflineStore.pull_latest_from_table_or_query(
@@ -118,7 +122,7 @@ class AsofDuckDBOfflineStore(DuckDBOfflineStore):
                                      created_timestamp_column: str | None = None, start_date: datetime | None = None,
                                      end_date: datetime | None = None) -> RetrievalJob:
         """Feast's, except that a push log not yet written reads as empty."""
-        if _unwritten_push_log(config, data_source):
+        if _unwritten_push_log(config, data_source, join_key_columns):
             return EmptyRetrievalJob.pulled(join_key_columns, feature_name_columns, timestamp_field,
                                             created_timestamp_column)
         return DuckDBOfflineStore.pull_all_from_table_or_query(
@@ -127,51 +131,145 @@ class AsofDuckDBOfflineStore(DuckDBOfflineStore):
 
     @staticmethod
     def offline_write_batch(config: RepoConfig, feature_view: FeatureView, table: pa.Table, progress) -> None:
-        """Upsert pushed rows into a view's Parquet file, idempotently and atomically.
+        """Append pushed rows to a view's push log, idempotently and atomically (see :class:`PushLog`).
 
-        What ``FeatureStore.push(..., to=PushMode.OFFLINE)`` ends in. Feast's DuckDB store appends,
-        so a redelivered event (a stream consumer restarted before it committed) would be stored
-        twice, and it needs the file to exist already. Here a row replaces any stored row with
-        the same join keys and event time (one observation is one row, however often it is
-        pushed), the file is created on the first push, and the new file is published by
-        rename under an exclusive lock, so concurrent writers (the HTTP API and a stream
-        consumer) never lose each other's rows and readers never see a partial file.
+        What ``FeatureStore.push(..., to=PushMode.OFFLINE)`` ends in. Feast's DuckDB store appends
+        to the Parquet file itself: a rewrite of the whole log per push, so a stream consumer's cost
+        per commit grows with the log, a redelivered event (a consumer restarted before it
+        committed) is stored twice, and the file must exist already. Here a push costs one small
+        part, a row replaces any stored row with the same join keys and event time when the parts
+        are folded into the log, and the log is created by the first fold.
         """
-        import fcntl
-
         if not _local_parquet(feature_view):
             DuckDBOfflineStore.offline_write_batch(config, feature_view, table, progress)
             return
-        source = feature_view.batch_source
-        path = Path(source.path)
-        if not path.is_absolute() and config.repo_path is not None:
-            path = Path(config.repo_path) / path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if not feature_view.join_keys:  # a view not read from the registry: rows of all subjects would merge
-            raise ValueError(f"feature view {feature_view.name} has no join keys: push through a registered view")
-        key_columns = [*feature_view.join_keys, source.timestamp_field]
-        pushed = table.num_rows
-        with open(path.with_name(f".{path.name}.lock"), "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            if path.is_file():
-                stored = pq.read_table(path)
-                table = pa.concat_tables([stored, table.select(stored.column_names).cast(stored.schema)])
-            # The last occurrence of each key wins: the newest push. Row numbers are explicit
-            # because SQL gives a table scan no order.
-            numbered = table.select(key_columns).append_column(ROW, pa.array(np.arange(table.num_rows)))
-            connection = duckdb.connect()
-            try:
-                connection.register("numbered", numbered)
-                last = connection.execute(
-                    f"SELECT max({ROW}) AS row FROM numbered GROUP BY {', '.join(map(_quote, key_columns))} "
-                    "ORDER BY row").fetchnumpy()["row"]
-            finally:
-                connection.close()
-            temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            pq.write_table(table.take(pa.array(last, type=pa.int64())), temporary)
-            os.replace(temporary, path)
+        PushLog.of(feature_view, config.repo_path).append(table)
         if progress is not None:
-            progress(pushed)
+            progress(table.num_rows)
+
+
+    @staticmethod
+    def read_push_log(config: RepoConfig, feature_view: FeatureView, columns: list[str] | None = None,
+                      filters=None) -> pa.Table | None:
+        """A push log's rows, pushes not yet folded included, without folding (for live scoring,
+        which must not wait on a fold); None before the first push. See :meth:`PushLog.read`."""
+        return PushLog.of(feature_view, config.repo_path).read(columns, filters)
+
+
+class PushLog:
+    """The offline log of a push source: one Parquet file, plus the parts pushed since its last fold.
+
+    A push writes one small part into a hidden folder beside the file (``.<file>.pending``): its
+    cost does not grow with the log, which matters to a stream consumer that pushes every second.
+    Parts are *folded* into the file (an upsert: the last pushed row of each join key and event
+    time wins; the new file published by rename) when ``FOLD_PARTS`` have gathered or the oldest
+    is ``FOLD_AGE_S`` old, and before any reader of the file: Feast's pulls and point-in-time
+    retrieval through this store and the project's materialization fold first, so they see every
+    push. :meth:`read` reads the file and the parts without folding, for the hot path.
+
+    Writers (the HTTP API and a stream consumer, in other processes) take an exclusive ``flock``;
+    readers take none: a part folded away while it was being read makes the read start again.
+    """
+
+    FOLD_PARTS = 32
+    FOLD_AGE_S = 60.0
+
+    def __init__(self, path: Path, key_columns: list[str]):
+        self.path = path
+        self.key_columns = key_columns
+        self.pending = path.with_name(f".{path.name}.pending")
+
+    @classmethod
+    def of(cls, view: FeatureView, repo_path: Path | str | None) -> PushLog:
+        """The push log of a registered view (its join keys known) over a local Parquet file."""
+        if not view.join_keys:  # a view not read from the registry: rows of all subjects would merge
+            raise ValueError(f"feature view {view.name} has no join keys: push through a registered view")
+        source = view.batch_source
+        return cls(_source_path(source, repo_path), [*view.join_keys, source.timestamp_field])
+
+    def parts(self) -> list[Path]:
+        """The pending parts, oldest first."""
+        return sorted(self.pending.glob("*.parquet"))
+
+    def exists(self) -> bool:
+        return self.path.is_file() or bool(self.parts())
+
+    @contextlib.contextmanager
+    def _locked(self):
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path.with_name(f".{self.path.name}.lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
+    def append(self, table: pa.Table) -> None:
+        """Write ``table`` as the newest part; fold when enough parts have gathered or grown old."""
+        with self._locked():
+            parts = self.parts()
+            self.pending.mkdir(exist_ok=True)
+            number = int(parts[-1].stem) + 1 if parts else 1  # under the lock: names order the pushes
+            _write_atomically(table, self.pending / f"{number:012d}.parquet")
+            parts = self.parts()
+            if len(parts) >= self.FOLD_PARTS or time.time() - parts[0].stat().st_mtime >= self.FOLD_AGE_S:
+                self._fold(parts)
+
+    def fold(self) -> bool:
+        """Fold every pending part into the file; whether the file exists afterwards."""
+        if self.parts():
+            with self._locked():
+                self._fold(self.parts())
+        return self.path.is_file()
+
+    def _fold(self, parts: list[Path]) -> None:
+        if not parts:
+            return
+        tables = [pq.read_table(self.path)] if self.path.is_file() else []
+        tables += [pq.read_table(part) for part in parts]
+        _write_atomically(_last_per_key(_concat(tables), self.key_columns), self.path)
+        for part in parts:  # a crash before this leaves parts that fold again to the same rows
+            part.unlink()
+
+    def read(self, columns: list[str] | None = None, filters=None) -> pa.Table | None:
+        """The log's rows (file and pending parts, ``filters`` applied), one per key, the last pushed
+        winning; None when nothing was ever pushed."""
+        for _ in range(5):
+            try:
+                sources = ([self.path] if self.path.is_file() else []) + self.parts()
+                tables = [pq.read_table(source, columns=columns, filters=filters) for source in sources]
+            except FileNotFoundError:  # folded away meanwhile: the file holds it now
+                continue
+            if not tables:
+                return None
+            return _last_per_key(_concat(tables), self.key_columns)
+        raise RuntimeError(f"push log {self.path}: parts kept being folded away while it was read")
+
+
+def _concat(tables: list[pa.Table]) -> pa.Table:
+    """Tables of one log, in push order, in the first one's columns and types."""
+    first = tables[0]
+    return pa.concat_tables([first, *(table.select(first.column_names).cast(first.schema) for table in tables[1:])])
+
+
+def _last_per_key(table: pa.Table, key_columns: list[str]) -> pa.Table:
+    """The last row of each key, in the order of those last rows (row numbers are explicit
+    because SQL gives a table scan no order)."""
+    numbered = table.select(key_columns).append_column(ROW, pa.array(np.arange(table.num_rows)))
+    connection = duckdb.connect()
+    try:
+        connection.register("numbered", numbered)
+        last = connection.execute(
+            f"SELECT max({ROW}) AS row FROM numbered GROUP BY {', '.join(map(_quote, key_columns))} "
+            "ORDER BY row").fetchnumpy()["row"]
+    finally:
+        connection.close()
+    return table.take(pa.array(last, type=pa.int64()))
+
+
+def _write_atomically(table: pa.Table, target: Path) -> None:
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    pq.write_table(table, temporary)
+    os.replace(temporary, target)
 
 
 class AsofRetrievalJob(RetrievalJob):
@@ -283,14 +381,32 @@ class EmptyRetrievalJob(RetrievalJob):
         raise ValueError("nothing to persist: the push log has no rows yet")
 
 
-def _unwritten_push_log(config: RepoConfig, source) -> bool:
-    """A push source's log (tagged ``pushed``) whose local Parquet file does not exist yet."""
-    if not (isinstance(source, FileSource) and source.tags.get("pushed") == "true" and "://" not in source.path):
-        return False
+def _pushed(source) -> bool:
+    """A push source's log (its batch source tagged ``pushed``) in a local Parquet file, read through
+    a ``FileSource`` or, in a repo on Feast's Spark store, a ``SparkSource`` (which reads the file as
+    it is: folding first matters there too)."""
+    path = getattr(source, "path", None)
+    return source.tags.get("pushed") == "true" and bool(path) and "://" not in path
+
+
+def _source_path(source: FileSource, repo_path: Path | str | None) -> Path:
     path = Path(source.path)
-    if not path.is_absolute() and config.repo_path is not None:
-        path = Path(config.repo_path) / path
-    return not path.exists()
+    return Path(repo_path) / path if not path.is_absolute() and repo_path is not None else path
+
+
+def _unwritten_push_log(config: RepoConfig, source, join_key_columns: list[str]) -> bool:
+    """A push log with no rows yet, once its pending parts are folded into its file (see :class:`PushLog`)."""
+    if not _pushed(source):
+        return False
+    log = PushLog(_source_path(source, config.repo_path), [*join_key_columns, source.timestamp_field])
+    return not log.fold()
+
+
+def fold_push_logs(views, repo_path: Path | str | None) -> None:
+    """Fold the pending parts of every pushed view among ``views`` into its file, before the file is read."""
+    for view in views:
+        if _pushed(view.batch_source):
+            PushLog.of(view, repo_path).fold()
 
 
 def feature_event_times(views: list[FeatureView], entities: pd.DataFrame, repo_path: Path | None) -> pd.DataFrame:
@@ -300,6 +416,7 @@ def feature_event_times(views: list[FeatureView], entities: pd.DataFrame, repo_p
     ``entities`` has ``subject_id`` (the join keys) and ``event_timestamp``; the result has the
     same rows in the same order, columns named after the views.
     """
+    fold_push_logs(views, repo_path)
     frame = entities.reset_index(drop=True).copy()
     frame["event_timestamp"] = _utc(frame["event_timestamp"])
     queries = [_view_query(view, [], False, repo_path) for view in views]
@@ -327,6 +444,7 @@ def latest_rows(view: FeatureView, start: datetime, end: datetime, repo_path: Pa
     """
     if not _local_parquet(view):
         raise ValueError(f"feature view {view.name}: its source is not a local Parquet file")
+    fold_push_logs([view], repo_path)
     query = _view_query(view, [f"{view.projection.name_to_use()}:{f.name}" for f in view.features], False,
                         repo_path)
     keys = ", ".join(_quote(column) for column in query.join_keys)
@@ -360,9 +478,15 @@ def _literal(text: str) -> str:
 
 
 def _local_parquet(view: FeatureView) -> bool:
+    """The view reads one local Parquet file: through a ``FileSource`` (not Delta) or Feast's
+    ``SparkSource`` with ``file_format="parquet"`` (a repo on Spark reads the same tables)."""
     source = view.batch_source
-    return (isinstance(source, FileSource) and "://" not in source.path and source.path.endswith(".parquet")
-            and not isinstance(source.file_format, DeltaFormat))
+    path = getattr(source, "path", None)
+    if not path or "://" in path or not path.endswith(".parquet"):
+        return False
+    if isinstance(source, FileSource):
+        return not isinstance(source.file_format, DeltaFormat)
+    return getattr(source, "file_format", None) == "parquet"
 
 
 def _utc(stamps: pd.Series) -> pd.Series:
@@ -381,9 +505,7 @@ def _view_query(view: FeatureView, feature_refs: list[str], full_feature_names: 
     features = [ref.split(":", 1)[1] for ref in feature_refs if ref.split(":", 1)[0] == prefix]
     base = view.projection.name_alias or view.name
     join_keys = view.projection.join_key_map or {column.name: column.name for column in view.entity_columns}
-    path = Path(source.path)
-    if not path.is_absolute() and repo_path is not None:
-        path = Path(repo_path) / path
+    path = _source_path(source, repo_path)
     ttl = view.ttl if isinstance(view.ttl, timedelta) and view.ttl else None
     return ViewQuery(
         path=str(path),

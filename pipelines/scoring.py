@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipelines.config import ConfigError, StudyConfig
-from pipelines.feature_store import REPOSITORY_ROOT, open_store
+from pipelines.feature_store import REPOSITORY_ROOT, offline_kind, open_store
 from pipelines.ingest import SUBJECTS_SOURCE
 from pipelines.lake import read_table
 from pipelines.registry import RegistryError, resolve, run_artifact_json
@@ -66,12 +66,18 @@ def cohort_subjects(config: StudyConfig, cohort: Path | None) -> list[str]:
 
 def score_cohort(config: StudyConfig, reference: str, as_of: datetime | None, *, cohort: Path | None = None,
                  out: Path | None = None, repo_path: Path = REPOSITORY_ROOT, yaml_file: Path | None = None,
-                 progress: Callable[[int, int], None] | None = None) -> ScoreResult:
+                 engine: str = "local", progress: Callable[[int, int], None] | None = None) -> ScoreResult:
     """Score a cohort with a registered model version (``NAME@ALIAS`` or ``NAME/VERSION``).
 
     ``as_of``: the time whose known features are used, the same for every subject; None scores
     each subject as of the end of its own newest feature window (subjects of a study are
     followed over different periods, so one time can be long after some of them ended).
+
+    ``engine``: ``local`` retrieves and scores in this process, in chunks of ``CHUNK_ROWS``
+    subjects; ``spark`` needs a repo on Feast's Spark offline store (``yaml_file``, e.g.
+    ``deploy/feature_store.spark.yaml``): the point-in-time features stay a Spark DataFrame and
+    the shared scoring function runs in Spark tasks (``pipelines.spark.score_in_spark``). Both
+    write the same scores.
     """
     import mlflow
 
@@ -85,6 +91,10 @@ def score_cohort(config: StudyConfig, reference: str, as_of: datetime | None, *,
     lineage = run_artifact_json(model_version.run_id, "lineage.json")
     subjects = cohort_subjects(config, cohort)
     store = open_store(repo_path, yaml_file)
+    if engine == "spark" and offline_kind(store) != "spark":
+        raise RegistryError("--engine spark reads features through Feast's Spark offline store: pass "
+                            "--feature-store-yaml deploy/feature_store.spark.yaml (registered with `biomarkers "
+                            "materialize --feature-store-yaml deploy/feature_store.spark.yaml`)")
     service = store.get_feature_service(lineage["feature_service"])
     views = [store.get_feature_view(name) for name in lineage["feature_views"]
              if name in {view.name for view in store.list_feature_views()}]
@@ -97,16 +107,26 @@ def score_cohort(config: StudyConfig, reference: str, as_of: datetime | None, *,
     entity = pd.DataFrame({"subject_id": subjects, "event_timestamp": when.loc[subjects].to_numpy()})
     entity["event_timestamp"] = pd.to_datetime(entity["event_timestamp"], utc=True)
     model = mlflow.sklearn.load_model(f"models:/{model_version.name}/{model_version.version}")
-    parts = []
-    for begin in range(0, len(entity), CHUNK_ROWS):
-        chunk = entity.iloc[begin:begin + CHUNK_ROWS]
-        features = store.get_historical_features(entity_df=chunk.reset_index(drop=True), features=service).to_df()
-        features = features.set_index("subject_id").loc[chunk["subject_id"]].reset_index()
-        parts.append(pd.concat([features[["subject_id"]], score(model, features, lineage["features"], lineage["task"])
-                               .reset_index(drop=True)], axis=1))
+    if engine == "spark":
+        from pipelines.spark import score_in_spark
+
+        job = store.get_historical_features(entity_df=entity, features=service)
+        scored = score_in_spark(job, model, lineage["features"], lineage["task"])
+        scores = scored.set_index("subject_id").loc[entity["subject_id"]].reset_index()
         if progress:
-            progress(min(begin + CHUNK_ROWS, len(entity)), len(entity))
-    scores = pd.concat(parts, ignore_index=True)
+            progress(len(entity), len(entity))
+    else:
+        parts = []
+        for begin in range(0, len(entity), CHUNK_ROWS):
+            chunk = entity.iloc[begin:begin + CHUNK_ROWS]
+            features = store.get_historical_features(entity_df=chunk.reset_index(drop=True),
+                                                     features=service).to_df()
+            features = features.set_index("subject_id").loc[chunk["subject_id"]].reset_index()
+            parts.append(pd.concat([features[["subject_id"]], score(model, features, lineage["features"],
+                                                                    lineage["task"]).reset_index(drop=True)], axis=1))
+            if progress:
+                progress(min(begin + CHUNK_ROWS, len(entity)), len(entity))
+        scores = pd.concat(parts, ignore_index=True)
     times = feature_event_times(views, entity, repo_path)
     for view in views:
         age = entity["event_timestamp"] - times[view.name]

@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines.config import ModelConfig, StudyConfig
-from pipelines.feature_store import REPOSITORY_ROOT, open_store
+from pipelines.feature_store import REPOSITORY_ROOT, historical_features, open_store
 from pipelines.ingest import ENDPOINTS_SOURCE, SUBJECTS_SOURCE
 from pipelines.lake import read_table
 
@@ -178,9 +178,7 @@ def build_training_set(config: StudyConfig, model_name: str, *, repo_path: Path 
         raise TrainingError(f"model {model_name}: every label is {entity[LABEL].iloc[0]}; an endpoint model "
                             "needs both outcomes")
     entity = entity[[*KEYS, LABEL]].reset_index(drop=True)
-    rows = entity.assign(__row=np.arange(len(entity)))  # some offline stores do not keep the order
-    frame = store.get_historical_features(entity_df=rows, features=service).to_df()
-    frame = frame.sort_values("__row", ignore_index=True).drop(columns="__row")
+    frame = historical_features(store, entity, service)  # the same frame from every offline store
     # The service's own features only: Feast also returns the inputs of its on-demand views
     declared = [feature.name for projection in service.feature_view_projections for feature in projection.features]
     candidates = [c for c in declared if c in frame.columns]

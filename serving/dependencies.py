@@ -1,7 +1,8 @@
 """FastAPI dependencies: the settings, the feature store, the model registry and the API key check.
 
 Everything comes from the app's state, set once by ``create_app`` and its lifespan; tests swap
-any of these with ``app.dependency_overrides``.
+any of these with ``app.dependency_overrides``. They are ``async`` because none blocks: FastAPI
+runs a sync dependency in its thread pool, a trip per dependency per request.
 """
 
 from __future__ import annotations
@@ -21,32 +22,32 @@ from serving.settings import ApiKey, ServingSettings, hash_api_key
 _bearer = HTTPBearer(auto_error=False, description="An API key scoped to this study: `Authorization: Bearer <key>`")
 
 
-def get_settings(request: Request) -> ServingSettings:
+async def get_settings(request: Request) -> ServingSettings:
     """The one settings object of the app."""
     return request.app.state.settings
 
 
-def get_store(request: Request):
+async def get_store(request: Request):
     """The Feast feature store, opened once at start."""
     return request.app.state.store
 
 
-def get_registry(request: Request) -> ModelRegistry:
+async def get_registry(request: Request) -> ModelRegistry:
     """The loaded models."""
     return request.app.state.registry
 
 
-def get_alerts(request: Request) -> AlertStore:
+async def get_alerts(request: Request) -> AlertStore:
     """The alerts store of the study."""
     return request.app.state.alerts
 
 
-def get_known_subjects(request: Request) -> KnownSubjects:
+async def get_known_subjects(request: Request) -> KnownSubjects:
     """The app's cache of subjects the online store knows."""
     return request.app.state.known_subjects
 
 
-def get_metrics(request: Request) -> RequestMetrics:
+async def get_metrics(request: Request) -> RequestMetrics:
     """The app's Prometheus metrics."""
     return request.app.state.metrics
 
@@ -55,7 +56,7 @@ def _unauthorized(detail: str) -> HTTPException:
     return HTTPException(status.HTTP_401_UNAUTHORIZED, detail=detail, headers={"WWW-Authenticate": "Bearer"})
 
 
-def require_api_key(settings: Annotated[ServingSettings, Depends(get_settings)],
+async def require_api_key(settings: Annotated[ServingSettings, Depends(get_settings)],
                     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> ApiKey:
     """The caller's key: 401 when missing, malformed or unknown, 403 when not scoped to this study."""
     if credentials is None or not credentials.credentials.strip():

@@ -184,10 +184,10 @@ def push_online(store, view, rows: pd.DataFrame) -> int:
 def push_offline(store, view, rows: pd.DataFrame) -> None:
     """Upsert every row of ``rows`` into the view's offline log.
 
-    Through the offline store's ``offline_write_batch`` (ours upserts: one row per subject and
-    observation time; see ``pipelines.offline_store``), as ``FeatureStore.write_to_offline_store``
-    does minus its check of the columns against the log file, which does not exist before the
-    first event.
+    Through the offline store's ``offline_write_batch`` (ours appends a part to the log, which
+    keeps one row per subject and observation time; see ``pipelines.offline_store.PushLog``), as
+    ``FeatureStore.write_to_offline_store`` does minus its check of the columns against the log
+    file, which does not exist before the first event.
     """
     import pyarrow as pa
 
@@ -227,6 +227,23 @@ class AnomalyAssessment:
     anomaly: bool
 
 
+def _read_log(store, view, columns: list[str], filters):
+    """The view's offline log rows (an Arrow table), or None before the first push.
+
+    The project's offline store reads pushes not yet folded into the log file too
+    (``read_push_log``); with any other store, the file is read as it is.
+    """
+    import pyarrow.parquet as pq
+
+    config = store.config
+    read = getattr(store._get_provider().offline_store, "read_push_log", None)
+    if read is not None:
+        return read(config, view, columns, filters)
+    path = Path(view.batch_source.path)
+    path = path if path.is_absolute() else Path(store.repo_path) / path
+    return pq.read_table(path, columns=columns, filters=filters) if path.is_file() else None
+
+
 def recent_observations(store, view, subject_ids: Sequence[str], since: datetime,
                         extra: Sequence[pd.DataFrame] = ()) -> pd.DataFrame:
     """The subjects' observations at or after ``since`` as a canonical VITALS frame.
@@ -234,16 +251,10 @@ def recent_observations(store, view, subject_ids: Sequence[str], since: datetime
     From the view's offline log, plus ``extra`` live rows not yet in it (the stream's batches
     since its last commit); one row per subject and time, the latest pushed winning.
     """
-    import pyarrow.parquet as pq
-
-    path = Path(view.batch_source.path)
-    if not path.is_absolute():
-        path = Path(store.repo_path) / path
     columns = ["subject_id", "event_timestamp", *_LOG_TO_VITALS, "supplemental_oxygen_last_flag"]
-    frames = []
-    if path.is_file():
-        frames.append(pq.read_table(path, columns=columns, filters=[
-            ("subject_id", "in", list(subject_ids)), ("event_timestamp", ">=", pd.Timestamp(since))]).to_pandas())
+    logged = _read_log(store, view, columns, filters=[
+        ("subject_id", "in", list(subject_ids)), ("event_timestamp", ">=", pd.Timestamp(since))])
+    frames = [] if logged is None else [logged.to_pandas()]
     frames += [frame[columns] for frame in extra if len(frame)]
     if not frames:
         return pd.DataFrame(columns=["subject_id", "timestamp", *_LOG_TO_VITALS.values(), "supplemental_oxygen"])

@@ -6,6 +6,7 @@ The only module of the service that calls Feast's read API; routers call these f
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import threading
 import time
@@ -89,7 +90,7 @@ reaches a running service within this time."""
 
 @dataclass(frozen=True)
 class RegistrySnapshot:
-    """What requests need from the Feast registry, read once per ``REGISTRY_REFRESH_S``.
+    """What requests need from the Feast registry, read again only when the registry changed.
 
     Feast 0.67 rebuilds every feature view from the registry's protobuf, type checks included,
     on each ``list_feature_views`` or ``get_feature_service``: some 70 ms, more than the online
@@ -97,6 +98,7 @@ class RegistrySnapshot:
     """
 
     read_at: float
+    version: int | None  # the registry's last update (ns) when read
     services: dict[str, object]  # feature services by name
     views: dict[str, object]  # feature views with stored rows (not on-demand) by name
     probes: tuple[str, ...]  # one feature reference per batch view
@@ -106,19 +108,39 @@ _snapshots: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _snapshots_lock = threading.Lock()
 
 
+def _registry_version(store) -> int | None:
+    """When Feast's cached registry was last updated (ns): it changes with every ``feast apply``."""
+    proto = getattr(store.registry, "cached_registry_proto", None)
+    return None if proto is None or not proto.HasField("last_updated") else proto.last_updated.ToNanoseconds()
+
+
 def registry_snapshot(store, *, refresh: bool = False) -> RegistrySnapshot:
-    """The store's registry snapshot, read again when older than ``REGISTRY_REFRESH_S`` or ``refresh``."""
+    """The store's registry snapshot, rebuilt when the registry changed or ``refresh``.
+
+    Every ``REGISTRY_REFRESH_S`` Feast's registry is re-read (a file read, or a few SQL queries)
+    and its last update compared: the snapshot is rebuilt only when an apply changed it, so no
+    request pays the rebuild on a schedule.
+    """
     now = time.monotonic()
     with _snapshots_lock:
         snapshot = _snapshots.get(store)
-    if snapshot is None or refresh or now - snapshot.read_at > REGISTRY_REFRESH_S:
-        views = store.list_feature_views()
-        snapshot = RegistrySnapshot(
-            read_at=now, services={service.name: service for service in store.list_feature_services()},
-            views={view.name: view for view in views},
-            probes=tuple(f"{view.name}:{view.features[0].name}" for view in views if view.features))
-        with _snapshots_lock:
-            _snapshots[store] = snapshot
+    if snapshot is not None and not refresh:
+        if now - snapshot.read_at > REGISTRY_REFRESH_S:
+            store.registry.refresh(store.project)
+            if _registry_version(store) == snapshot.version:
+                snapshot = dataclasses.replace(snapshot, read_at=now)
+                with _snapshots_lock:
+                    _snapshots[store] = snapshot
+        if snapshot.read_at == now or _registry_version(store) == snapshot.version:
+            return snapshot
+    views = store.list_feature_views()
+    snapshot = RegistrySnapshot(
+        read_at=now, version=_registry_version(store),
+        services={service.name: service for service in store.list_feature_services()},
+        views={view.name: view for view in views},
+        probes=tuple(f"{view.name}:{view.features[0].name}" for view in views if view.features))
+    with _snapshots_lock:
+        _snapshots[store] = snapshot
     return snapshot
 
 
@@ -167,10 +189,9 @@ def read_online(store, service, subject_ids: Sequence[str]) -> OnlineFeatures:
                 seconds.append(stamps)
         if projection.name not in batch_views:
             continue  # an on-demand view is computed at request time: no stored row, no age
-        # Every feature of a view comes from the same row; 0 is Feast's "no row" timestamp.
-        latest = [max((stamp for stamp in row if stamp), default=0) for row in zip(*seconds, strict=True)] \
-            if seconds else [0] * len(index)
-        times[view] = pd.to_datetime([stamp or None for stamp in latest], unit="s", utc=True)
+        # Every feature of a view comes from the same row; 0 (or None) is Feast's "no row" timestamp.
+        latest = np.fmax.reduce(np.array(seconds, dtype=float), axis=0) if seconds else np.zeros(len(index))
+        times[view] = pd.to_datetime(np.where(latest > 0, latest, np.nan), unit="s", utc=True)
     values_frame = pd.DataFrame(values, index=index)
     times_frame = pd.DataFrame(times, index=index)
     return OnlineFeatures(values_frame, times_frame, read_at)

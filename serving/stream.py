@@ -10,10 +10,11 @@ batch goes on.
 
 Visibility and durability run at two paces. Every micro-batch is online as soon as it is
 processed (the latency that matters to an early-warning score). Every ``commit_interval_s``
-the events since the last commit are handed to a committer thread, which upserts them into the
-view's offline log in one write and awaits the broker's acknowledgement of every dead letter
-and alert while the loop goes on consuming; only then does the loop commit their offsets. The log is
-rewritten once per commit rather than once per micro-batch, and no event waits for it.
+the events since the last commit are handed to a committer thread, which writes them to the
+view's offline log in one push and awaits the broker's acknowledgement of every dead letter
+and alert while the loop goes on consuming; only then does the loop commit their offsets. A push
+costs one small part of the log whatever its size (``pipelines.offline_store.PushLog``), and no
+event waits for it.
 
 Delivery is at least once, and nothing is counted twice:
 
@@ -287,8 +288,8 @@ class EventStreamConsumer:
     def _start_commit(self) -> None:
         """Hand what was processed since the last commit to the committer thread.
 
-        The consume loop goes on meanwhile: the offline upsert rewrites the log, which takes
-        longer as it grows, and no event should wait for it to be online.
+        The consume loop goes on meanwhile: no event should wait for the offline write (now and
+        then a fold of the log's parts) or the broker's acknowledgements to be online.
         """
         self._last_commit = time.monotonic()
         snapshot, self._pending = self._pending, _Pending()

@@ -21,3 +21,24 @@ def devices_dir() -> Path:
             "this one (../shared/data/devices) before running the tests"
         )
     return DEVICES_DIR
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """One Spark session in ``local[2]`` mode (the machine's Java 17) for every Spark test, stopped at the end.
+
+    Skips only where pyspark is not installed; ``make test`` installs it (the ``spark`` extra).
+    """
+    pytest.importorskip("pyspark", reason="pyspark is not installed: pip install -c constraints.txt -e '.[test,spark]'")
+    from pipelines.config import SparkConfig
+    from pipelines.spark import spark_session
+
+    # No web UI: parallel test sessions on one machine would race for its port, and no one looks at it.
+    settings = SparkConfig(
+        master="local[2]",
+        app_name="biomarkers-tests",
+        conf={"spark.ui.enabled": False, "spark.sql.shuffle.partitions": 2},
+    )
+    session = spark_session(settings)
+    yield session
+    session.stop()

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Annotated
 
 import pandas as pd
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response, status
 
 from serving.dependencies import StoreDep, require_api_key
 from serving.online import UnknownFeatureServiceError, feature_service, json_value, read_online
-from serving.schemas import SubjectFeatures
+from serving.schemas import SubjectFeatures, json_response
 
 router = APIRouter(prefix="/v1", tags=["features"], dependencies=[Depends(require_api_key)])
 
@@ -19,7 +19,7 @@ router = APIRouter(prefix="/v1", tags=["features"], dependencies=[Depends(requir
             responses={404: {"description": "unknown feature service or subject"}})
 def subject_features(subject_id: Annotated[str, Path(min_length=1, max_length=128, description="study subject code")],
                      service: Annotated[str, Query(description="feature service, e.g. endpoint_v1")],
-                     store: StoreDep) -> SubjectFeatures:
+                     store: StoreDep) -> Response:
     try:
         definition = feature_service(store, service)
     except UnknownFeatureServiceError as error:
@@ -30,9 +30,9 @@ def subject_features(subject_id: Annotated[str, Path(min_length=1, max_length=12
                             detail=f"no online features for subject {subject_id!r} in service {service!r}")
     times = online.event_times.iloc[0]
     ages = online.ages_h().iloc[0]
-    return SubjectFeatures(
+    return json_response(SubjectFeatures(
         subject_id=subject_id, service=service,
         features={name: json_value(value) for name, value in online.values.iloc[0].items()},
         event_timestamps={view: None if pd.isna(stamp) else stamp.to_pydatetime() for view, stamp in times.items()},
         feature_ages_h={view: None if pd.isna(age) else float(age) for view, age in ages.items()},
-    )
+    ))

@@ -14,7 +14,7 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz", response_model=Health, summary="The process is up")
-def healthz() -> Health:
+async def healthz() -> Health:  # async: answers even while every request thread is busy
     return Health(status="ok")
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import math
 
 import pandas as pd
-from fastapi import APIRouter, Depends, HTTPException, status
+from fastapi import APIRouter, Depends, HTTPException, Response, status
 
 from serving.dependencies import RegistryDep, StoreDep, require_api_key
 from serving.models import ModelNotLoadedError
 from serving.online import UnknownFeatureServiceError, feature_service, read_online
-from serving.schemas import ScoreRequest, ScoreResponse, SubjectScore
+from serving.schemas import ScoreRequest, ScoreResponse, SubjectScore, json_response
 
 router = APIRouter(prefix="/v1", tags=["scoring"], dependencies=[Depends(require_api_key)])
 
@@ -23,7 +23,7 @@ def _number(value) -> float | None:
              summary="Score subjects with a served model on their online features",
              responses={404: {"description": "unknown model"}, 503: {"description": "model not loaded"}})
 def score_subjects(model: str, request: ScoreRequest, store: StoreDep,
-                   registry: RegistryDep) -> ScoreResponse:
+                   registry: RegistryDep) -> Response:
     from training.scoring import score
 
     try:
@@ -62,5 +62,5 @@ def score_subjects(model: str, request: ScoreRequest, store: StoreDep,
         results.append(SubjectScore(subject_id=subject, score=_number(row["score"]),
                                     anomaly=bool(row["anomaly"]) if "anomaly" in row else None,
                                     feature_ages_h=feature_ages))
-    return ScoreResponse(model=model, registered_model=loaded.registered_model, version=loaded.version,
-                         task=loaded.task, scores=results)
+    return json_response(ScoreResponse(model=model, registered_model=loaded.registered_model,
+                                       version=loaded.version, task=loaded.task, scores=results))

@@ -13,7 +13,9 @@ for an entity row at time ``t`` a feature row qualifies when
   ``feature_ts + ttl >= entity_ts``;
 - the project's ``pipelines.offline_store.AsofDuckDBOfflineStore`` (ASOF join):
   ``feature_ts <= entity_ts`` and ``entity_ts - feature_ts <= ttl``, in integer nanoseconds;
-- file / Dask (``_filter_ttl``): ``feature_ts >= entity_ts - ttl`` and ``feature_ts <= entity_ts``.
+- file / Dask (``_filter_ttl``): ``feature_ts >= entity_ts - ttl`` and ``feature_ts <= entity_ts``;
+- Spark (its ``MULTIPLE_FEATURE_VIEW_POINT_IN_TIME_JOIN`` template): ``feature_ts <= entity_ts`` and
+  ``feature_ts >= entity_ts - ttl * interval '1' second`` (the TTL in whole seconds).
 
 (The BigQuery/Snowflake SQL templates use the same ``>= entity_ts - ttl``.) Among qualifying rows
 the one with the latest ``event_timestamp`` wins, ties broken by the latest ``created_timestamp``;
@@ -133,6 +135,15 @@ def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
     pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path, coerce_timestamps="us")
 
 
+def _source(offline_store: str, **options):
+    """The data source the store reads: Feast's Spark store takes only a ``SparkSource`` (of the same file)."""
+    if offline_store == "spark":
+        from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
+
+        return SparkSource(file_format="parquet", **options)
+    return FileSource(**options)
+
+
 def _build_repo(repo: Path, offline_store: str, tables: dict[str, pd.DataFrame]) -> tuple[FeatureStore, list[str]]:
     repo.mkdir()
     (repo / "feature_store.yaml").write_text(f"""
@@ -148,8 +159,8 @@ entity_key_serialization_version: 3
     for name, ttl in VIEWS.items():
         path = repo / f"{name}.parquet"
         _write_parquet(tables[name], path)
-        source = FileSource(name=f"{name}_source", path=str(path), timestamp_field="event_timestamp",
-                            created_timestamp_column="created_timestamp")
+        source = _source(offline_store, name=f"{name}_source", path=str(path), timestamp_field="event_timestamp",
+                         created_timestamp_column="created_timestamp")
         views.append(FeatureView(name=name, entities=[subject], ttl=ttl.to_pytimedelta(),
                                  schema=[Field(name=feature, dtype=Float64) for feature in FEATURES],
                                  source=source, online=True))
@@ -242,8 +253,28 @@ ASOF_STORE = "pipelines.offline_store.AsofDuckDBOfflineStore"
 @pytest.mark.parametrize("offline_store", [ASOF_STORE, "duckdb"], ids=["asof_duckdb", "feast_duckdb"])
 def test_duckdb_historical_retrieval_matches_brute_force(tmp_path, data, offline_store) -> None:
     """The project's store (``feature_store.yaml``) and Feast's own DuckDB store both match."""
+    _assert_matches_the_reference(_retrieve(tmp_path, offline_store, data), data)
+
+
+def test_spark_historical_retrieval_matches_brute_force(tmp_path, data, spark) -> None:
+    """Feast's Spark offline store (``deploy/feature_store.spark.yaml``), over the same Parquet files
+    through ``SparkSource``s, matches on every row and value: the inclusive TTL bounds
+    (``event_timestamp >= entity_timestamp - ttl * interval '1' second``), ties broken by the latest
+    created_timestamp (a ``MAX(created_timestamp)`` per key and time), nulls, and every entity row kept.
+
+    It differs in form only: rows come back in no set order (a SQL join), and ``event_timestamp``
+    comes back naive, at nanosecond resolution, as wall-clock times in the Spark session's time
+    zone: UTC here (``pipelines.spark.DEFAULT_CONF``), so the same instants.
+    ``pipelines.feature_store.historical_features`` restores the order and UTC microseconds.
+    """
+    got = _retrieve(tmp_path, "spark", data)
+    assert str(got["event_timestamp"].dtype) == "datetime64[ns]"
+    assert spark.conf.get("spark.sql.session.timeZone") == "UTC"
+    _assert_matches_the_reference(got, data)
+
+
+def _assert_matches_the_reference(got: pd.DataFrame, data) -> None:
     tables, entities, reference = data
-    got = _retrieve(tmp_path, offline_store, data)
     # every entity row comes back exactly once, all-null ones included
     assert len(got) == len(entities)
     assert sorted(got["row_id"]) == list(entities["row_id"])

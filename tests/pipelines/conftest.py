@@ -13,6 +13,7 @@ import pytest
 
 START = pd.Timestamp("2024-03-04T00:00:00Z")
 PG_ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
+DEMO_STUDY = Path(__file__).resolve().parents[2] / "studies" / "demo" / "study.yaml"
 
 
 def write_minute_file(path: Path, subject_index: int, minutes: int = 180, heart_rate_offset: float = 0.0) -> None:
@@ -72,6 +73,30 @@ sources:
 @pytest.fixture
 def tiny_study(tmp_path: Path) -> Path:
     return make_study(tmp_path / "tiny")
+
+
+@pytest.fixture(scope="session")
+def demo_build(tmp_path_factory):
+    """The demo study at small scale (5 subjects, 4 days), ingested and built on the local engine.
+
+    Shared by the modules that test the feature build (generating and ingesting it takes most of
+    their time); they read it and build into folders of their own, never change it.
+
+    Returns ``(manifest, config, summary, tables)``: the generator's manifest, the study, the
+    local build's summary and the folder of its published tables.
+    """
+    from pipelines.build_features import build_features
+    from pipelines.config import load_study
+    from pipelines.demo.generate import generate_demo
+    from pipelines.ingest import ingest_study
+
+    root = tmp_path_factory.mktemp("features")
+    manifest = generate_demo(root / "study", seed=5, n_subjects=5, days=4)
+    config = load_study(DEMO_STUDY, root / "study")
+    ingest_study(config, workers=1)
+    tables = root / "tables"
+    summary = build_features(config, tables, workers=1)
+    return manifest, config, summary, tables
 
 
 @pytest.fixture(scope="session")

@@ -3,32 +3,20 @@
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from pipelines.build_features import build_features
-from pipelines.config import load_study
-from pipelines.demo.generate import generate_demo
 from pipelines.feature_store import materialize, online_features, open_store
-from pipelines.ingest import ingest_study
 from tests.pipelines.conftest import feast_repo
-
-REPOSITORY = Path(__file__).resolve().parents[2]
-DEMO_STUDY = REPOSITORY / "studies" / "demo" / "study.yaml"
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    root = tmp_path_factory.mktemp("features")
-    manifest = generate_demo(root / "study", seed=5, n_subjects=5, days=4)
-    config = load_study(DEMO_STUDY, root / "study")
-    ingest_study(config, workers=1)
-    tables = root / "tables"
-    summary = build_features(config, tables, workers=1)
-    repo = feast_repo(root / "repo", "biomarkers_test", tables)
+def built(demo_build, tmp_path_factory):
+    manifest, config, summary, tables = demo_build
+    repo = feast_repo(tmp_path_factory.mktemp("feast") / "repo", "biomarkers_test", tables)
     materialize(repo)
     return manifest, config, summary, tables, repo
 

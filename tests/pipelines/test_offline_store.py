@@ -11,7 +11,7 @@ from feast import Entity, FeatureStore, FeatureView, Field, FileSource, ValueTyp
 from feast.infra.offline_stores.file_source import SavedDatasetFileStorage
 from feast.types import Float64, String
 
-from pipelines.offline_store import AsofDuckDBOfflineStore
+from pipelines.offline_store import AsofDuckDBOfflineStore, PushLog
 
 STORE = "pipelines.offline_store.AsofDuckDBOfflineStore"
 
@@ -120,12 +120,15 @@ def test_pushes_upsert_one_row_per_key_and_time_and_concurrent_writers_lose_noth
     assert not path.exists()
     AsofDuckDBOfflineStore.offline_write_batch(store.config, view, batch(0, 0, 5, 60.0), None)
     AsofDuckDBOfflineStore.offline_write_batch(store.config, view, batch(0, 3, 5, 61.0), None)  # 2 redelivered
-    log = pd.read_parquet(path)
-    assert len(log) == 8 and not log.duplicated(["subject_id", "event_timestamp"]).any()
-    assert log.set_index("event_timestamp")["heart_rate_last_bpm"].tolist() == [60.0] * 3 + [61.0] * 5
+    assert not path.exists()  # two small parts pending, no rewrite of the log per push
+    pending = AsofDuckDBOfflineStore.read_push_log(store.config, view).to_pandas()
+    assert PushLog.of(view, tmp_path).fold() and not PushLog.of(view, tmp_path).parts()
+    for log in (pending, pd.read_parquet(path)):  # read before the fold, and the folded file
+        assert len(log) == 8 and not log.duplicated(["subject_id", "event_timestamp"]).any()
+        assert log.set_index("event_timestamp")["heart_rate_last_bpm"].tolist() == [60.0] * 3 + [61.0] * 5
 
     def write(writer: int) -> None:
-        for k in range(20):
+        for k in range(40):  # more than FOLD_PARTS pushes: folds happen while the other writes
             AsofDuckDBOfflineStore.offline_write_batch(store.config, view, batch(writer, 10 * k, 10, 70.0), None)
 
     threads = [threading.Thread(target=write, args=(writer,)) for writer in (1, 2)]
@@ -133,6 +136,13 @@ def test_pushes_upsert_one_row_per_key_and_time_and_concurrent_writers_lose_noth
         thread.start()
     for thread in threads:
         thread.join()
+    assert len(PushLog.of(view, tmp_path).parts()) < PushLog.FOLD_PARTS
+    # A reader folds first (Feast's pulls, point-in-time retrieval, materialization): it sees every push.
+    pulled = store.get_historical_features(
+        entity_df=pd.DataFrame({"subject_id": ["S1", "S2"], "event_timestamp": [start + pd.Timedelta(hours=7)] * 2}),
+        features=[f"{LIVE_VITALS.name}:heart_rate_last_bpm"]).to_df()
+    assert pulled["heart_rate_last_bpm"].tolist() == [70.0, 70.0]
+    assert not PushLog.of(view, tmp_path).parts()
     log = pd.read_parquet(path)
-    assert log.groupby("subject_id").size().to_dict() == {"S0": 8, "S1": 200, "S2": 200}
+    assert log.groupby("subject_id").size().to_dict() == {"S0": 8, "S1": 400, "S2": 400}
     assert not list(path.parent.glob(".*.tmp"))  # nothing partial left behind

@@ -524,3 +524,27 @@ def test_biomarkers_serve_answers_scores_over_http(study, trained, tmp_path) -> 
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_spark_scoring_gives_the_local_scores(spark, study, trained, tmp_path) -> None:
+    """``--engine spark``: features from Feast's Spark offline store, scored in Spark tasks (the
+    on-demand change-from-baseline features derived there too): the local engine's scores, ages
+    and output digest."""
+    from pipelines.feature_store import REPOSITORY_ROOT, apply_repo
+    from pipelines.registry import RegistryError
+    from pipelines.scoring import score_cohort
+
+    spark_yaml = REPOSITORY_ROOT / "deploy" / "feature_store.spark.yaml"
+    config, result = trained
+    _, repo, tables = study
+    apply_repo(tmp_path / "spark_repo", tables, yaml_file=spark_yaml)
+    reference = f"{result.registered_name}/{result.version}"
+    as_of = pd.Timestamp("2024-03-12T06:00:00Z").to_pydatetime()
+    local = score_cohort(config, reference, as_of, repo_path=repo, out=Path("scores/local.parquet"))
+    spark_scored = score_cohort(config, reference, as_of, repo_path=tmp_path / "spark_repo", yaml_file=spark_yaml,
+                                engine="spark", out=Path("scores/spark.parquet"))
+    assert "creatinine_change_from_baseline_mg_dl" in result.lineage["features"]  # an on-demand feature is scored
+    pd.testing.assert_frame_equal(spark_scored.scores, local.scores, check_exact=False, rtol=1e-12)
+    assert spark_scored.input_sha256 == local.input_sha256
+    with pytest.raises(RegistryError, match="--engine spark reads features through Feast's Spark offline store"):
+        score_cohort(config, reference, as_of, repo_path=repo, engine="spark")

@@ -61,6 +61,13 @@ class Setup:
         return str(version.version)
 
 
+    def live_log(self) -> pd.DataFrame:
+        """The log of pushed vital signs as its readers see it (pushes not yet folded included)."""
+        from pipelines.offline_store import PushLog
+
+        logged = PushLog(self.root / "vital_signs_live.parquet", ["subject_id", "event_timestamp"]).read()
+        return pd.DataFrame(columns=["subject_id", "event_timestamp"]) if logged is None else logged.to_pandas()
+
     def register_vitals(self, name: str, seed: int) -> str:
         """Register a vital-sign anomaly model (an isolation forest on the hourly features of
         ``vitals_anomaly_v1``, fitted on plausible normal hours) under ``name@champion``."""

@@ -215,7 +215,7 @@ def test_events_reach_the_live_view_online_latest_and_offline_each_once(client, 
     assert late.status_code == 200, late.text
     assert live_features(client, auth, "S001")["features"]["heart_rate_last_bpm"] == URGENT["heart_rate_bpm"]
 
-    log = pd.read_parquet(setup.root / "vital_signs_live.parquet")
+    log = setup.live_log()
     mine = log[log["event_timestamp"] >= pd.Timestamp(now - timedelta(hours=3))]
     assert len(mine) == 4 and not mine.duplicated(["subject_id", "event_timestamp"]).any()
     assert str(log["event_timestamp"].dtype) == "datetime64[us, UTC]"

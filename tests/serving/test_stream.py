@@ -91,10 +91,7 @@ def consume_until(settings: StreamSettings, setup, done, consumer_class=None, ti
 
 
 def logged(setup, start: datetime, end: datetime) -> pd.DataFrame:
-    path = setup.root / "vital_signs_live.parquet"
-    if not path.is_file():  # nothing pushed yet
-        return pd.DataFrame(columns=["subject_id", "event_timestamp"])
-    log = pd.read_parquet(path)
+    log = setup.live_log()
     return log[(log["event_timestamp"] >= pd.Timestamp(start)) & (log["event_timestamp"] <= pd.Timestamp(end))]
 
 
