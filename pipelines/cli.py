@@ -180,6 +180,9 @@ DataRootOption = Annotated[Path | None, typer.Option(help="override the data_roo
 def train_command(
     study: StudyArgument,
     model: Annotated[str, typer.Option("--model", help="a model named under `models:` in study.yaml")],
+    feature_store_yaml: Annotated[Path | None, typer.Option(
+        help="Feast infrastructure to use instead of feature_store.yaml, e.g. deploy/feature_store.spark.yaml "
+             "(the training set from Feast's Spark offline store: the same rows and SHA-256)")] = None,
     data_root: DataRootOption = None,
 ) -> None:
     """Train a model on its Feast training set, log it to MLflow with its lineage, register it as candidate.
@@ -187,7 +190,7 @@ def train_command(
     Example: biomarkers train studies/demo/study.yaml --model hospitalization_risk
     """
     config = _load(study, data_root)
-    _train(config, model, study)
+    _train(config, model, study, feature_store_yaml=feature_store_yaml)
 
 
 @app.command("promote")
@@ -527,13 +530,14 @@ def _registry_errors():
         raise typer.Exit(2) from None
 
 
-def _train(config, model: str, study: Path, reuse: bool = False):
+def _train(config, model: str, study: Path, reuse: bool = False, feature_store_yaml: Path | None = None):
     from pipelines.feature_store import REPOSITORY_ROOT
 
     with _registry_errors(), console.status(f"training {model}"), _quiet_mlflow():
         from pipelines.train import train
 
-        result = train(config, model, repo_path=REPOSITORY_ROOT, study_path=study, reuse=reuse)
+        result = train(config, model, repo_path=REPOSITORY_ROOT, yaml_file=feature_store_yaml, study_path=study,
+                       reuse=reuse)
     if result.reused:
         console.print(f"{model}: same training set, settings and code as run {result.run_id}: "
                       f"{result.registered_name} version {result.version} kept (not trained again)")

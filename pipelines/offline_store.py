@@ -109,7 +109,7 @@ class AsofDuckDBOfflineStore(DuckDBOfflineStore):
                                         created_timestamp_column: str | None, start_date: datetime,
                                         end_date: datetime) -> RetrievalJob:
         """Feast's, except that a push log not yet written reads as empty (``feast materialize`` before any push)."""
-        if _unwritten_push_log(config, data_source, join_key_columns):
+        if unwritten_push_log(config, data_source, join_key_columns):
             return EmptyRetrievalJob.pulled(join_key_columns, feature_name_columns, timestamp_field,
                                             created_timestamp_column)
         return DuckDBOfflineStore.pull_latest_from_table_or_query(
@@ -122,7 +122,7 @@ class AsofDuckDBOfflineStore(DuckDBOfflineStore):
                                      created_timestamp_column: str | None = None, start_date: datetime | None = None,
                                      end_date: datetime | None = None) -> RetrievalJob:
         """Feast's, except that a push log not yet written reads as empty."""
-        if _unwritten_push_log(config, data_source, join_key_columns):
+        if unwritten_push_log(config, data_source, join_key_columns):
             return EmptyRetrievalJob.pulled(join_key_columns, feature_name_columns, timestamp_field,
                                             created_timestamp_column)
         return DuckDBOfflineStore.pull_all_from_table_or_query(
@@ -131,29 +131,40 @@ class AsofDuckDBOfflineStore(DuckDBOfflineStore):
 
     @staticmethod
     def offline_write_batch(config: RepoConfig, feature_view: FeatureView, table: pa.Table, progress) -> None:
-        """Append pushed rows to a view's push log, idempotently and atomically (see :class:`PushLog`).
-
-        What ``FeatureStore.push(..., to=PushMode.OFFLINE)`` ends in. Feast's DuckDB store appends
-        to the Parquet file itself: a rewrite of the whole log per push, so a stream consumer's cost
-        per commit grows with the log, a redelivered event (a consumer restarted before it
-        committed) is stored twice, and the file must exist already. Here a push costs one small
-        part, a row replaces any stored row with the same join keys and event time when the parts
-        are folded into the log, and the log is created by the first fold.
-        """
+        """Append pushed rows to a view's push log (:func:`write_push`); Feast's DuckDB store otherwise."""
         if not _local_parquet(feature_view):
             DuckDBOfflineStore.offline_write_batch(config, feature_view, table, progress)
             return
-        PushLog.of(feature_view, config.repo_path).append(table)
-        if progress is not None:
-            progress(table.num_rows)
-
+        write_push(config, feature_view, table, progress)
 
     @staticmethod
     def read_push_log(config: RepoConfig, feature_view: FeatureView, columns: list[str] | None = None,
                       filters=None) -> pa.Table | None:
-        """A push log's rows, pushes not yet folded included, without folding (for live scoring,
-        which must not wait on a fold); None before the first push. See :meth:`PushLog.read`."""
-        return PushLog.of(feature_view, config.repo_path).read(columns, filters)
+        """A push log's rows, pushes not yet folded included (:func:`read_push_log`)."""
+        return read_push_log(config, feature_view, columns, filters)
+
+
+def write_push(config: RepoConfig, feature_view: FeatureView, table: pa.Table, progress) -> None:
+    """Append pushed rows to a view's push log, idempotently and atomically (see :class:`PushLog`).
+
+    What ``FeatureStore.push(..., to=PushMode.OFFLINE)`` ends in, in this store and in the
+    project's Spark store. Feast's stores append to the Parquet file itself: a rewrite of the
+    whole log per push (DuckDB), so a stream consumer's cost per commit grows with the log, a
+    redelivered event (a consumer restarted before it committed) is stored twice, and the file
+    must exist already (Spark cannot append to a single file at all). Here a push costs one
+    small part, a row replaces any stored row with the same join keys and event time when the
+    parts are folded into the log, and the log is created by the first fold.
+    """
+    PushLog.of(feature_view, config.repo_path).append(table)
+    if progress is not None:
+        progress(table.num_rows)
+
+
+def read_push_log(config: RepoConfig, feature_view: FeatureView, columns: list[str] | None = None,
+                  filters=None) -> pa.Table | None:
+    """A push log's rows, pushes not yet folded included, without folding (for live scoring, which
+    must not wait on a fold); None before the first push. See :meth:`PushLog.read`."""
+    return PushLog.of(feature_view, config.repo_path).read(columns, filters)
 
 
 class PushLog:
@@ -185,7 +196,7 @@ class PushLog:
         if not view.join_keys:  # a view not read from the registry: rows of all subjects would merge
             raise ValueError(f"feature view {view.name} has no join keys: push through a registered view")
         source = view.batch_source
-        return cls(_source_path(source, repo_path), [*view.join_keys, source.timestamp_field])
+        return cls(source_path(source, repo_path), [*view.join_keys, source.timestamp_field])
 
     def parts(self) -> list[Path]:
         """The pending parts, oldest first."""
@@ -381,7 +392,7 @@ class EmptyRetrievalJob(RetrievalJob):
         raise ValueError("nothing to persist: the push log has no rows yet")
 
 
-def _pushed(source) -> bool:
+def is_push_log(source) -> bool:
     """A push source's log (its batch source tagged ``pushed``) in a local Parquet file, read through
     a ``FileSource`` or, in a repo on Feast's Spark store, a ``SparkSource`` (which reads the file as
     it is: folding first matters there too)."""
@@ -389,23 +400,24 @@ def _pushed(source) -> bool:
     return source.tags.get("pushed") == "true" and bool(path) and "://" not in path
 
 
-def _source_path(source: FileSource, repo_path: Path | str | None) -> Path:
+def source_path(source: FileSource, repo_path: Path | str | None) -> Path:
     path = Path(source.path)
     return Path(repo_path) / path if not path.is_absolute() and repo_path is not None else path
 
 
-def _unwritten_push_log(config: RepoConfig, source, join_key_columns: list[str]) -> bool:
-    """A push log with no rows yet, once its pending parts are folded into its file (see :class:`PushLog`)."""
-    if not _pushed(source):
+def unwritten_push_log(config: RepoConfig, source, join_key_columns: list[str]) -> bool:
+    """Fold a push log's pending parts into its file (see :class:`PushLog`), before the file is read;
+    whether it still has no rows (nothing pushed yet). False for any other source."""
+    if not is_push_log(source):
         return False
-    log = PushLog(_source_path(source, config.repo_path), [*join_key_columns, source.timestamp_field])
+    log = PushLog(source_path(source, config.repo_path), [*join_key_columns, source.timestamp_field])
     return not log.fold()
 
 
 def fold_push_logs(views, repo_path: Path | str | None) -> None:
     """Fold the pending parts of every pushed view among ``views`` into its file, before the file is read."""
     for view in views:
-        if _pushed(view.batch_source):
+        if is_push_log(view.batch_source):
             PushLog.of(view, repo_path).fold()
 
 
@@ -505,7 +517,7 @@ def _view_query(view: FeatureView, feature_refs: list[str], full_feature_names: 
     features = [ref.split(":", 1)[1] for ref in feature_refs if ref.split(":", 1)[0] == prefix]
     base = view.projection.name_alias or view.name
     join_keys = view.projection.join_key_map or {column.name: column.name for column in view.entity_columns}
-    path = _source_path(source, repo_path)
+    path = source_path(source, repo_path)
     ttl = view.ttl if isinstance(view.ttl, timedelta) and view.ttl else None
     return ViewQuery(
         path=str(path),

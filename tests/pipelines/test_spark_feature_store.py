@@ -132,7 +132,30 @@ def test_the_spark_repo_materializes_before_the_first_push(spark, demo_build, tm
 
 def test_without_pyspark_the_spark_repo_says_how_to_install_it(tmp_path, monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "pyspark", None)  # `import pyspark` now fails as if it were not installed
-    monkeypatch.delitem(sys.modules, "feast.infra.offline_stores.contrib.spark_offline_store.spark", raising=False)
+    for module in ("feast.infra.offline_stores.contrib.spark_offline_store.spark", "pipelines.spark_offline_store"):
+        monkeypatch.delitem(sys.modules, module, raising=False)  # imported by an earlier test: import them again
     with pytest.raises(SparkNotInstalledError, match=r"feature_store\.spark\.yaml configures Feast's Spark .*"
                                                      r"pip install 'digital-biomarkers\[spark\]'"):
         open_store(tmp_path, SPARK_YAML)
+
+
+def test_pushes_on_the_spark_repo_go_to_the_push_log_and_reach_point_in_time_retrieval(repos) -> None:
+    """A push (what the API and the stream consumer do) on the Spark repo is a part of the push log,
+    read by live scoring before any fold, and seen by Spark's point-in-time retrieval (which folds).
+    Feast's own Spark store fails on a single-file log."""
+    _, subjects, _, spark_repo, log = repos
+    store = open_store(spark_repo, SPARK_YAML)
+    view = store.get_feature_view(LIVE_VITALS.name)
+    later = pushed_vitals(subjects[:1]).to_pandas()
+    later["event_timestamp"] += pd.Timedelta(days=1)
+    later["heart_rate_last_bpm"] = [101.0, 102.0]
+    provider = store._get_provider()
+    provider.ingest_df_to_offline_store(view, pa.Table.from_pandas(later, preserve_index=False))  # serving's push
+    assert log.parts()
+    pending = type(provider.offline_store).read_push_log(store.config, view).to_pandas()
+    assert pending.set_index("event_timestamp").loc[later["event_timestamp"], "heart_rate_last_bpm"].tolist() == [
+        101.0, 102.0]
+
+    entity = pd.DataFrame({"subject_id": subjects[:1], "event_timestamp": [later["event_timestamp"].max()]})
+    got = store.get_historical_features(entity_df=entity, features=[f"{LIVE_VITALS.name}:heart_rate_last_bpm"]).to_df()
+    assert got["heart_rate_last_bpm"].tolist() == [102.0] and not log.parts()
