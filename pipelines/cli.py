@@ -93,7 +93,8 @@ def demo_command(
 ) -> None:
     """The main job on embedded defaults: generate the demo study, ingest it, build its features,
     register the Feast repo, materialize and read two subjects' online features back, train the
-    study's models, promote the endpoint model if it meets its criteria and print its lineage.
+    study's models, promote the endpoint model if it meets its criteria, print its lineage, score
+    the cohort and write the study report (biomarkers report).
 
     A second run finds the study generated (the generator is deterministic: it would write the
     same bytes) and the files ingested, so it processes nothing.
@@ -135,7 +136,8 @@ def demo_command(
         _print_lineage(chain, raw_files_shown=8)
     if promotion is None or promotion.accepted:
         _score(config, champion, "latest")
-    console.print(f"\nMLflow UI: .venv/bin/mlflow ui --backend-store-uri {config.tracking_uri}")
+    console.print(f"\nstudy report: {_report(config)}")
+    console.print(f"MLflow UI: .venv/bin/mlflow ui --backend-store-uri {config.tracking_uri}")
 
 
 @app.command("build-features")
@@ -328,6 +330,67 @@ def _score(config, model: str, as_of: str, cohort: Path | None = None, out: Path
     return result
 
 
+@app.command("report")
+def report_command(
+    study: StudyArgument,
+    out: Annotated[Path | None, typer.Option(help="the HTML file to write, under the data root (default: "
+                                                  "<platform_dir>/reports/study_report.html)")] = None,
+    data_root: DataRootOption = None,
+) -> None:
+    """Write the study report: one self-contained HTML file, plots inside, that fetches nothing.
+
+    Data quality per source (files curated and quarantined, and why), biomarker distributions by
+    arm and site, a few subjects' trajectories with their endpoint and anomaly events, the
+    endpoint model's ROC, calibration and subgroup table with confidence intervals, the
+    highest-risk subjects and the alerts raised. A section whose artifacts do not exist yet
+    (no model trained, nothing scored) says so and names the command that makes them.
+
+    Example: biomarkers report studies/demo/study.yaml --out .platform/reports/week12.html
+    """
+    config = _load(study, data_root)
+    console.print(f"study report: {_report(config, out)}")
+
+
+def _report(config, out: Path | None = None) -> Path:
+    from pipelines.report import ReportError, report_path, write_report
+
+    try:
+        report_path(config, out)  # refused before anything is read
+    except ReportError as error:
+        console.print(f"[red]{error}[/red]", soft_wrap=True, highlight=False)
+        raise typer.Exit(2) from None
+    from features.definitions import FEATURE_TABLES_DIR  # imports Feast: after the quick refusal
+
+    with console.status("writing the study report"), _quiet_mlflow():
+        return write_report(config, out=out, tables=FEATURE_TABLES_DIR, alerts=_report_alerts(config))
+
+
+def _report_alerts(config):
+    """The study's alerts for the report, newest first (as many as one listing holds); None when it has no
+    alerts store yet; a sentence when the store cannot be read."""
+    import dataclasses
+
+    import pandas as pd
+    import sqlalchemy as sa
+
+    from pipelines.report import sqlite_file_missing
+    from serving.alerts import MAX_ALERTS_PER_LIST, Alert, AlertStore
+
+    url = alerts_url(config)
+    if sqlite_file_missing(url):  # opening it would create an empty store
+        return None
+    try:
+        store = AlertStore(url, config.study_id)
+        try:
+            alerts = store.list(limit=MAX_ALERTS_PER_LIST)
+        finally:
+            store.close()
+    except sa.exc.SQLAlchemyError as error:
+        return f"The alerts store could not be read: {error.__class__.__name__}: {error}"
+    return pd.DataFrame([dataclasses.asdict(alert) for alert in alerts],
+                        columns=[field.name for field in dataclasses.fields(Alert)])
+
+
 @app.command("serve")
 def serve_command(
     study: StudyArgument,
@@ -487,7 +550,9 @@ def api_key_command(
     Only the hash is stored; the key cannot be recovered from it. With --register the hash is
     added to the study's registered keys instead, and the key alone goes to stdout:
 
-    Example: KEY=$(biomarkers api-key my-laptop --register studies/demo/study.yaml)
+    Example: biomarkers api-key my-laptop --register studies/demo/study.yaml
+
+    In a script: KEY=$(biomarkers api-key my-laptop --register studies/demo/study.yaml)
     """
     import secrets
 

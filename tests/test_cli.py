@@ -12,7 +12,8 @@ import pytest
 
 REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
 HEAVY_MODULES = ("pandas", "numpy", "great_expectations", "feast", "mlflow", "torch", "pyarrow", "sklearn", "skdh")
-SUB_COMMANDS = ("generate-demo", "ingest", "demo")
+SUB_COMMANDS = ("generate-demo", "ingest", "demo", "build-features", "materialize", "train", "promote", "lineage",
+                "reproduce", "score", "serve", "stream", "api-key", "report")
 
 
 def biomarkers(*arguments: str) -> subprocess.CompletedProcess:

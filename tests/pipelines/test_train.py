@@ -430,6 +430,34 @@ def test_a_cohort_is_scored_point_in_time_with_feature_ages_and_lineage(study, t
                      repo_path=repo)
 
 
+def test_the_study_report_shows_the_model_run_and_the_highest_risks(study, trained) -> None:
+    import re
+
+    from pipelines.report import HIGHEST_RISK_SHOWN, write_report
+    from pipelines.scoring import score_cohort
+    from tests.pipelines.test_report import Page, plots, section
+
+    config, result = trained
+    _, repo, tables = study
+    scored = score_cohort(config, f"{result.registered_name}/{result.version}", None, repo_path=repo)
+    page = write_report(config, tables=tables).read_text(encoding="utf-8")
+
+    model = section(page, "model")
+    assert f"{result.registered_name} version " in model and result.registered_name in model
+    assert [figure.count('<img alt="') for figure in plots(model)] == [1, 1]  # ROC and calibration, as logged
+    metrics = {row[0]: row for row in Page(model).tables["metrics"]}
+    assert {"auroc", "auprc", "brier", "calibration_error"} <= set(metrics)
+    assert re.fullmatch(r"\d\.\d{3} to \d\.\d{3}", metrics["auroc"][2])
+    subgroups = Page(model).tables["subgroups"]  # subgroup, value, rows, ..., AUROC, its CI, ..., note
+    assert {row[0] for row in subgroups} == {"site", "sex", "age_band"}
+    assert all(row[6] == "-" or " to " in row[6] for row in subgroups)
+
+    risk = Page(section(page, "risk")).tables["risk"]
+    highest = scored.scores.sort_values(["score", "subject_id"], ascending=[False, True]).iloc[0]
+    assert len(risk) == HIGHEST_RISK_SHOWN and risk[0][1] == highest["subject_id"]
+    assert risk[0][4] == f"{highest['score']:.3f}"
+
+
 def test_a_whole_site_can_be_held_out(study) -> None:
     from pipelines.config import SplitConfig
     from pipelines.train import subject_attributes, train
