@@ -26,8 +26,12 @@ $(INSTALLED): pyproject.toml constraints.txt
 	touch $@
 
 # The test suite runs the Spark engine too; the platform itself (and `make demo`) runs without pyspark.
+# The report's browser test renders it in Debian's Chromium (headless); without root to install it,
+# that test says so and is skipped.
 $(INSTALLED_TEST): $(INSTALLED)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test,spark]'
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \
+		|| echo "warning: could not install Debian's chromium: the report's browser test will be skipped"
 	touch $@
 
 clean:

@@ -8,9 +8,12 @@ study with nothing ingested. The report of a trained and scored model is checked
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -212,3 +215,38 @@ def test_biomarkers_report_writes_where_asked_and_prints_the_path(report) -> Non
         assert [title in target.read_text() for _, title, _ in SECTIONS] == [True] * len(SECTIONS)
     finally:
         shutil.rmtree(config.platform_root / "reports" / "cli", ignore_errors=True)
+
+
+def chromium(*arguments: str, profile: Path) -> subprocess.CompletedProcess:
+    """Debian's Chromium, headless, as the issue runs it (a profile of the test's own, nothing kept)."""
+    binary = shutil.which("chromium") or shutil.which("chromium-browser")
+    if binary is None:
+        pytest.skip("Debian's chromium is not installed: `apt-get install chromium` (`make test` installs it)")
+    return subprocess.run([binary, "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={profile}",
+                           *arguments], capture_output=True, text=True, timeout=120)
+
+
+def test_the_report_renders_in_headless_chromium_with_its_plots(report, tmp_path: Path) -> None:
+    """What a reader's browser builds from the file: every section and every plot, and a screenshot
+    that shows them (not a blank or an error page)."""
+    from PIL import Image
+
+    _, _, path, page = report
+    url = path.resolve().as_uri()
+    dom = chromium("--dump-dom", url, profile=tmp_path / "profile")
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    built = Page(dom.stdout)
+    assert built.headings == [title for _, title, _ in SECTIONS]
+    figures = plots(dom.stdout)
+    assert len(figures) == len(plots(page)) == 1 + len(KEY_BIOMARKERS) + TRAJECTORY_SUBJECTS
+    assert all("<svg" in figure or "<img" in figure for figure in figures)
+
+    shot = tmp_path / "report.png"
+    taken = chromium("--window-size=1280,3000", f"--screenshot={shot}", url, profile=tmp_path / "profile")
+    assert taken.returncode == 0 and shot.is_file(), taken.stderr[-2000:]
+    image = Image.open(shot).convert("RGB")
+    assert image.size == (1280, 3000)
+    pixels = np.asarray(image).reshape(-1, 3)
+    assert (pixels.min(axis=1) < 200).mean() > 0.02  # text and plots drawn, not a blank page
+    colours = {tuple(colour) for colour in pixels[::7]}
+    assert len(colours) > 100  # the plots' colours and their anti-aliasing: more than a page of text
