@@ -127,7 +127,8 @@ def registry_snapshot(store, *, refresh: bool = False) -> RegistrySnapshot:
     if snapshot is not None and not refresh:
         if now - snapshot.read_at > REGISTRY_REFRESH_S:
             store.registry.refresh(store.project)
-            if _registry_version(store) == snapshot.version:
+            # A registry without a cached proto (no version to compare) is rebuilt on this schedule.
+            if snapshot.version is not None and _registry_version(store) == snapshot.version:
                 snapshot = dataclasses.replace(snapshot, read_at=now)
                 with _snapshots_lock:
                     _snapshots[store] = snapshot
