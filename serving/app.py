@@ -36,14 +36,13 @@ def open_store(settings: ServingSettings):
     return FeatureStore(repo_path=str(settings.feast_repo_path), fs_yaml_file=settings.feast_yaml_file)
 
 
-async def _every(every_s: float, function, what: str) -> None:
-    """Run ``function`` in a thread every ``every_s`` seconds until cancelled; a failure is logged, not fatal."""
+async def _poll_aliases(registry: ModelRegistry, every_s: float) -> None:
     while True:
         await asyncio.sleep(every_s)
         try:
-            await asyncio.to_thread(function)
-        except Exception:  # keep going: a registry outage must not stop the service
-            logger.exception("%s failed", what)
+            await asyncio.to_thread(registry.refresh)
+        except Exception:  # keep polling: a registry outage must not stop the service
+            logger.exception("alias polling failed")
 
 
 def create_app(settings: ServingSettings, *, registry: ModelRegistry | None = None, store=None,
@@ -77,7 +76,7 @@ def create_app(settings: ServingSettings, *, registry: ModelRegistry | None = No
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.request_threads
         poller = None
         if settings.reload_seconds > 0:
-            poller = asyncio.create_task(_every(settings.reload_seconds, app.state.registry.refresh, "alias polling"))
+            poller = asyncio.create_task(_poll_aliases(app.state.registry, settings.reload_seconds))
         try:
             yield
         finally:
