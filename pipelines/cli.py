@@ -11,6 +11,8 @@ import functools
 import io
 import json
 import logging
+import os
+import sys
 import threading
 import warnings
 from pathlib import Path
@@ -90,6 +92,8 @@ def demo_command(
     out_dir: Annotated[Path, typer.Argument(help="where the demo study is generated")] = DEMO_DATA,
     seed: Annotated[int, typer.Option(help="random seed of the demo study")] = 7,
     workers: Annotated[int, typer.Option(help="processes to validate files in parallel")] = 2,
+    subjects: Annotated[int, typer.Option(help="subjects of the demo study (a smaller study runs faster)")] = 200,
+    days: Annotated[int, typer.Option(help="days of data per subject")] = 28,
 ) -> None:
     """The main job on embedded defaults: generate the demo study, ingest it, build its features,
     register the Feast repo, materialize and read two subjects' online features back, train the
@@ -99,14 +103,14 @@ def demo_command(
     A second run finds the study generated (the generator is deterministic: it would write the
     same bytes) and the files ingested, so it processes nothing.
 
-    Example: biomarkers demo
+    Example: biomarkers demo   (a smaller study, in about a minute: biomarkers demo --subjects 80 --days 8)
     """
     marker = out_dir / DEMO_MARKER
-    wanted = {"seed": seed, "subjects": 200, "days": 28}
+    wanted = {"seed": seed, "subjects": subjects, "days": days}
     if marker.is_file() and json.loads(marker.read_text()) == wanted:
         console.print(f"demo study already generated in {out_dir} (seed {seed}); delete {marker.name} to regenerate")
     else:
-        _generate(out_dir, seed, 200, 28)
+        _generate(out_dir, seed, subjects, days)
         marker.write_text(json.dumps(wanted))
     config = _load(DEMO_STUDY, out_dir)
     summary = _ingest(config, workers)
@@ -136,8 +140,37 @@ def demo_command(
         _print_lineage(chain, raw_files_shown=8)
     if promotion is None or promotion.accepted:
         _score(config, champion, "latest")
-    console.print(f"\nstudy report: {_report(config)}")
-    console.print(f"MLflow UI: .venv/bin/mlflow ui --backend-store-uri {config.tracking_uri}")
+    _print_where_to_look(config, _report(config), out_dir, champion)
+
+
+def _print_where_to_look(config, report: Path, out_dir: Path, champion: str) -> None:
+    """The demo's last word: the pages to open and the commands to run next, each on one line as typed."""
+    from pipelines.quality_page import data_docs_site
+
+    here = Path.cwd()
+
+    def shown(path: Path) -> str:  # relative when under the current folder, as a user would type it
+        path = Path(os.path.abspath(path))
+        return str(path.relative_to(here)) if path.is_relative_to(here) else str(path)
+
+    tools = Path(sys.executable).parent
+    data_root = "" if out_dir.resolve() == DEMO_DATA.resolve() else f" --data-root {shown(out_dir)}"
+    study = shown(DEMO_STUDY) + data_root
+    name = champion.partition("@")[0]
+    lines = [
+        ("study report", f"{shown(report)}  (open it in a browser)"),
+        ("data quality", shown(config.reports_root / "index.html")),
+        ("Data Docs", shown(data_docs_site(config) / "index.html")),
+        ("MLflow UI", f"{shown(tools / 'mlflow')} ui --backend-store-uri {config.tracking_uri}  "
+                      f"(then http://127.0.0.1:5000/#/models/{name})"),
+        ("lineage", f"{shown(tools / 'biomarkers')} lineage {champion}{data_root}"),
+        ("an API key", f"KEY=$({shown(tools / 'biomarkers')} api-key me --register {study})"),
+        ("the online API", f"{shown(tools / 'biomarkers')} serve {study}  "
+                           f"(OpenAPI at http://{config.serving.host}:{config.serving.port}/docs)"),
+    ]
+    console.print("\n[bold]Where to look next[/bold]")
+    for label, text in lines:
+        console.print(f"  {label + ':':<16}{text}", soft_wrap=True, highlight=False)
 
 
 @app.command("build-features")
@@ -244,19 +277,21 @@ def lineage_command(
 
 @app.command("reproduce")
 def reproduce_command(
-    run_id: Annotated[str, typer.Argument(help="the MLflow run id of a training run")],
+    reference: Annotated[str, typer.Argument(help="a training run's MLflow id, or the model version whose run it "
+                                                  "is: NAME@ALIAS or NAME/VERSION")],
     study: StudyOption = DEMO_STUDY,
     data_root: DataRootOption = None,
 ) -> None:
     """Rebuild a run's training set from its recorded labels and confirm its SHA-256.
 
-    Example: biomarkers reproduce 3f2c...e1
+    Example: biomarkers reproduce demo-hospitalization_risk@champion   (or a run id: biomarkers reproduce 3f2c...e1)
     """
     config = _load(study, data_root)
     with _registry_errors(), _quiet_mlflow():
         from pipelines.registry import reproduce
 
-        result = reproduce(config, run_id)
+        result = reproduce(config, reference)
+    run_id = result["run_id"]
     for name, check in result["checks"].items():
         mark = "[green]match[/green]" if check["match"] else "[red]DIFFERS[/red]"
         console.print(f"{name}: {mark}  recorded {check['recorded']}  rebuilt {check['rebuilt']}")

@@ -51,6 +51,7 @@ from feast.infra.offline_stores.file_source import FileSource, SavedDatasetFileS
 from feast.infra.offline_stores.offline_store import RetrievalJob, RetrievalMetadata
 from feast.on_demand_feature_view import OnDemandFeatureView
 from feast.repo_config import RepoConfig
+from feast.type_map import feast_value_type_to_pa
 from pydantic import StrictStr
 
 ROW = "__entity_row"
@@ -71,6 +72,8 @@ class ViewQuery:
     created: str | None
     ttl_ns: int | None
     columns: dict[str, str]  # feature-table column -> output column
+    types: dict[str, pa.DataType]  # feature-table column -> its Arrow type
+    unwritten_log: bool = False  # a push log nothing was pushed to yet: no file, no rows
 
 
 class AsofDuckDBOfflineStore(DuckDBOfflineStore):
@@ -326,6 +329,9 @@ class AsofRetrievalJob(RetrievalJob):
             _load_entities(connection, self._entities, self._time_column, self._queries)
 
             def view_features(query: ViewQuery) -> pa.Table:
+                if query.unwritten_log:  # every entity row gets nulls, as from a table without its key
+                    return pa.table({output: pa.nulls(len(self._entities), query.types[column])
+                                     for column, output in query.columns.items()})
                 cursor = connection.cursor()  # one per thread, on the same in-memory database
                 try:
                     cursor.execute("SET TimeZone = 'UTC'")
@@ -526,6 +532,9 @@ def _view_query(view: FeatureView, feature_refs: list[str], full_feature_names: 
         created=raw.get(source.created_timestamp_column, source.created_timestamp_column) or None,
         ttl_ns=None if ttl is None else int(ttl / timedelta(microseconds=1)) * 1000,
         columns={raw.get(name, name): f"{base}__{name}" if full_feature_names else name for name in features},
+        types={raw.get(field.name, field.name): feast_value_type_to_pa(field.dtype.to_value_type())
+               for field in view.features if field.name in features},
+        unwritten_log=is_push_log(source) and not path.exists(),  # folded already: parts would be in the file
     )
 
 

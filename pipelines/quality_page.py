@@ -72,9 +72,14 @@ report under <code>quarantine/&lt;report id&gt;/</code>.</p>
     return target
 
 
+def data_docs_site(config: StudyConfig) -> Path:
+    """The folder of the study's Great Expectations Data Docs (``index.html`` is their home page)."""
+    return config.platform_root / "gx" / "uncommitted" / "data_docs" / "local_site"
+
+
 def _data_docs_pages(config: StudyConfig) -> dict[str, dict[str, Path]]:
     """report id -> batch name -> its Data Docs validation page."""
-    site = config.platform_root / "gx" / "uncommitted" / "data_docs" / "local_site" / "validations"
+    site = data_docs_site(config) / "validations"
     pages: dict[str, dict[str, Path]] = {}
     if not site.exists():
         return pages

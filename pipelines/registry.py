@@ -196,12 +196,17 @@ def _tag(tags, key: str) -> str | None:
     return None
 
 
-def reproduce(config: StudyConfig, run_id: str, *, repo_path: Path = REPOSITORY_ROOT,
+def reproduce(config: StudyConfig, reference: str, *, repo_path: Path = REPOSITORY_ROOT,
               yaml_file: Path | None = None) -> dict:
-    """Rebuild a run's training set from its recorded labels; compare SHA-256s with the recorded ones."""
+    """Rebuild a run's training set from its recorded labels; compare SHA-256s with the recorded ones.
+
+    ``reference`` is the training run's id, or a model version (``NAME@ALIAS``, ``NAME/VERSION``)
+    whose run it is.
+    """
     import mlflow
 
-    client = _client(config)
+    client, version, run_id = resolve(config, reference)
+    run_id = version.run_id if version is not None else run_id
     record = run_artifact_json(run_id, "lineage.json")
     with tempfile.TemporaryDirectory() as folder:
         try:

@@ -201,15 +201,43 @@ def build_training_set(config: StudyConfig, model_name: str, *, repo_path: Path 
 
 
 def _definitions_sha256(store, service, views: list[str]) -> str:
-    """Hash of the Feast definitions behind a service: its spec and each view's spec."""
-    digest = hashlib.sha256(service.to_proto().spec.SerializeToString(deterministic=True))
+    """Hash of the Feast definitions behind a service: its spec and each view's spec, without the
+    registry's bookkeeping (see ``_definition_bytes``)."""
+    digest = hashlib.sha256(_definition_bytes(service.to_proto().spec))
     for name in views:
         try:
             view = store.get_feature_view(name)
         except Exception:  # an on-demand view
             view = store.get_on_demand_feature_view(name)
-        digest.update(view.to_proto().spec.SerializeToString(deterministic=True))
+        digest.update(_definition_bytes(view.to_proto().spec))
     return digest.hexdigest()
+
+
+def _definition_bytes(spec) -> bytes:
+    """A Feast spec's bytes without any ``meta`` (created and last-updated times) nested in it.
+
+    An on-demand view's spec embeds its source views' data sources with their ``meta``, which
+    every ``feast apply`` stamps anew: with it, a run's definitions would "change" at each
+    ``biomarkers materialize`` and no run could be reproduced after one.
+    """
+    spec = type(spec).FromString(spec.SerializeToString(deterministic=True))
+
+    def strip(message) -> None:
+        for descriptor, value in message.ListFields():
+            if descriptor.name == "meta":
+                message.ClearField(descriptor.name)
+            elif descriptor.message_type is None:
+                continue
+            elif descriptor.message_type.GetOptions().map_entry:  # e.g. an on-demand view's sources by name
+                if descriptor.message_type.fields_by_name["value"].message_type is not None:
+                    for item in value.values():
+                        strip(item)
+            else:
+                for item in (value if descriptor.is_repeated else [value]):
+                    strip(item)
+
+    strip(spec)
+    return spec.SerializeToString(deterministic=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -454,6 +482,15 @@ def _same_training(config: StudyConfig, training_set: TrainingSet) -> TrainResul
                        lineage["training_frame"]["sha256"], lineage["entity_frame"]["sha256"], lineage, reused=True)
 
 
+def _ui_artifact_link(experiment_id: str, run_id: str, artifact_path: str) -> str:
+    """The MLflow UI's page of one run artifact, as a link for a description on another page of the UI.
+
+    A hash route (the UI is a single-page app) and relative, so that it leads there whatever host or
+    path prefix the UI is served under.
+    """
+    return f"#/experiments/{experiment_id}/runs/{run_id}/artifacts/{artifact_path}"
+
+
 def record_run(config: StudyConfig, training_set: TrainingSet, evaluation: Evaluation, lineage: dict) -> TrainResult:
     import mlflow
     from mlflow import MlflowClient
@@ -469,6 +506,18 @@ def record_run(config: StudyConfig, training_set: TrainingSet, evaluation: Evalu
                         "train_subjects": sorted(set(train_frame["subject_id"])),
                         "test_subjects": sorted(set(test_frame["subject_id"])),
                         "holdout_site": model.split.holdout_site}
+    # On the run and on the model version alike: a reviewer sees the lineage on either page of the MLflow UI.
+    lineage_tags = {
+        "lineage.feature_service": model.feature_service,
+        "lineage.feature_views": ",".join(training_set.feature_views),
+        "lineage.feast_definitions_sha256": training_set.definitions_sha256,
+        "lineage.entity_frame_sha256": lineage["entity_frame"]["sha256"],
+        "lineage.training_frame_sha256": lineage["training_frame"]["sha256"],
+        "lineage.validation_outcomes": json.dumps(lineage["validation_outcomes"], sort_keys=True),
+        "lineage.raw_files": str(len(lineage["raw_files"])),
+        "lineage.git_commit": lineage["code"]["git_commit"],
+        "lineage.study_config_sha256": lineage["study_config_sha256"],
+    }
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"{training_set.model_name}-{model.estimator}") as run:
         mlflow.log_params({"model": training_set.model_name, "task": model.task, "estimator": model.estimator,
                            "feature_service": model.feature_service, "seed": model.seed,
@@ -478,19 +527,7 @@ def record_run(config: StudyConfig, training_set: TrainingSet, evaluation: Evalu
         mlflow.log_metrics({key: float(value) for key, value in evaluation.metrics.items()
                             if isinstance(value, int | float | np.floating | np.integer)})
         _log_datasets(training_set, train_frame, test_frame)
-        mlflow.set_tags({
-            "study_id": config.study_id,
-            "lineage.feature_service": model.feature_service,
-            "lineage.feature_views": ",".join(training_set.feature_views),
-            "lineage.feast_definitions_sha256": training_set.definitions_sha256,
-            "lineage.entity_frame_sha256": lineage["entity_frame"]["sha256"],
-            "lineage.training_frame_sha256": lineage["training_frame"]["sha256"],
-            "lineage.validation_outcomes": json.dumps(lineage["validation_outcomes"], sort_keys=True),
-            "lineage.raw_files": str(len(lineage["raw_files"])),
-            "lineage.git_commit": lineage["code"]["git_commit"],
-            "lineage.study_config_sha256": lineage["study_config_sha256"],
-            "model_card": "model_card.md",
-        })
+        mlflow.set_tags({"study_id": config.study_id, **lineage_tags, "model_card": "model_card.md"})
         mlflow.log_dict(lineage, "lineage.json")
         _log_table(training_set.entity, "labels.parquet")
         if evaluation.subgroups is not None:  # JSON records, NaN as null
@@ -504,13 +541,17 @@ def record_run(config: StudyConfig, training_set: TrainingSet, evaluation: Evalu
         mlflow.log_text(card, "model_card.md")
         info = _log_model(evaluation.model, test_frame[training_set.features], model.task)
     # Registered last: a failure above leaves a failed run and no model version, no alias moved.
-    version = mlflow.register_model(info.model_uri, name, tags={"run_id": run.info.run_id, "task": model.task})
+    version = mlflow.register_model(info.model_uri, name,
+                                    tags={"run_id": run.info.run_id, "task": model.task, **lineage_tags})
     client = MlflowClient()
     headline = ", ".join(f"{key} {evaluation.metrics[key]:.3f}" for key in ("auroc", "calibration_error", "f1")
                          if key in evaluation.metrics)
-    client.update_model_version(name, version.version, description=(
+    card_link = _ui_artifact_link(experiment_id, run.info.run_id, "model_card.md")
+    lineage_link = _ui_artifact_link(experiment_id, run.info.run_id, "lineage.json")
+    client.update_model_version(name, version.version, description=(  # the MLflow UI renders it as Markdown
         f"{model.task} model ({model.estimator}) on feature service {model.feature_service}, run "
-        f"{run.info.run_id}: {headline}. Model card: model_card.md in the run's artifacts; lineage: lineage.json."))
+        f"{run.info.run_id}: {headline}.\n\nModel card: [model_card.md]({card_link}) in the run's artifacts; "
+        f"lineage: [lineage.json]({lineage_link})."))
     client.set_registered_model_alias(name, "candidate", version.version)
     return TrainResult(run.info.run_id, name, str(version.version), evaluation.metrics,
                        lineage["training_frame"]["sha256"], lineage["entity_frame"]["sha256"], lineage)

@@ -146,3 +146,24 @@ def test_pushes_upsert_one_row_per_key_and_time_and_concurrent_writers_lose_noth
     log = pd.read_parquet(path)
     assert log.groupby("subject_id").size().to_dict() == {"S0": 8, "S1": 400, "S2": 400}
     assert not list(path.parent.glob(".*.tmp"))  # nothing partial left behind
+
+
+def test_a_push_log_before_its_first_push_gives_nulls_and_a_missing_table_an_error(store, tmp_path) -> None:
+    """A point-in-time retrieval that includes the live view before anything was pushed to it (a new
+    deployment) keeps every entity row with nulls; a feature table that is missing stays an error."""
+    from features.definitions import live_vitals_view
+    from features.tables import LIVE_VITALS
+
+    subject = Entity(name="subject", join_keys=["subject_id"], value_type=ValueType.STRING)
+    store.apply([subject, live_vitals_view(tmp_path / "log")])
+    entities = pd.DataFrame({"subject_id": ["S1", "S2"],
+                             "event_timestamp": pd.to_datetime(["2024-03-02"] * 2, utc=True)})
+    live = [f"{LIVE_VITALS.name}:heart_rate_last_bpm", f"{LIVE_VITALS.name}:news2_risk_band_last"]
+    got = store.get_historical_features(entity_df=entities, features=["daily:heart_rate_mean_1d_bpm", *live]).to_df()
+    assert got["subject_id"].tolist() == ["S1", "S2"] and got["heart_rate_mean_1d_bpm"].tolist()[0] == 60.0
+    assert got["heart_rate_last_bpm"].isna().all() and got["news2_risk_band_last"].isna().all()
+    assert str(got["heart_rate_last_bpm"].dtype) == "float64"
+
+    (tmp_path / "daily.parquet").unlink()
+    with pytest.raises(Exception, match="daily.parquet"):
+        store.get_historical_features(entity_df=entities, features=["daily:heart_rate_mean_1d_bpm"]).to_df()

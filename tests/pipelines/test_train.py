@@ -21,6 +21,7 @@ from pipelines.build_features import build_features
 from pipelines.config import load_study
 from pipelines.demo.generate import generate_demo
 from pipelines.ingest import ingest_study
+from tests.mlflow_ui import assert_lineage_visible, mlflow_ui
 from tests.pipelines.conftest import feast_repo
 
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -276,10 +277,16 @@ def test_bad_training_inputs_fail_before_anything_is_registered(study, monkeypat
 
 
 def test_a_run_is_reproduced_and_a_changed_feature_table_is_detected(study, trained) -> None:
+    """Reproduced after the repo was applied again, as every `biomarkers materialize` does (Feast then
+    stamps new times into the on-demand view's spec: not a change of definitions), and by the model
+    version's reference as well as the run id; a changed feature table is detected."""
+    from pipelines.feature_store import apply_repo
     from pipelines.registry import reproduce
 
     config, result = trained
     _, repo, tables = study
+    apply_repo(repo, tables)
+    assert reproduce(config, f"{result.registered_name}/{result.version}", repo_path=repo)["reproduced"]
     same = reproduce(config, result.run_id, repo_path=repo)
     assert same["reproduced"], same
     assert same["checks"]["training_frame_sha256"]["rebuilt"] == result.training_sha256
@@ -576,3 +583,23 @@ def test_spark_scoring_gives_the_local_scores(spark, study, trained, tmp_path) -
     assert spark_scored.input_sha256 == local.input_sha256
     with pytest.raises(RegistryError, match="--engine spark reads features through Feast's Spark offline store"):
         score_cohort(config, reference, as_of, repo_path=repo, engine="spark")
+
+
+def test_a_reviewer_sees_the_champions_lineage_in_the_mlflow_ui(trained, tmp_path: Path) -> None:
+    """The model version page shows the lineage and links to the model card; the run page shows the
+    datasets' digests; the link leads to the card."""
+    from mlflow import MlflowClient
+
+    config, result = trained
+    client = MlflowClient(config.tracking_uri)
+    # Promotion is tested above; here the alias only says which version a reviewer looks at.
+    client.set_registered_model_alias(result.registered_name, "champion", result.version)
+    version = client.get_model_version(result.registered_name, result.version)
+    run_lineage = {key: value for key, value in client.get_run(result.run_id).data.tags.items()
+                   if key.startswith("lineage.")}
+    assert run_lineage.items() <= version.tags.items()  # the version carries the run's lineage as it is
+    assert version.description.startswith(
+        f"endpoint model (logistic_regression) on feature service endpoint_v1, run {result.run_id}: auroc ")
+
+    with mlflow_ui(config.tracking_uri) as url:
+        assert_lineage_visible(url, result.registered_name, "champion", tmp_path / "chromium", config.tracking_uri)
