@@ -11,7 +11,6 @@ import contextlib
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from urllib.parse import quote
 
 import pytest
 
+from tests.browser import headless_chromium_command
 from tests.kafka_broker import free_port
 
 if TYPE_CHECKING:
@@ -181,13 +181,6 @@ class ChromiumPage:
         }})()""")
 
 
-def _chromium_binary() -> str:
-    binary = shutil.which("chromium") or shutil.which("chromium-browser")
-    if binary is None:
-        pytest.skip("Debian's chromium is not installed: `apt-get install chromium` (`make test` installs it)")
-    return binary
-
-
 @contextmanager
 def headless_chromium(profile: Path) -> Iterator[ChromiumPage]:
     """Debian's Chromium, headless, with a profile of the caller's own; yields its tab, quits after."""
@@ -196,8 +189,7 @@ def headless_chromium(profile: Path) -> Iterator[ChromiumPage]:
     profile.mkdir(parents=True, exist_ok=True)
     port_file = profile / "DevToolsActivePort"  # where Chromium writes the port it chose
     port_file.unlink(missing_ok=True)
-    command = [_chromium_binary(), "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={profile}",
-               "--remote-debugging-port=0", "--window-size=1400,2000", "about:blank"]
+    command = headless_chromium_command(profile, "--remote-debugging-port=0", "--window-size=1400,2000", "about:blank")
     with tempfile.TemporaryFile() as log:
         browser = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:

@@ -19,6 +19,7 @@ import pytest
 
 from pipelines.config import load_study
 from pipelines.report import KEY_BIOMARKERS, SECTIONS, TRAJECTORY_SUBJECTS, ReportError, report_path, write_report
+from tests.browser import headless_chromium_command
 
 ALERTS = pd.DataFrame({
     "id": [2, 1], "study_id": "demo", "subject_id": ["S0002", "S0003"],
@@ -198,7 +199,6 @@ def test_an_unreadable_artifact_costs_only_its_own_section(tiny_study: Path) -> 
 
 
 def test_biomarkers_report_writes_where_asked_and_prints_the_path(report) -> None:
-    import shutil
 
     from typer.testing import CliRunner
 
@@ -219,11 +219,7 @@ def test_biomarkers_report_writes_where_asked_and_prints_the_path(report) -> Non
 
 def chromium(*arguments: str, profile: Path) -> subprocess.CompletedProcess:
     """Debian's Chromium, headless, as the issue runs it (a profile of the test's own, nothing kept)."""
-    binary = shutil.which("chromium") or shutil.which("chromium-browser")
-    if binary is None:
-        pytest.skip("Debian's chromium is not installed: `apt-get install chromium` (`make test` installs it)")
-    return subprocess.run([binary, "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={profile}",
-                           *arguments], capture_output=True, text=True, timeout=120)
+    return subprocess.run(headless_chromium_command(profile, *arguments), capture_output=True, text=True, timeout=120)
 
 
 def test_the_report_renders_in_headless_chromium_with_its_plots(report, tmp_path: Path) -> None:
