@@ -9,8 +9,13 @@ across processes because the database itself enforces the race rules:
   content at once race on a unique index, and the loser reads the winner's row;
 - at most one row per ``(path, version)``: two different contents of one path that race
   for the same version number retry with the next one;
-- a claim carries a lease; a run that crashed leaves a ``processing`` row whose lease expires,
-  and the next run takes it over with a compare-and-set ``UPDATE``.
+- a claim belongs to a run, and a run records its owner (host, process id and the process's
+  start time). A claim is taken over, with a compare-and-set ``UPDATE``, as soon as its owner
+  is seen dead: at once on the same host (the process is gone, or its id was reused by
+  another process), else when its lease expires. Leases are short and renewed by the run's
+  heartbeat (`Catalog.heartbeat`), so a crash on another host costs at most one lease;
+- ``failed`` is not final: a failed file is claimed again when the caller asks for retries or
+  when the code version recorded with the failure differs from the caller's.
 
 SQLite (a file under the study's data root, the default) and PostgreSQL (production) are
 supported. A catalog belongs to one study: paths are relative to that study's data root, so
@@ -21,7 +26,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+import socket
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -56,9 +63,8 @@ _DDL_LOCK_KEY = 0x62696F6D61726B  # "biomark"
 
 
 class ClaimLostError(RuntimeError):
-    """The record is no longer held by the caller: its lease expired and another run took it
-    over (or already finished it). Its recorded outcome stands; raise ``lease_seconds`` if
-    files legitimately take longer than the lease."""
+    """The record is no longer held by the caller: its lease expired (its heartbeat stopped) and
+    another run took it over, or already finished it. Its recorded outcome stands."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +86,8 @@ class FileRecord:
     run_id: str
     discovered_at: datetime
     processed_at: datetime | None
+    code_version: str | None = None
+    lake_version: int | None = None
 
 
 class _UTCDateTime(sa.types.TypeDecorator[datetime]):
@@ -116,6 +124,10 @@ _runs = sa.Table(
     sa.Column("started_at", _UTCDateTime, nullable=False),
     sa.Column("finished_at", _UTCDateTime),
     sa.Column("counts", sa.Text),  # JSON object, e.g. {"curated": 12, "quarantined": 1}
+    # The owner, so that another run can tell at once whether it is still alive.
+    sa.Column("host", sa.String),
+    sa.Column("pid", sa.Integer),
+    sa.Column("pid_started", sa.String),  # start time of the process, so a reused pid is not mistaken
 )
 
 _files = sa.Table(
@@ -137,6 +149,8 @@ _files = sa.Table(
     sa.Column("discovered_at", _UTCDateTime, nullable=False),
     sa.Column("processed_at", _UTCDateTime),
     sa.Column("lease_expires_at", _UTCDateTime),  # set while processing, cleared by finish
+    sa.Column("code_version", sa.String),  # of the platform that recorded the outcome
+    sa.Column("lake_version", sa.BigInteger),  # the lake table version that made the outcome visible
     sa.UniqueConstraint("path", "version", name="uq_catalog_files_path_version"),
 )
 
@@ -155,8 +169,40 @@ sa.Index(
 sa.Index("ix_catalog_files_run_id", _files.c.run_id)
 
 
+# Columns added after the first release: `Catalog` adds them to an older catalog's tables.
+_ADDED_COLUMNS = {
+    _runs: ("host", "pid", "pid_started"),
+    _files: ("code_version", "lake_version"),
+}
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def process_started(pid: int) -> str | None:
+    """The start time of a process on this host (clock ticks since boot), ``None`` if it is gone.
+
+    A process id alone is not an identity: ids are reused, so a dead run's id may belong to
+    another process by now. Id and start time together are.
+    """
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stream:
+            stat = stream.read()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    # Field 22 (starttime); the command name (field 2) may hold spaces and parentheses.
+    fields = stat[stat.rindex(")") + 2:].split()
+    if fields[0] == "Z":  # a zombie has exited; only its parent has not collected it yet
+        return None
+    return fields[19]
+
+
+def _owner_alive(host: str | None, pid: int | None, pid_started: str | None) -> bool | None:
+    """True or False when the owner runs on this host, ``None`` when that cannot be told here."""
+    if host != socket.gethostname() or pid is None:
+        return None
+    return pid_started is not None and process_started(pid) == pid_started
 
 
 def _relative_posix(path: str) -> str:
@@ -193,6 +239,8 @@ def _record(row: Row[Any]) -> FileRecord:
         run_id=row.run_id,
         discovered_at=row.discovered_at,
         processed_at=row.processed_at,
+        code_version=row.code_version,
+        lake_version=row.lake_version,
     )
 
 
@@ -241,9 +289,10 @@ class Catalog:
     url : str
         SQLAlchemy URL: ``sqlite:///path/to/catalog.db`` (the parent folder is created) or
         ``postgresql+psycopg://user@host:5432/db`` (``postgresql://`` means psycopg too).
-    lease_seconds : float, default 3600
-        How long a claim is held before another run may take it over, in seconds. Must
-        exceed the longest time one file takes to process.
+    lease_seconds : float, default 60
+        How long a claim is held without a heartbeat before another run may take it over, in
+        seconds. A run renews its claims with `heartbeat` (``biomarkers ingest`` does so every
+        ``lease_seconds / 4``); an owner seen dead on the same host is taken over at once.
 
     Notes
     -----
@@ -253,7 +302,7 @@ class Catalog:
     PostgreSQL catalog need synchronised clocks for leases to mean the same to all of them.
     """
 
-    def __init__(self, url: str, *, lease_seconds: float = 3600.0) -> None:
+    def __init__(self, url: str, *, lease_seconds: float = 60.0) -> None:
         if not lease_seconds > 0:
             raise ValueError(f"lease_seconds must be positive, got {lease_seconds!r}")
         self.lease_seconds = float(lease_seconds)
@@ -268,6 +317,14 @@ class Catalog:
                 # once both see no table and one fails on the duplicate.
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _DDL_LOCK_KEY})
             _metadata.create_all(conn)
+            inspector = sa.inspect(conn)
+            for table, names in _ADDED_COLUMNS.items():
+                present = {column["name"] for column in inspector.get_columns(table.name)}
+                for name in names:
+                    if name not in present:
+                        column = table.c[name]
+                        type_ = column.type.compile(conn.dialect)
+                        conn.execute(sa.text(f"ALTER TABLE {table.name} ADD COLUMN {name} {type_}"))
 
     def close(self) -> None:
         """Close every pooled connection."""
@@ -310,8 +367,41 @@ class Catalog:
                     f"this catalog belongs to study {other!r}, not {study_id!r}: give each study its own "
                     "SQLite file or PostgreSQL schema"
                 )
-            conn.execute(sa.insert(_runs).values(run_id=run_id, study_id=study_id, started_at=_now()))
+            pid = os.getpid()
+            conn.execute(sa.insert(_runs).values(run_id=run_id, study_id=study_id, started_at=_now(),
+                                                 host=socket.gethostname(), pid=pid, pid_started=process_started(pid)))
         return run_id
+
+    def heartbeat(self, run_id: str) -> int:
+        """Renew the lease of every claim `run_id` holds; return how many there are."""
+        with self._engine.begin() as conn:
+            return conn.execute(
+                sa.update(_files)
+                .where(_files.c.run_id == run_id, _files.c.status == FileStatus.PROCESSING.value)
+                .values(lease_expires_at=_now() + timedelta(seconds=self.lease_seconds))
+            ).rowcount
+
+    def run_is_live(self, run_id: str) -> bool:
+        """Whether a run may still be working: not finished, and its owner alive (or, on another
+        host, its claims not yet expired)."""
+        with self._engine.connect() as conn:
+            return self._run_is_live(conn, run_id, _now())
+
+    def _run_is_live(self, conn: Connection, run_id: str, now: datetime) -> bool:
+        run = conn.execute(sa.select(_runs).where(_runs.c.run_id == run_id)).first()
+        if run is None or run.finished_at is not None:
+            return False
+        alive = _owner_alive(run.host, run.pid, run.pid_started)
+        if alive is not None:
+            return alive
+        # On another host: alive while it holds an unexpired claim or started within a lease.
+        expiry = conn.execute(
+            sa.select(sa.func.max(_files.c.lease_expires_at)).where(
+                _files.c.run_id == run_id, _files.c.status == FileStatus.PROCESSING.value)
+        ).scalar_one()
+        if expiry is not None:
+            return expiry > now
+        return run.started_at > now - timedelta(seconds=self.lease_seconds)
 
     def finish_run(self, run_id: str, counts: dict[str, int]) -> None:
         """Record the end of a run with its counts (e.g. files per status)."""
@@ -326,23 +416,41 @@ class Catalog:
 
     # Files --------------------------------------------------------------------------------
 
-    def is_processed(self, path: str, sha256: str) -> bool:
+    def is_processed(self, path: str, sha256: str, *, retry_failed: bool = False,
+                     code_version: str | None = None) -> bool:
         """Whether this exact content of `path` has a final outcome (a cheap pre-check; claims nothing).
 
         Content whose version was superseded by other content counts as not processed, so a
-        file that reverts to an earlier content is processed again.
+        file that reverts to an earlier content is processed again. A ``failed`` outcome counts
+        as not processed when `retry_failed` is set, or when `code_version` is given and differs
+        from the version that failed (the code that failed may have been fixed).
         """
+        final = [_files.c.status.in_([s.value for s in _OUTCOMES if s is not FileStatus.FAILED])]
+        if not retry_failed:
+            failed = _files.c.status == FileStatus.FAILED.value
+            if code_version is not None:
+                failed = sa.and_(failed, _files.c.code_version == code_version)
+            final.append(failed)
         query = sa.select(
             sa.exists().where(
                 _files.c.path == _relative_posix(path),
                 _files.c.sha256 == _sha256_hex(sha256),
-                _files.c.status.in_([s.value for s in _OUTCOMES]),
+                sa.or_(*final),
             )
         )
         with self._engine.connect() as conn:
             return bool(conn.execute(query).scalar_one())
 
-    def claim(self, *, path: str, sha256: str, size_bytes: int, source: str, run_id: str) -> FileRecord | None:
+    def newer_version_finished(self, path: str, version: int) -> bool:
+        """Whether a version of `path` newer than `version` already has an outcome."""
+        query = sa.select(sa.exists().where(
+            _files.c.path == _relative_posix(path), _files.c.version > version,
+            _files.c.status != FileStatus.PROCESSING.value))
+        with self._engine.connect() as conn:
+            return bool(conn.execute(query).scalar_one())
+
+    def claim(self, *, path: str, sha256: str, size_bytes: int, source: str, run_id: str,
+              retry_failed: bool = False, code_version: str | None = None) -> FileRecord | None:
         """Atomically claim this exact content for processing.
 
         Parameters
@@ -357,14 +465,18 @@ class Catalog:
             Name of the study source the file belongs to.
         run_id : str
             A run id from `start_run`.
+        retry_failed, code_version : optional
+            Claim a ``failed`` outcome of this content again: always with `retry_failed`, else
+            when `code_version` differs from the code version that failed.
 
         Returns
         -------
         FileRecord or None
             The ``processing`` record, holding a lease of ``lease_seconds``. Its version is 1
             for a new path, else one more than the path's latest version. None when this
-            content already has a final outcome or another run holds an unexpired lease on it.
-            An expired lease (its run crashed) is taken over.
+            content already has a final outcome or a live run holds it (tell the two apart
+            with `is_processed`). A claim of a dead run (its owner process is gone, or its
+            lease expired) is taken over.
         """
         path, sha256 = _relative_posix(path), _sha256_hex(sha256)
         if size_bytes < 0:
@@ -379,7 +491,10 @@ class Catalog:
                         sa.select(_files).where(_files.c.path == path, _files.c.sha256 == sha256, _live)
                     ).first()
                     if live is not None:
-                        return self._take_over(conn, live, run_id, size_bytes, source, now, lease_expires_at)
+                        retry = live.status == FileStatus.FAILED and (
+                            retry_failed or (code_version is not None and live.code_version != code_version))
+                        return self._take_over(conn, live, run_id, size_bytes, source, now, lease_expires_at,
+                                               retry=retry)
                     latest_version = conn.execute(
                         sa.select(sa.func.coalesce(sa.func.max(_files.c.version), 0)).where(_files.c.path == path)
                     ).scalar_one()
@@ -418,22 +533,30 @@ class Catalog:
         source: str,
         now: datetime,
         lease_expires_at: datetime,
+        *,
+        retry: bool = False,
     ) -> FileRecord | None:
-        if live.status != FileStatus.PROCESSING or live.lease_expires_at > now:
+        if retry:
+            why = "retrying its failure"
+        elif live.status != FileStatus.PROCESSING:
             return None
-        # Compare-and-set: of two runs taking over at once, the second matches no row.
+        elif live.lease_expires_at is not None and live.lease_expires_at <= now:
+            why = "its lease expired"
+        elif live.run_id != run_id and not self._run_is_live(conn, live.run_id, now):
+            why = "its run is dead"
+        else:
+            return None
+        # Compare-and-set on the status and holder read above: of two runs taking over at once,
+        # the second matches no row.
         taken = conn.execute(
             sa.update(_files)
-            .where(
-                _files.c.id == live.id,
-                _files.c.status == FileStatus.PROCESSING.value,
-                _files.c.lease_expires_at <= now,
-            )
-            .values(run_id=run_id, size_bytes=size_bytes, source=source, lease_expires_at=lease_expires_at)
+            .where(_files.c.id == live.id, _files.c.status == live.status, _files.c.run_id == live.run_id)
+            .values(run_id=run_id, size_bytes=size_bytes, source=source, lease_expires_at=lease_expires_at,
+                    status=FileStatus.PROCESSING.value, processed_at=None)
         ).rowcount
         if taken != 1:
             return None
-        logger.info("%s v%d: took over the expired claim of run %s", live.path, live.version, live.run_id)
+        logger.info("%s v%d: took over from run %s (%s)", live.path, live.version, live.run_id, why)
         return self._get(conn, live.id)
 
     def finish(
@@ -447,6 +570,8 @@ class Catalog:
         message: str | None,
         curated_paths: Sequence[str] = (),
         run_id: str | None = None,
+        code_version: str | None = None,
+        lake_version: int | None = None,
     ) -> FileRecord:
         """Record the outcome of a claimed file.
 
@@ -469,6 +594,10 @@ class Catalog:
         run_id : str, optional
             The claiming run. When given, the outcome is recorded only if that run still holds
             the claim, which guards against a run that outlived its lease.
+        code_version : str, optional
+            Version of the code that produced the outcome (a failure is retried under another).
+        lake_version : int, optional
+            Version of the lake table whose commit made this outcome visible.
 
         Returns
         -------
@@ -517,13 +646,16 @@ class Catalog:
                     curated_paths=json.dumps([str(p) for p in curated_paths]),
                     processed_at=now,
                     lease_expires_at=None,
+                    code_version=code_version,
+                    lake_version=lake_version,
                 )
             ).rowcount
             if updated != 1:
                 current = self._get(conn, record_id)
                 raise ClaimLostError(
                     f"{current.path} v{current.version} (record {record_id}) is {current.status} and held by "
-                    f"run {current.run_id}: this run's claim expired after {self.lease_seconds:g} s and was taken over"
+                    f"run {current.run_id}: this run's claim was taken over (its lease of {self.lease_seconds:g} s "
+                    "expired without a heartbeat, or the run was seen dead)"
                 )
             newer_finished = conn.execute(
                 sa.select(_files.c.id)
@@ -551,7 +683,8 @@ class Catalog:
                             # will ever finish it.
                             sa.and_(
                                 _files.c.status == FileStatus.PROCESSING.value,
-                                _files.c.lease_expires_at <= now,
+                                sa.or_(_files.c.lease_expires_at <= now,
+                                       _files.c.run_id.in_(self._dead_runs(conn, row.path, now))),
                             ),
                         ),
                     )
@@ -560,6 +693,12 @@ class Catalog:
                 if superseded:
                     logger.info("%s v%d: superseded %d older version(s)", row.path, row.version, superseded)
             return self._get(conn, record_id)
+
+    def _dead_runs(self, conn: Connection, path: str, now: datetime) -> list[str]:
+        """Runs holding a ``processing`` version of `path` that are dead."""
+        holders = conn.execute(sa.select(_files.c.run_id).distinct().where(
+            _files.c.path == path, _files.c.status == FileStatus.PROCESSING.value)).scalars().all()
+        return [holder for holder in holders if not self._run_is_live(conn, holder, now)]
 
     def release(self, record_id: int, *, run_id: str | None = None) -> None:
         """Give up a claim (e.g. on KeyboardInterrupt) so that another run may take it at once.
