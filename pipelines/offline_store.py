@@ -183,14 +183,21 @@ class PushLog:
 
     Writers (the HTTP API and a stream consumer, in other processes) take an exclusive ``flock``;
     readers take none: a part folded away while it was being read makes the read start again.
+
+    The log's column types are the view's declared ones (``schema``, see :func:`push_log_schema`),
+    never those a batch's values suggest: a batch in which a text column is all missing (an event
+    with some vital signs only) would otherwise store it as Arrow ``null``, and the next part with
+    a string there could not be folded into it. Every part is written in ``schema``, and a file or
+    part stored in other types (by an older version) is cast to it when folded or read.
     """
 
     FOLD_PARTS = 32
     FOLD_AGE_S = 60.0
 
-    def __init__(self, path: Path, key_columns: list[str]):
+    def __init__(self, path: Path, key_columns: list[str], schema: pa.Schema | None = None):
         self.path = path
         self.key_columns = key_columns
+        self.schema = schema
         self.pending = path.with_name(f".{path.name}.pending")
 
     @classmethod
@@ -199,7 +206,29 @@ class PushLog:
         if not view.join_keys:  # a view not read from the registry: rows of all subjects would merge
             raise ValueError(f"feature view {view.name} has no join keys: push through a registered view")
         source = view.batch_source
-        return cls(source_path(source, repo_path), [*view.join_keys, source.timestamp_field])
+        return cls(source_path(source, repo_path), [*view.join_keys, source.timestamp_field], push_log_schema(view))
+
+    def conform(self, table: pa.Table) -> pa.Table:
+        """``table`` in the log's declared schema: its columns in order, each cast to its declared
+        type, a declared feature it lacks as typed nulls. Nothing is written.
+
+        Raises
+        ------
+        ValueError
+            A column the view does not declare, a missing join key or time, or a value that does
+            not fit its column's type (the column named); nothing of the table should be stored.
+        """
+        if self.schema is None:
+            return table
+        required = [*self.key_columns, *(name for name in self.schema.names if name not in self.key_columns
+                                         and pa.types.is_timestamp(self.schema.field(name).type))]
+        unknown = [name for name in table.column_names if name not in self.schema.names]
+        missing = [name for name in required if name not in table.column_names]
+        if unknown or missing:
+            raise ValueError(f"push log {self.path.name}: "
+                             + "; ".join(([f"columns not declared by the view: {', '.join(unknown)}"] if unknown
+                                          else []) + ([f"missing {', '.join(missing)}"] if missing else [])))
+        return _in_schema(table, self.schema, f"push log {self.path.name}")
 
     def parts(self) -> list[Path]:
         """The pending parts, oldest first."""
@@ -218,7 +247,9 @@ class PushLog:
             yield
 
     def append(self, table: pa.Table) -> None:
-        """Write ``table`` as the newest part; fold when enough parts have gathered or grown old."""
+        """Write ``table`` (in the declared schema: :meth:`conform`) as the newest part; fold when
+        enough parts have gathered or grown old."""
+        table = self.conform(table)  # before the lock and any write: a refused table leaves no trace
         with self._locked():
             parts = self.parts()
             self.pending.mkdir(exist_ok=True)
@@ -240,7 +271,7 @@ class PushLog:
             return
         tables = [pq.read_table(self.path)] if self.path.is_file() else []
         tables += [pq.read_table(part) for part in parts]
-        _write_atomically(_last_per_key(_concat(tables), self.key_columns), self.path)
+        _write_atomically(_last_per_key(_concat(tables, self.schema), self.key_columns), self.path)
         for part in parts:  # a crash before this leaves parts that fold again to the same rows
             part.unlink()
 
@@ -255,14 +286,55 @@ class PushLog:
                 continue
             if not tables:
                 return None
-            return _last_per_key(_concat(tables), self.key_columns)
+            schema = self.schema
+            if schema is not None and columns is not None:
+                schema = pa.schema([schema.field(name) for name in columns])
+            return _last_per_key(_concat(tables, schema), self.key_columns)
         raise RuntimeError(f"push log {self.path}: parts kept being folded away while it was read")
 
 
-def _concat(tables: list[pa.Table]) -> pa.Table:
-    """Tables of one log, in push order, in the first one's columns and types."""
-    first = tables[0]
-    return pa.concat_tables([first, *(table.select(first.column_names).cast(first.schema) for table in tables[1:])])
+def _concat(tables: list[pa.Table], schema: pa.Schema | None = None) -> pa.Table:
+    """Tables of one log, in push order, in ``schema`` (the declared one); without it, in the first
+    table's columns and the types that hold every table's values (a column stored as Arrow ``null``
+    takes the type of another table's values)."""
+    if schema is None:
+        schema = pa.unify_schemas([table.schema for table in tables], promote_options="permissive")
+        schema = pa.schema([schema.field(name) for name in tables[0].column_names])
+    return pa.concat_tables([_in_schema(table, schema, "push log") for table in tables])
+
+
+def _in_schema(table: pa.Table, schema: pa.Schema, what: str) -> pa.Table:
+    """``table``'s columns in ``schema``'s order and types; a column it lacks as typed nulls.
+
+    Raises ValueError naming the column whose values do not fit its type (``what`` names the table).
+    """
+    columns = []
+    for target in schema:
+        if target.name not in table.column_names:
+            columns.append(pa.nulls(table.num_rows, target.type))
+            continue
+        try:
+            columns.append(table.column(target.name).cast(target.type))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
+            raise ValueError(f"{what}: column {target.name} of type {table.schema.field(target.name).type} does "
+                             f"not fit its declared type {target.type}: {error}") from error
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def push_log_schema(view: FeatureView) -> pa.Schema:
+    """The Arrow schema of a pushed view's log, from the view's declared fields (its registered
+    entity columns, event and created times as UTC microseconds, then its features): what every
+    part and the folded file are written in, whatever a batch's values are."""
+    source = view.batch_source
+    stamp = pa.timestamp("us", tz="UTC")  # what pushes send (serving.events.live_rows) and Parquet keeps
+    fields = [pa.field(column.name, feast_value_type_to_pa(column.dtype.to_value_type()))
+              for column in view.entity_columns]
+    fields.append(pa.field(source.timestamp_field, stamp))
+    if source.created_timestamp_column:
+        fields.append(pa.field(source.created_timestamp_column, stamp))
+    fields += [pa.field(feature.name, feast_value_type_to_pa(feature.dtype.to_value_type()))
+               for feature in view.features]
+    return pa.schema(fields)
 
 
 def _last_per_key(table: pa.Table, key_columns: list[str]) -> pa.Table:

@@ -167,3 +167,99 @@ def test_a_push_log_before_its_first_push_gives_nulls_and_a_missing_table_an_err
     (tmp_path / "daily.parquet").unlink()
     with pytest.raises(Exception, match="daily.parquet"):
         store.get_historical_features(entity_df=entities, features=["daily:heart_rate_mean_1d_bpm"]).to_df()
+
+
+def _live_log(store, tmp_path):
+    """The live vital-signs view applied in ``store`` (registered: join keys known) and its push log."""
+    from features.definitions import live_vitals_view
+    from features.tables import LIVE_VITALS
+
+    subject = Entity(name="subject", join_keys=["subject_id"], value_type=ValueType.STRING)
+    store.apply([subject, live_vitals_view(tmp_path / "log")])
+    view = store.get_feature_view(LIVE_VITALS.name)
+    return view, PushLog.of(view, tmp_path)
+
+
+def _pushed(subject: str, minute: int, **values) -> "pa.Table":
+    """One pushed row with only ``values`` among the features: what pandas gives Arrow (an all-None
+    text column is Arrow ``null``)."""
+    import pyarrow as pa
+
+    frame = pd.DataFrame({"subject_id": [subject],
+                          "event_timestamp": [pd.Timestamp("2024-05-01", tz="UTC") + pd.Timedelta(minutes=minute)],
+                          "created_timestamp": [pd.Timestamp("2024-05-02", tz="UTC")]})
+    for column, value in values.items():
+        frame[column] = pd.Series([value], dtype=object if isinstance(value, str) or value is None else float)
+    frame["event_timestamp"] = frame["event_timestamp"].dt.as_unit("us")
+    frame["created_timestamp"] = frame["created_timestamp"].dt.as_unit("us")
+    return pa.Table.from_pandas(frame, preserve_index=False)
+
+
+def test_the_push_log_keeps_the_views_declared_types_whatever_a_batch_holds(store, tmp_path) -> None:
+    """A first push with one measurement and its text columns all missing (Arrow ``null`` from pandas)
+    stores typed nulls; pushes with strings then fold into it, and Feast materializes the log."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from features.tables import LIVE_VITALS
+
+    view, log = _live_log(store, tmp_path)
+    partial = _pushed("S1", 0, heart_rate_last_bpm=61.0, consciousness_last_avpu=None, news2_risk_band_last=None)
+    assert partial.schema.field("consciousness_last_avpu").type == pa.null()
+    AsofDuckDBOfflineStore.offline_write_batch(store.config, view, partial, None)
+    assert log.fold()
+    AsofDuckDBOfflineStore.offline_write_batch(store.config, view, _pushed(
+        "S1", 1, heart_rate_last_bpm=62.0, consciousness_last_avpu="A", news2_risk_band_last="low"), None)
+    AsofDuckDBOfflineStore.offline_write_batch(store.config, view, _pushed("S2", 1, spo2_last_percent=95.0), None)
+    assert log.fold()
+    stored = pq.read_table(log.path)
+    assert stored.schema == log.schema
+    assert {stored.schema.field(name).type for name in LIVE_VITALS.text_columns} == {pa.string()}
+    assert {stored.schema.field(name).type for name in LIVE_VITALS.columns} == {pa.float64()}
+    rows = stored.to_pandas().set_index(["subject_id", "event_timestamp"])
+    assert rows["consciousness_last_avpu"].tolist() == [None, "A", None]
+    assert rows["heart_rate_last_bpm"].tolist()[:2] == [61.0, 62.0] and rows["spo2_last_percent"].tolist()[2] == 95.0
+    store.materialize(start_date=pd.Timestamp("2024-04-01", tz="UTC").to_pydatetime(),
+                      end_date=pd.Timestamp("2024-05-03", tz="UTC").to_pydatetime(), feature_views=[view.name])
+    online = store.get_online_features(features=[f"{view.name}:consciousness_last_avpu",
+                                                 f"{view.name}:spo2_last_percent"],
+                                       entity_rows=[{"subject_id": "S1"}, {"subject_id": "S2"}]).to_dict()
+    assert online["consciousness_last_avpu"] == ["A", None] and online["spo2_last_percent"] == [None, 95.0]
+
+
+def test_a_log_stored_with_null_columns_by_an_older_version_folds_and_reads_in_the_declared_types(store,
+                                                                                                   tmp_path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    view, log = _live_log(store, tmp_path)
+    log.path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(_pushed("S1", 0, heart_rate_last_bpm=61.0, consciousness_last_avpu=None), log.path)
+    log.append(_pushed("S1", 1, consciousness_last_avpu="V"))
+    read = log.read(["subject_id", "event_timestamp", "consciousness_last_avpu"])
+    assert read.schema.field("consciousness_last_avpu").type == pa.string()
+    assert read.column("consciousness_last_avpu").to_pylist() == [None, "V"]
+    assert log.fold() and pq.read_table(log.path).schema == log.schema
+    # Without the view's schema (a reader that knows only the file), the stored types are widened.
+    pq.write_table(_pushed("S3", 0, consciousness_last_avpu=None), log.path)
+    untyped = PushLog(log.path, log.key_columns)
+    untyped.pending.mkdir(exist_ok=True)  # left by the pushes above, empty after the fold
+    pq.write_table(_pushed("S3", 1, consciousness_last_avpu="U"), untyped.pending / "000000000001.parquet")
+    assert untyped.read().column("consciousness_last_avpu").to_pylist() == [None, "U"]
+
+
+@pytest.mark.parametrize(("table", "words"), [
+    (lambda: _pushed("S1", 0, heart_rate_last_bpm=60.0, blood_glucose_mmol_l=5.0), "not declared by the view: "
+                                                                                     "blood_glucose_mmol_l"),
+    (lambda: _pushed("S1", 0, heart_rate_last_bpm=60.0).drop_columns(["event_timestamp"]), "missing event_timestamp"),
+    (lambda: _pushed("S1", 0, heart_rate_last_bpm="fast"), "column heart_rate_last_bpm of type string"),
+])
+def test_a_push_that_does_not_fit_the_declared_schema_is_refused_before_anything_is_written(store, tmp_path,
+                                                                                             table, words) -> None:
+    view, log = _live_log(store, tmp_path)
+    log.append(_pushed("S1", 5, heart_rate_last_bpm=60.0))
+    before = log.read().to_pylist()
+    with pytest.raises(ValueError, match=words) as refused:
+        log.append(table())
+    assert "vital_signs_live.parquet" in str(refused.value)
+    assert len(log.parts()) == 1 and log.read().to_pylist() == before
