@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse
 from serving.alerts import AlertStore
 from serving.middleware import BodySizeLimitMiddleware, MetricsMiddleware, RequestMetrics
 from serving.models import ModelRegistry
-from serving.online import KnownSubjects, OnlineStoreUnavailableError, registry_snapshot
+from serving.online import KnownSubjects, OnlineStoreUnavailableError, StoreReadiness, fail_fast, registry_snapshot
 from serving.routers import alerts, events, features, health, models, scoring
 from serving.settings import ServingSettings
 
@@ -67,6 +67,7 @@ def create_app(settings: ServingSettings, *, registry: ModelRegistry | None = No
             app.state.alerts = await asyncio.to_thread(AlertStore, settings.alerts_url, settings.study_id)
         if app.state.store is None:
             app.state.store = await asyncio.to_thread(open_store, settings)
+        await asyncio.to_thread(fail_fast, app.state.store, settings.online_store_timeout_s)
         errors = await asyncio.to_thread(app.state.registry.load_all)
         for name, reason in errors.items():
             logger.error("serving without model %s: %s", name, reason)
@@ -96,6 +97,9 @@ def create_app(settings: ServingSettings, *, registry: ModelRegistry | None = No
     app.state.metrics = RequestMetrics(lambda: app.state.registry)
     app.state.alerts = alert_store
     app.state.known_subjects = KnownSubjects()
+    # The probe may take a connect and a read timeout, then some scans: four timeouts at least.
+    app.state.readiness = StoreReadiness(settings.online_store_timeout_s,
+                                         deadline_s=max(2.0, 4 * settings.online_store_timeout_s))
     @app.exception_handler(OnlineStoreUnavailableError)
     async def _store_unavailable(request: Request, error: OnlineStoreUnavailableError) -> JSONResponse:
         # 503 and Retry-After: the store comes back by itself (the client reconnects on the next call).

@@ -8,12 +8,14 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import re
 import threading
 import time
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -241,6 +243,210 @@ class KnownSubjects:
         with self._lock:
             self._found_at.update(dict.fromkeys(found, now))
         return remembered | found
+
+
+def fail_fast(store, timeout_s: float) -> None:
+    """Make the store's own Redis client give up after ``timeout_s`` without retrying.
+
+    redis-py 7 retries a failed command three times with a backoff of 1 to 10 s, and waits for
+    a connection as long as the operating system lets it: a request to a Redis that is down
+    waited 5 to 11 s for its 503, holding the one request thread. On the request path a
+    fast "unavailable" is worth more than a retry: the client is told to come back
+    (``Retry-After``). A timeout already set lower in the connection string is kept. Other
+    online stores are left as they are (SQLite is a local file). Feast 0.67's
+    ``RedisOnlineStore._get_client`` (private) is the client every read goes through.
+    """
+    import redis
+    from feast.infra.online_stores.redis import RedisOnlineStoreConfig
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    config = store.config.online_store
+    if not isinstance(config, RedisOnlineStoreConfig):
+        return
+    client = store._get_provider().online_store._get_client(config)
+    if not isinstance(client, redis.Redis):  # a cluster keeps the timeouts its connection string sets
+        return
+    pool = client.connection_pool
+    for name in ("socket_timeout", "socket_connect_timeout"):
+        pool.connection_kwargs[name] = min(pool.connection_kwargs.get(name) or timeout_s, timeout_s)
+    client.set_retry(Retry(NoBackoff(), 0))
+    pool.disconnect()  # connections made before keep their old timeouts: the next ones get these
+
+
+MATERIALIZED_PREFIX = "materialized:"
+"""Readiness checks named ``materialized:<view>``: the online store holds rows of that view."""
+
+MAX_SCANNED_KEYS = 20_000
+"""Redis keys looked at, at most, for a row of a view whose remembered key is gone."""
+
+
+class OnlineStoreProbe:
+    """Whether the online store answers and holds rows of given feature views: readiness.
+
+    A Redis restarted without persistence (``--save ""``) comes back empty while Feast's
+    registry still lists the views' materialized intervals, so the registry cannot tell: the
+    probe looks in the store itself. It uses a connection of its own with ``timeout_s``
+    timeouts and no retries, so it answers while requests wait on the store's client.
+
+    * SQLite: one ``SELECT 1 ... LIMIT 1`` per view table, on a read-only connection.
+    * Redis: a key found holding the view's ``_ts:<view>`` field is remembered and asked again
+      (one pipelined round trip for all views); when it is gone, keys of the project are scanned
+      (at most ``MAX_SCANNED_KEYS``) for another.
+    * Any other store: a read of one feature for a made-up subject (it answers); rows unchecked.
+
+    Parameters
+    ----------
+    store : feast.FeatureStore
+    timeout_s : float
+        Connect and read timeout of the probe's own connection (seconds).
+    """
+
+    def __init__(self, store, timeout_s: float):
+        self.store = store
+        self.timeout_s = timeout_s
+        self._client = None
+        self._remembered: dict[str, bytes] = {}  # view -> a Redis key that held a row of it
+
+    def check(self, services: Sequence[str]) -> dict[str, str]:
+        """``{"online_store": ..., "materialized:<view>": ...}``: ``"ok"`` or the reason it is not.
+
+        The views are the materialized ones (not fed by pushes) of the feature ``services``, or
+        of every service when none is given.
+        """
+        from feast.infra.online_stores.redis import RedisOnlineStoreConfig, RedisType
+        from feast.infra.online_stores.sqlite import SqliteOnlineStoreConfig
+
+        config = getattr(getattr(self.store, "config", None), "online_store", None)
+        try:
+            views = materialized_views(self.store, services)
+            if isinstance(config, SqliteOnlineStoreConfig):
+                empty = self._empty_sqlite_views(views)
+            elif isinstance(config, RedisOnlineStoreConfig) and config.redis_type == RedisType.redis:
+                empty = self._empty_redis_views(config, views)
+            else:
+                check_online_store(self.store)
+                return {"online_store": "ok"} | {
+                    MATERIALIZED_PREFIX + view: f"not checked on a {type(config).__name__}" for view in views}
+        except Exception as error:  # any failure of the store means not ready; the reason is reported
+            return {"online_store": f"{type(error).__name__}: {error}"}
+        hint = ("the online store holds no row of this view: never materialized, or the store restarted "
+                "empty; run `biomarkers materialize`")
+        return {"online_store": "ok"} | {MATERIALIZED_PREFIX + view: hint if view in empty else "ok" for view in views}
+
+    def _empty_sqlite_views(self, views: Sequence[str]) -> set[str]:
+        import sqlite3
+
+        from feast.infra.online_stores.sqlite import SqliteOnlineStore, _table_id
+
+        config = self.store.config
+        path = Path(SqliteOnlineStore._get_db_path(config))
+        # Read-only: a missing file is an error here, not a new empty database.
+        with contextlib.closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=self.timeout_s)) as db:
+            empty = set()
+            for view in views:
+                table = _table_id(config.project, registry_snapshot(self.store).views[view])
+                try:
+                    if db.execute(f'SELECT 1 FROM "{table}" LIMIT 1').fetchone() is None:
+                        empty.add(view)
+                except sqlite3.OperationalError as error:
+                    if "no such table" not in str(error):
+                        raise
+                    empty.add(view)
+        return empty
+
+    def _empty_redis_views(self, config, views: Sequence[str]) -> set[str]:
+        import redis
+        from feast.infra.online_stores.redis import RedisOnlineStore
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        if self._client is None:
+            nodes, params = RedisOnlineStore._parse_connection_string(config.connection_string)
+            params.update(socket_timeout=self.timeout_s, socket_connect_timeout=self.timeout_s,
+                          retry=Retry(NoBackoff(), 0))
+            self._client = redis.Redis(host=nodes[0]["host"], port=int(nodes[0]["port"]), **params)
+        client = self._client
+        client.ping()
+        remembered = [view for view in views if view in self._remembered]
+        if remembered:
+            with client.pipeline(transaction=False) as pipe:
+                for view in remembered:
+                    pipe.hexists(self._remembered[view], f"_ts:{view}")
+                for view, held in zip(remembered, pipe.execute(), strict=True):
+                    if not held:  # deleted, expired, or the store restarted: look again
+                        del self._remembered[view]
+        missing = [view for view in views if view not in self._remembered]
+        # Feast's key is the serialized entity key followed by the project's name.
+        pattern = b"*" + re.sub(rb"([*?\[\]\\])", rb"\\\1", self.store.project.encode("utf-8"))
+        cursor, scanned = 0, 0
+        while missing and scanned < MAX_SCANNED_KEYS:
+            cursor, keys = client.scan(cursor, match=pattern, count=1000)
+            scanned += len(keys)
+            if keys:
+                with client.pipeline(transaction=False) as pipe:
+                    for view in missing:
+                        for key in keys:
+                            pipe.hexists(key, f"_ts:{view}")
+                    held = pipe.execute()
+                for position, view in enumerate(missing):
+                    hits = held[position * len(keys):(position + 1) * len(keys)]
+                    if any(hits):
+                        self._remembered[view] = keys[hits.index(True)]
+                missing = [view for view in missing if view not in self._remembered]
+            if cursor == 0:
+                break
+        return set(missing)
+
+
+def materialized_views(store, services: Sequence[str]) -> list[str]:
+    """The views of the feature ``services`` (every service when empty) that materialization fills.
+
+    A view fed by a push source (live vital signs) holds rows only once events arrive: it is not
+    one of them, and neither is an on-demand view (computed at request time).
+    """
+    snapshot = registry_snapshot(store)
+    chosen = [snapshot.services[name] for name in services if name in snapshot.services] or \
+        list(snapshot.services.values())
+    names = dict.fromkeys(projection.name for service in chosen for projection in service.feature_view_projections)
+    return [name for name in names
+            if name in snapshot.views and getattr(snapshot.views[name], "stream_source", None) is None]
+
+
+class StoreReadiness:
+    """:meth:`OnlineStoreProbe.check` for the app: off the request threads, one at a time, within a deadline.
+
+    The probe runs in asyncio's own thread pool, so ``/readyz`` answers while every request
+    thread waits on the store. A probe still running when the next call comes is awaited, not
+    doubled, so a hung store cannot pile up threads.
+
+    Parameters
+    ----------
+    timeout_s : float
+        The probes' connect and read timeout (seconds).
+    deadline_s : float
+        The longest a call waits for a probe's answer (seconds).
+    """
+
+    def __init__(self, timeout_s: float, deadline_s: float):
+        self.timeout_s = timeout_s
+        self.deadline_s = deadline_s
+        self._probes: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._running: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    async def __call__(self, store, services: Sequence[str]) -> dict[str, str]:
+        import asyncio
+
+        probe = self._probes.get(store)
+        if probe is None:
+            probe = self._probes[store] = OnlineStoreProbe(store, self.timeout_s)
+        running = self._running.get(probe)
+        if running is None or running.done():
+            running = self._running[probe] = asyncio.ensure_future(asyncio.to_thread(probe.check, list(services)))
+        try:
+            return await asyncio.wait_for(asyncio.shield(running), self.deadline_s)
+        except TimeoutError:
+            return {"online_store": f"no answer within {self.deadline_s:g} s"}
 
 
 def check_online_store(store) -> None:

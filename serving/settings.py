@@ -66,6 +66,10 @@ class ServingSettings(BaseModel):
         is Python on the CPU: threads of one process take turns on the GIL, and on the online
         benchmark (4 clients, 2 cores) one thread answered 100 single-subject requests/s where
         anyio's default of 40 answered 54. Scale with processes; raise this only for a slow store.
+    online_store_timeout_s : float
+        Connect and read timeout of every online store call (seconds; default 0.5), with no
+        retries: while the store is down a request gets its 503 and ``Retry-After`` within about
+        this long instead of holding a request thread through the Redis client's backoff.
     alerts_url : str, optional
         SQLAlchemy URL of the alerts database (``sqlite:///path/alerts.db`` or
         ``postgresql+psycopg://...``). Default ``None``: an in-memory SQLite database private to
@@ -84,6 +88,7 @@ class ServingSettings(BaseModel):
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, gt=0)
     reload_seconds: float = Field(default=0.0, ge=0)
     request_threads: int = Field(default=1, ge=1)
+    online_store_timeout_s: float = Field(default=0.5, gt=0, le=30)
     alerts_url: str | None = Field(default=None, min_length=1)
     events_anomaly_model: str | None = None
 

@@ -164,7 +164,8 @@ def test_readiness_follows_the_online_store(client):
 
     response = client.get("/readyz")
     assert response.status_code == 200, response.text
-    assert response.json()["checks"] == {"online_store": "ok", "model:risk": "ok"}
+    assert response.json()["checks"] == {"online_store": "ok", "materialized:daily": "ok",
+                                         "materialized:sleep": "ok", "model:risk": "ok"}
     client.app.dependency_overrides[get_store] = _BrokenStore
     try:
         response = client.get("/readyz")
@@ -264,7 +265,32 @@ def test_readiness_fails_on_a_real_online_store_without_the_tables(setup):
         response = client.get("/readyz")
         assert response.status_code == 503
         assert response.json()["checks"]["model:risk"] == "ok"
-        assert "no such table" in response.json()["checks"]["online_store"]
+        assert "unable to open database file" in response.json()["checks"]["online_store"]
+
+
+def test_readiness_fails_while_a_served_view_has_no_online_row(setup):
+    """An online store that the views were applied to but never materialized into (or emptied)
+    is not ready, and says which view and what to do."""
+    import shutil
+    import sqlite3
+
+    from fastapi.testclient import TestClient
+
+    from serving.app import create_app
+
+    (setup.root / "emptied").mkdir(exist_ok=True)
+    shutil.copy(setup.root / "online.db", setup.root / "emptied" / "online.db")
+    with sqlite3.connect(setup.root / "emptied" / "online.db") as db:
+        db.execute("DELETE FROM serving_test_sleep")
+    yaml = (setup.root / "feature_store.yaml").read_text().replace("path: online.db", "path: emptied/online.db")
+    (setup.root / "emptied_online.yaml").write_text(yaml)
+    settings = setup.settings.model_copy(update={"feast_yaml_file": setup.root / "emptied_online.yaml"})
+    with TestClient(create_app(settings)) as client:
+        response = client.get("/readyz")
+        assert response.status_code == 503
+        checks = response.json()["checks"]
+        assert checks["online_store"] == "ok" and checks["materialized:daily"] == "ok"
+        assert "no row of this view" in checks["materialized:sleep"] and "materialize" in checks["materialized:sleep"]
 
 
 def test_polling_follows_an_alias_without_a_call(setup, auth):
