@@ -3,7 +3,8 @@
 Great Expectations' Data Docs index draws its tables with scripts from a CDN, so offline it
 shows an empty list. This page needs nothing from outside: one table of the latest version of
 every file (status, rows, the reason a file was quarantined), linked to its JSON report and to
-its Data Docs pages, which do render offline.
+its Data Docs pages, which do render offline, and a list of every other validation page
+(replaced versions, earlier runs), so all the evidence is one click away offline.
 """
 
 from __future__ import annotations
@@ -40,8 +41,7 @@ def write_quality_page(config: StudyConfig) -> Path:
         links = []
         if record.report_id and (config.reports_root / f"{record.report_id}.json").exists():
             links.append(f'<a href="{html.escape(record.report_id)}.json">report</a>')
-        for batch, page in sorted(docs.get(record.report_id or "", {}).items()):
-            links.append(f'<a href="{html.escape(os.path.relpath(page, target.parent))}">{html.escape(batch)}</a>')
+        links += _page_links(docs.get(record.report_id or "", []), target.parent)
         rows.append(
             "<tr>"
             f"<td>{html.escape(record.source)}</td><td>{html.escape(record.path)}</td>"
@@ -52,6 +52,10 @@ def write_quality_page(config: StudyConfig) -> Path:
             f"<td>{' · '.join(links)}</td>"
             "</tr>"
         )
+    # Pages of superseded versions and earlier runs: the Data Docs index cannot list them offline.
+    shown = {record.report_id for record in records}
+    earlier = "".join(f"<tr><td>{html.escape(report_id)}</td><td>{' · '.join(_page_links(pages, target.parent))}</td></tr>"
+                      for report_id, pages in sorted(docs.items()) if report_id not in shown)
     summary = "".join(f"<span>{html.escape(status)}: {count}</span>" for status, count in sorted(counts.items()))
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Data quality: study {html.escape(config.study_id)}</title>
@@ -63,6 +67,11 @@ report under <code>quarantine/&lt;report id&gt;/</code>.</p>
 <table><thead><tr><th>source</th><th>file</th><th>version</th><th>status</th><th>rows</th>
 <th>reason</th><th>evidence</th></tr></thead><tbody>
 {chr(10).join(rows)}
+</tbody></table>
+<h2>Earlier versions and runs</h2>
+<p>Validation pages of file versions that were replaced, and of earlier checks of a file.</p>
+<table><thead><tr><th>report</th><th>evidence</th></tr></thead><tbody>
+{earlier or '<tr><td colspan="2">none</td></tr>'}
 </tbody></table></body></html>
 """
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -77,15 +86,23 @@ def data_docs_site(config: StudyConfig) -> Path:
     return config.platform_root / "gx" / "uncommitted" / "data_docs" / "local_site"
 
 
-def _data_docs_pages(config: StudyConfig) -> dict[str, dict[str, Path]]:
-    """report id -> batch name -> its Data Docs validation page."""
+def _data_docs_pages(config: StudyConfig) -> dict[str, list[tuple[str, Path]]]:
+    """report id -> (batch, its Data Docs validation page) of every run, in order."""
     site = data_docs_site(config) / "validations"
-    pages: dict[str, dict[str, Path]] = {}
+    pages: dict[str, list[tuple[str, Path]]] = {}
     if not site.exists():
         return pages
-    for page in site.rglob("*.html"):
+    for page in sorted(site.rglob("*.html")):
         run_name = page.parent.parent.name  # <report id>.<batch>/<run time>/<file>.html
         report_id, _, batch = run_name.rpartition(".")
         if report_id:
-            pages.setdefault(report_id, {})[batch] = page
+            pages.setdefault(report_id, []).append((batch, page))
     return pages
+
+
+def _page_links(pages: list[tuple[str, Path]], folder: Path) -> list[str]:
+    """Links from ``folder`` to validation pages, named by batch (and run time when a batch ran more than once)."""
+    runs = Counter(batch for batch, _ in pages)
+    return [f'<a href="{html.escape(os.path.relpath(page, folder))}">{html.escape(batch)}'
+            f'{html.escape(" " + page.parent.name) if runs[batch] > 1 else ""}</a>'
+            for batch, page in sorted(pages)]

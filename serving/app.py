@@ -21,7 +21,7 @@ from serving.alerts import AlertStore
 from serving.middleware import BodySizeLimitMiddleware, MetricsMiddleware, RequestMetrics
 from serving.models import ModelRegistry
 from serving.online import KnownSubjects, OnlineStoreUnavailableError, StoreReadiness, fail_fast, registry_snapshot
-from serving.routers import alerts, events, features, health, models, scoring
+from serving.routers import alerts, docs, events, features, health, models, scoring
 from serving.settings import ServingSettings
 
 logger = logging.getLogger(__name__)
@@ -89,8 +89,10 @@ def create_app(settings: ServingSettings, *, registry: ModelRegistry | None = No
                 await asyncio.to_thread(app.state.alerts.close)
                 app.state.alerts = None
 
+    # docs_url and redoc_url off: serving.routers.docs serves both pages from local files instead of a CDN.
     app = FastAPI(title="Digital biomarkers online API", version="1",
-                  summary=f"Online features and scores of study {settings.study_id}", lifespan=lifespan)
+                  summary=f"Online features and scores of study {settings.study_id}", lifespan=lifespan,
+                  docs_url=None, redoc_url=None)
     app.state.settings = settings
     app.state.store = store
     app.state.registry = registry or ModelRegistry(settings.tracking_uri, settings.models)
@@ -107,8 +109,10 @@ def create_app(settings: ServingSettings, *, registry: ModelRegistry | None = No
         return JSONResponse({"detail": str(error)}, status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
                             headers={"Retry-After": "5"})
 
-    for router in (health.router, features.router, scoring.router, models.router, events.router, alerts.router):
+    for router in (health.router, features.router, scoring.router, models.router, events.router, alerts.router,
+                   docs.router):
         app.include_router(router)
+    app.mount(docs.STATIC_URL, docs.static_files(), name="docs-static")
     # Added last = outermost: metrics also count the requests the size limit refuses.
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
