@@ -489,14 +489,12 @@ def api_keys_path(config) -> Path:
 
 def registered_api_keys(config):
     """The keys registered with ``biomarkers api-key --register`` (none when the file is absent)."""
-    import yaml
-
-    from pipelines.config import ApiKeysFile
+    from pipelines.config import ApiKeysFile, load_yaml
 
     path = api_keys_path(config)
     if not path.is_file():
         return ApiKeysFile()
-    return ApiKeysFile.model_validate(yaml.safe_load(path.read_text()) or {})
+    return ApiKeysFile.model_validate(load_yaml(path, "the registered API keys") or {})
 
 
 def alerts_url(config) -> str:

@@ -6,6 +6,7 @@ Every path in the file is relative to the study's data root and must stay inside
 
 from __future__ import annotations
 
+import os
 import re
 from enum import StrEnum
 from pathlib import Path
@@ -42,6 +43,7 @@ class CheckName(StrEnum):
     KNOWN_UNIT = "known_unit"
     NO_DIRECT_IDENTIFIERS = "no_direct_identifiers"
     UNIQUE_KEYS = "unique_keys"
+    CORRUPT_BLOCKS = "corrupt_blocks"  # device data blocks that fail their checksum (samples set missing)
 
 
 DEFAULT_SEVERITY: dict[CheckName, Severity] = {check: Severity.REJECT for check in CheckName}
@@ -326,19 +328,39 @@ class StudyConfig(BaseModel):
 
     @property
     def platform_root(self) -> Path:
-        return self.resolve(self.platform_dir)
+        """The platform folder; ``ConfigError`` if it, or a folder on the way to it, is a symbolic link."""
+        return no_symlink(self.data_root, self.platform_dir)
 
     @property
     def lake_root(self) -> Path:
-        return self.platform_root / "curated"
+        return self._platform_folder("curated")
 
     @property
     def quarantine_root(self) -> Path:
-        return self.platform_root / "quarantine"
+        return self._platform_folder("quarantine")
 
     @property
     def reports_root(self) -> Path:
-        return self.platform_root / "reports"
+        return self._platform_folder("reports")
+
+    def _platform_folder(self, name: str) -> Path:
+        # Checked on every use, not only at load: a link made after the load must not redirect
+        # the writes of a long-running process (watch, serve) outside the data root either.
+        return no_symlink(self.data_root, Path(self.platform_dir) / name)
+
+    def check_platform_folders(self) -> None:
+        """Refuse a platform folder, or any folder directly inside it, that is a symbolic link.
+
+        Everything the platform writes (the curated lake, quarantine, reports, the catalog,
+        MLflow and Feast stores) lives there; a link would send those writes wherever it points.
+        """
+        root = self.platform_root
+        if root.is_dir():
+            for entry in sorted(root.iterdir()):
+                if entry.is_symlink():
+                    raise ConfigError(f"platform folder {entry} is a symbolic link (to {os.readlink(entry)}); the "
+                                      "platform writes only into real folders under the data root: replace the "
+                                      "link with a folder")
 
     @property
     def catalog(self) -> str:
@@ -352,6 +374,22 @@ class StudyConfig(BaseModel):
     def artifacts_root(self) -> Path:
         """Where runs store their artifacts with the default (SQLite) tracking store."""
         return self.platform_root / "mlartifacts"
+
+
+def no_symlink(root: Path, relative: str | Path) -> Path:
+    """``root / relative`` confined to ``root`` (see ``confine``), refusing a symbolic link on the way.
+
+    ``confine`` allows a link that stays inside the data root; a platform folder may not be a link
+    at all, because a link can be re-pointed between the check and the write.
+    """
+    root = Path(root)
+    path = root
+    for part in Path(relative).parts:
+        path = path / part
+        if path.is_symlink():
+            raise ConfigError(f"platform folder {path} is a symbolic link (to {os.readlink(path)}); the platform "
+                              "writes only into real folders under the data root: replace the link with a folder")
+    return confine(root, relative)
 
 
 def confine(root: Path, relative: str | Path) -> Path:
@@ -383,12 +421,7 @@ def load_study(path: str | Path, data_root: str | Path | None = None) -> StudyCo
         data root, a missing subjects or endpoints file.
     """
     path = Path(path)
-    try:
-        raw: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as error:
-        raise ConfigError(f"{path}: cannot read the study configuration ({error.strerror})") from error
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML: {error}") from error
+    raw = load_yaml(path, "the study configuration")
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the study configuration must be a mapping of keys to values")
     if data_root is not None:  # given by the user: relative to where they are, not to the file
@@ -413,7 +446,128 @@ def load_study(path: str | Path, data_root: str | Path | None = None) -> StudyCo
             problems.append(f"  {key}.path: {error}")
     if problems:
         raise ConfigError(f"{path}: invalid study configuration:\n" + "\n".join(problems))
+    try:
+        config.check_platform_folders()
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from None
     return config
+
+
+MAX_YAML_BYTES = 1 << 20
+"""The largest YAML file the platform loads (a study.yaml is a few kilobytes)."""
+MAX_YAML_ALIASES = 100
+"""The most alias references (``*name``) a YAML file may hold."""
+MAX_YAML_NODES = 100_000
+"""The most values a YAML file may hold once every alias is expanded (as hashing or dumping it does)."""
+MAX_YAML_DEPTH = 64
+"""The deepest nesting of mappings and sequences (deeper would exhaust the parser's stack)."""
+
+
+class _YamlBoundError(yaml.YAMLError):
+    """Valid YAML beyond the loader's bounds (size once expanded, aliases, depth)."""
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses alias bombs ("billion laughs"), recursive aliases and deep nesting.
+
+    PyYAML builds an aliased value once and shares it, so loading a bomb is cheap; the blow-up
+    comes later, when the configuration is hashed for lineage or written out. So the composed
+    node graph is measured as it would expand, and refused before any value is built.
+    """
+
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self._aliases = 0
+        self._depth = 0
+
+    def compose_node(self, parent, index):
+        line = self.peek_event().start_mark.line + 1
+        if self.check_event(yaml.AliasEvent):
+            self._aliases += 1
+            if self._aliases > MAX_YAML_ALIASES:
+                raise _YamlBoundError(f"line {line}: more than {MAX_YAML_ALIASES} alias references (*name); "
+                                     "write the values out instead")
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                raise _YamlBoundError(f"line {line}: nested more than {MAX_YAML_DEPTH} levels deep")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def compose_document(self):
+        node = super().compose_document()
+        _check_expanded_size(node)
+        return node
+
+
+def _check_expanded_size(root: yaml.Node) -> None:
+    """Raise ``_YamlBoundError`` if ``root`` expands to more than ``MAX_YAML_NODES`` nodes or refers to itself.
+
+    Iterative post-order over the node graph, each shared node measured once (memoized by id).
+    """
+    sizes: dict[int, int] = {}
+    in_progress: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        children = _yaml_children(node)
+        if children_done:
+            in_progress.discard(key)
+            sizes[key] = 1 + sum(sizes[id(child)] for child in children)
+            if sizes[key] > MAX_YAML_NODES:
+                raise _YamlBoundError(f"aliases expand to more than {MAX_YAML_NODES} values (an alias bomb?); "
+                                     "write the values out instead")
+            continue
+        if key in sizes:
+            continue
+        if key in in_progress:
+            raise _YamlBoundError("an alias refers to a value that contains it (recursive alias)")
+        in_progress.add(key)
+        stack.append((node, True))
+        stack.extend((child, False) for child in children if id(child) not in sizes)
+
+
+def _yaml_children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [item for pair in node.value for item in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def load_yaml(path: str | Path, what: str = "the file") -> Any:
+    """Load a YAML file of the platform's own (study.yaml, api_keys.yaml) within fixed bounds.
+
+    Parameters
+    ----------
+    path : the file.
+    what : what the file is, for the error message.
+
+    Raises
+    ------
+    ConfigError
+        naming the file: it cannot be read, is larger than ``MAX_YAML_BYTES``, is not valid YAML,
+        or exceeds ``MAX_YAML_ALIASES``, ``MAX_YAML_NODES`` (aliases expanded) or ``MAX_YAML_DEPTH``.
+    """
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size > MAX_YAML_BYTES:
+            raise ConfigError(f"{path}: refused {what}: {size} bytes is more than the {MAX_YAML_BYTES} bytes "
+                              "it may hold")
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read {what} ({error.strerror})") from error
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path}: {what} is not UTF-8 text (byte {error.start})") from error
+    try:
+        return yaml.load(text, Loader=_BoundedLoader)  # noqa: S506 -- a SafeLoader subclass
+    except _YamlBoundError as error:
+        raise ConfigError(f"{path}: refused {what}: {error}") from error
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML for {what}: {error}") from error
 
 
 def _describe(error: ValidationError) -> str:

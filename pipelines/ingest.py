@@ -326,7 +326,7 @@ def _batches(kind: SourceKind, raw: RawRead) -> dict:
     per_file_subject = raw.subject_id if not schema.per_subject_column else None
     batches = {FILE_BATCH: file_batch(raw.source_fields, per_file_subject)}
     if schema.high_rate:
-        batches[SECONDS_BATCH] = seconds_batch(kind, raw.frame)
+        batches[SECONDS_BATCH] = seconds_batch(kind, raw.frame, raw.corrupt_blocks)
     else:
         batches[ROWS_BATCH] = rows_batch(raw.frame, raw.unparsable_cells)
     return batches

@@ -19,6 +19,7 @@ def per_second_aggregates(
     signals: dict[str, list[np.ndarray]],
     gravity_signal: str | None = None,
     axis_names: dict[str, tuple[str, ...]] | None = None,
+    corrupt_blocks: list[tuple[int, int]] = (),
 ) -> pd.DataFrame:
     """Summarise a high-rate recording per second, in file order.
 
@@ -31,6 +32,7 @@ def per_second_aggregates(
         magnitude of the per-second mean acceleration vector. At rest it is 1 g; about 9.8 means
         the file was in m/s^2, about 1000 means mg.
     axis_names : signal -> the canonical column of each axis, to add ``<column>_nan`` per axis.
+    corrupt_blocks : ``(first, end)`` sample index of each device block that failed its checksum.
 
     Returns
     -------
@@ -40,9 +42,11 @@ def per_second_aggregates(
     ``non_increasing`` (samples whose timestamp is not after the previous sample's), and per
     signal ``<name>_min`` and ``<name>_max`` (over all its axes, NaN ignored) and ``<name>_nan``
     (missing values over all its axes), and ``<axis>_nan`` per axis when ``axis_names`` names
-    them. Min, max and NaN count are computed per axis and then
-    folded, so they are exact; folding keeps the batch narrow, which is what Great Expectations'
-    cost grows with (it copies the batch for every expectation).
+    them; ``corrupt_samples`` (samples of corrupt blocks) and ``corrupt_blocks`` (corrupt blocks
+    whose first sample falls in the second, so that the column sums to the number of blocks).
+    Min, max and NaN count are computed per axis and then folded, so they are exact; folding
+    keeps the batch narrow, which is what Great Expectations' cost grows with (it copies the
+    batch for every expectation).
     A second that appears in two runs means the file is out of order.
     """
     n = len(timestamp_ns)
@@ -76,7 +80,23 @@ def per_second_aggregates(
         if name == gravity_signal:
             # A second holding a NaN gets a NaN mean; the median over seconds skips it.
             columns["gravity_estimate_g"] = np.sqrt(sum((total / samples) ** 2 for total in sums))
+    columns |= _corrupt_counts(corrupt_blocks, starts, n)
     return pd.DataFrame(columns)
+
+
+def _corrupt_counts(corrupt_blocks: list[tuple[int, int]], starts: np.ndarray, n: int) -> dict[str, np.ndarray]:
+    """Samples of corrupt blocks per run, and corrupt blocks starting per run (zeros when none)."""
+    samples = np.zeros(len(starts), dtype=np.int64)
+    blocks = np.zeros(len(starts), dtype=np.int64)
+    if len(corrupt_blocks):
+        bounds = np.asarray(corrupt_blocks, dtype=np.int64)
+        # +1 at each block's first sample, -1 after its last: the running sum marks corrupt samples.
+        steps = np.zeros(n + 1, dtype=np.int64)
+        np.add.at(steps, bounds[:, 0], 1)
+        np.add.at(steps, np.minimum(bounds[:, 1], n), -1)
+        samples = np.add.reduceat((np.cumsum(steps[:n]) > 0).astype(np.int64), starts)
+        blocks = np.bincount(np.searchsorted(starts, bounds[:, 0], side="right") - 1, minlength=len(starts))
+    return {"corrupt_samples": samples, "corrupt_blocks": blocks}
 
 
 def _second_runs(timestamp_ns: np.ndarray, ordered: bool) -> tuple[np.ndarray, np.ndarray]:

@@ -50,15 +50,17 @@ def rows_batch(frame: pd.DataFrame, unparsable_cells: np.ndarray | None = None) 
     return batch
 
 
-def seconds_batch(kind: SourceKind, frame: pd.DataFrame) -> pd.DataFrame:
+def seconds_batch(kind: SourceKind, frame: pd.DataFrame, corrupt_blocks: list[tuple[int, int]] = ()) -> pd.DataFrame:
     """Exact per-second aggregates of a high-rate canonical frame, one signal per measured quantity.
 
     A signal missing an axis is left out; its axis's ``<column>_nan`` column is then absent too,
-    which the required-columns check reports.
+    which the required-columns check reports. ``corrupt_blocks`` are the ``(first, end)`` rows of
+    device blocks that failed their checksum (``RawRead.corrupt_blocks``), counted per second.
     """
     timestamp_ns = frame["timestamp"].array.asi8  # a view, not a copy of 30 million timestamps
     signals = {name: [frame[axis].to_numpy() for axis in axes]
                for name, axes in SIGNALS[kind].items() if all(axis in frame for axis in axes)}
     gravity = "accel_g" if "accel_g" in signals else None
     return per_second_aggregates(timestamp_ns, signals, gravity,
-                                 axis_names={name: SIGNALS[kind][name] for name in signals})
+                                 axis_names={name: SIGNALS[kind][name] for name in signals},
+                                 corrupt_blocks=corrupt_blocks)

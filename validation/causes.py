@@ -36,6 +36,10 @@ def likely_cause(check: Check, batch: pd.DataFrame, index: list[Any], observed: 
     if check.check == "known_unit":
         pairs = sorted({f"{unit} for {analyte}" for analyte, unit in values})[:5]
         return f"unit {'; '.join(pairs)} is not accepted: add a conversion in validation/analytes.py or fix the export"
+    if check.check == "corrupt_blocks" and "corrupt_blocks" in batch:
+        blocks, samples = int(batch["corrupt_blocks"].sum()), int(batch["corrupt_samples"].sum())
+        return (f"{blocks} device data block{'s' if blocks != 1 else ''} failed the checksum; their {samples} "
+                "samples are missing: copy the file from the device again (or set corrupt_blocks: warn)")
     if check.check == "device_range":
         return "values beyond the device's full-scale range: wrong units, wrong device_range_g or a corrupt file"
     if check.check == "missingness":

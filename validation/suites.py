@@ -146,6 +146,10 @@ def _high_rate_checks(kind: SourceKind, params: SuiteParameters) -> list[Check]:
         Check("timestamps_ordered", SECONDS_BATCH, "ExpectColumnValuesToBeBetween",
               {"column": "non_increasing", "min_value": 0, "max_value": 0}),
         Check("timestamps_ordered", SECONDS_BATCH, "ExpectColumnValuesToBeUnique", {"column": "second"}),
+        # Samples of device blocks that failed their checksum: the report names the seconds, and
+        # the cause the number of blocks (the readers set the samples missing, never zero).
+        Check("corrupt_blocks", SECONDS_BATCH, "ExpectColumnValuesToBeBetween",
+              {"column": "corrupt_samples", "min_value": 0, "max_value": 0}),
     ]
     if params.sampling_rate_hz:
         tolerance = params.sampling_rate_hz * params.sampling_rate_tolerance

@@ -9,10 +9,12 @@ import numpy as np
 import pandas as pd
 
 from pipelines.config import FileFormat, SourceConfig
-from pipelines.readers.base import RawRead, ReadError
+from pipelines.readers.base import RawRead, ReadError, check_signature
 from pipelines.readers.tables import subject_from_name, utc_times
 
 CWA_BLOCK_BYTES = 512  # an Axivity file is a header and data blocks of exactly 512 bytes each
+_CWA_DATA_BLOCK = b"AX"
+_CWA_CHUNK_BLOCKS = 1 << 15  # 16 MB of blocks per checksum pass: a week-long file is ~300 MB
 
 
 def read_device_file(path: Path, source: SourceConfig) -> RawRead:
@@ -22,12 +24,21 @@ def read_device_file(path: Path, source: SourceConfig) -> RawRead:
     keep local time without a zone; the source's ``timezone`` says which, and SKDH converts
     to UTC epoch seconds with it.
 
+    A CWA data block that fails its checksum is read by SKDH as zeros (it only prints "bad
+    blocks" on stderr). Its samples are set missing (NaN) instead, never zeros, and
+    ``RawRead.corrupt_blocks`` lists the rows of each such block so that validation reports the
+    number of corrupt blocks and the seconds they cover (check ``corrupt_blocks``); the
+    missingness check counts the same samples as missing. Rows are kept, not dropped, because
+    the time axis stays regular and the report can name the seconds affected.
+
     Raises
     ------
     ReadError
-        for a truncated or corrupt file, naming the file and the structural problem.
+        for an empty file, a file that is not of its format (wrong magic), a truncated file or a
+        corrupt one, naming the file and the structural problem.
     """
     identifier_fields: list[str] = []
+    check_signature(path, source.format)
     if source.format is FileFormat.CWA:
         size = path.stat().st_size
         # SKDH silently reads the whole blocks of a truncated file; the size gives it away.
@@ -54,6 +65,12 @@ def read_device_file(path: Path, source: SourceConfig) -> RawRead:
     accel = np.asarray(data["accel"])
     if accel.ndim != 2 or accel.shape[1] != 3 or len(accel) == 0:
         raise ReadError(f"{path.name}: the file holds no tri-axial acceleration samples")
+    corrupt: list[tuple[int, int]] = []
+    if source.format is FileFormat.CWA:
+        corrupt = _corrupt_block_rows(path, len(accel))
+        if corrupt:
+            data = _missing_where_corrupt(data, corrupt)
+            accel = data["accel"]
     # Microsecond precision: float epoch seconds carry sub-microsecond noise, and the lake keeps us.
     nanoseconds = np.round(np.asarray(data["time"], dtype=np.float64) * 1e6).astype(np.int64) * 1000
     columns = {"timestamp": utc_times(nanoseconds)}
@@ -70,8 +87,64 @@ def read_device_file(path: Path, source: SourceConfig) -> RawRead:
                        *identifier_fields],
         subject_id=subject_from_name(path, source),
         sampling_rate_hz=float(data.get("fs", source.sampling_rate_hz or 0)),
-        metadata={"reader": f"skdh.io.{Reader.__name__}", "device_format": source.format.value},
+        metadata={"reader": f"skdh.io.{Reader.__name__}", "device_format": source.format.value,
+                  **({"corrupt_blocks": str(len(corrupt))} if corrupt else {})},
+        corrupt_blocks=corrupt,
     )
+
+
+def cwa_corrupt_blocks(path: Path) -> tuple[np.ndarray, int]:
+    """Indices of the data blocks of a ``.cwa`` file that fail their checksum, and the number of data blocks.
+
+    Every data block is 512 bytes, starts with "AX" and carries a 16-bit checksum chosen so that
+    the 256 little-endian 16-bit words of the block sum to 0 modulo 2**16 (OpenMovement's AX3
+    data format, ``cwa-data-format.md``). A block without the "AX" mark counts as corrupt too.
+    Blocks are numbered from 0 after the header block, whose size the header itself gives
+    (its packet length + 4 bytes: 1024).
+    """
+    with path.open("rb") as stream:
+        header = stream.read(4)
+        header_bytes = int.from_bytes(header[2:4], "little") + 4
+        stream.seek(header_bytes)
+        bad: list[np.ndarray] = []
+        first = 0
+        while chunk := stream.read(_CWA_CHUNK_BLOCKS * CWA_BLOCK_BYTES):
+            blocks = np.frombuffer(chunk, dtype=np.uint8)[: len(chunk) // CWA_BLOCK_BYTES * CWA_BLOCK_BYTES]
+            blocks = blocks.reshape(-1, CWA_BLOCK_BYTES)
+            sums = blocks.view("<u2").sum(axis=1, dtype=np.uint64) % 65536
+            marked = (blocks[:, 0] == _CWA_DATA_BLOCK[0]) & (blocks[:, 1] == _CWA_DATA_BLOCK[1])
+            bad.append(np.flatnonzero((sums != 0) | ~marked) + first)
+            first += len(blocks)
+    return (np.concatenate(bad) if bad else np.empty(0, dtype=np.int64)), first
+
+
+def _corrupt_block_rows(path: Path, samples: int) -> list[tuple[int, int]]:
+    """``(first row, end row)`` of the samples each corrupt data block held, in SKDH's output.
+
+    SKDH lays the samples out block by block, the same number per block, a corrupt block's
+    included (as zeros); so block ``k`` holds rows ``k * n`` to ``(k + 1) * n``.
+    """
+    bad, blocks = cwa_corrupt_blocks(path)
+    if not len(bad):
+        return []
+    if not blocks or samples % blocks:
+        raise ReadError(f"{path.name}: {len(bad)} of {blocks} data blocks are corrupt (checksum mismatch) and the "
+                        f"{samples} samples read do not divide into blocks, so the corrupt samples cannot be "
+                        "told apart; copy the file from the device again")
+    per_block = samples // blocks
+    return [(int(k) * per_block, (int(k) + 1) * per_block) for k in bad]
+
+
+def _missing_where_corrupt(data: dict, corrupt: list[tuple[int, int]]) -> dict:
+    """SKDH's arrays with the samples of corrupt blocks set to NaN (SKDH gives zeros)."""
+    rows = np.concatenate([np.arange(start, end) for start, end in corrupt])
+    result = dict(data)
+    for key in ("accel", "gyro", "temperature"):
+        if key in data:
+            values = np.array(data[key], dtype=np.float64)  # a copy: SKDH's arrays stay untouched
+            values[rows] = np.nan
+            result[key] = values
+    return result
 
 
 _GENEACTIV_PAGE_MARKER = b"Recorded Data"
@@ -101,7 +174,9 @@ def _check_geneactiv_structure(path: Path) -> list[str]:
                 pages_declared = _header_value(text, "Number of Pages")
                 birth_date = _header_value(text, "Date of Birth")
     if pages_declared is None or not str(pages_declared).isdigit():
-        raise ReadError(f"{path.name}: truncated or not a GENEActiv file: no complete header with 'Number of Pages'")
+        # The magic ("Device Identity") was checked before: this is a GENEActiv file cut in its header.
+        raise ReadError(f"{path.name}: truncated GENEActiv file: no complete header with 'Number of Pages'; "
+                        "copy the file from the device again")
     if pages_found < int(pages_declared):
         raise ReadError(f"{path.name}: truncated GENEActiv file: the header declares {pages_declared} pages, "
                         f"the file holds {pages_found}; copy the file from the device again")

@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines.config import FileFormat, SourceConfig
-from pipelines.readers.base import RawRead, ReadError
+from pipelines.readers.base import RawRead, ReadError, check_signature, require_rows
 from validation.analytes import Analyte, Conversion, abnormal_flag, analyte_for, conversion_for
 from validation.schemas import SCHEMAS, SourceKind
 
@@ -260,8 +260,10 @@ def read_lims_csv(path: Path, source: SourceConfig) -> RawRead:
     Raises
     ------
     ReadError
-        the file is empty, not UTF-8, or cannot be tokenised as CSV (the message names the line).
+        the file is empty or holds only its header, is not UTF-8, or cannot be tokenised as CSV
+        (the message names the line).
     """
+    check_signature(path, FileFormat.LIMS_CSV)
     try:
         raw = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False, skipinitialspace=True,
                           encoding="utf-8-sig")
@@ -325,7 +327,8 @@ def read_lims_csv(path: Path, source: SourceConfig) -> RawRead:
         notes["unparsed_times"] = f"{len(bad_times)} collected_at not ISO-8601, kept as NaT ({_lines(bad_times)})"
     if non_numeric:
         notes["non_numeric_results"] = f"{len(non_numeric)} result not a number, kept as NaN ({_lines(non_numeric)})"
-    return RawRead(frame=frame, source_fields=source_fields, metadata=notes)
+    return require_rows(path, RawRead(frame=frame, source_fields=source_fields, metadata=notes),
+                        f"result rows below the header ({','.join(source_fields)})")
 
 
 # --- HL7 v2 -----------------------------------------------------------------------------------
@@ -431,10 +434,13 @@ def read_hl7v2(path: Path, source: SourceConfig) -> RawRead:
     Raises
     ------
     ReadError
-        the file is not HL7 v2, or a message is corrupt; the message names the file and line.
+        the file is empty or not HL7 v2, a message is corrupt, or no message holds a result to
+        read (an ORU cut before its OBX segments, or only non-numeric or deleted results); the
+        message names the file and line.
     """
     import hl7  # python-hl7; only this reader needs it
 
+    check_signature(path, FileFormat.HL7V2)
     data = path.read_bytes()
     try:
         text = data.decode("utf-8-sig")
@@ -510,6 +516,12 @@ def read_hl7v2(path: Path, source: SourceConfig) -> RawRead:
     if skipped:
         notes["skipped"] = "; ".join(f"{count} {what}" for what, count in sorted(skipped.items()))
     fields = [f for f in _IDENTIFIER_ORDER if f in found] + [f for f in _GENERIC_FIELDS if f in found]
+    if not results:
+        # Zero rows would pass every row check: a message cut before its OBX segments must not.
+        raise ReadError(f"{path.name}: no numeric OBX result in {len(messages)} message"
+                        f"{'s' if len(messages) != 1 else ''} (line {messages[0][0]} on)"
+                        f"{'; skipped: ' + notes['skipped'] if skipped else ''}; is the message cut before its "
+                        "OBX segments?")
     return RawRead(frame=frame, source_fields=fields, metadata=notes)
 
 
@@ -589,19 +601,18 @@ def read_fhir(path: Path, source: SourceConfig) -> RawRead:
     (``patient_name`` for ``subject.display`` or a Patient ``name``, ``date_of_birth``,
     ``address``, ``phone``, ``email``, ``ssn``, ``mrn``) and then the generic names of the fields used.
 
+    A single Observation resource (not in a Bundle) is read as a Bundle of one entry.
+
     Raises
     ------
     ReadError
-        the file is not JSON (truncated), not a Bundle, or an entry is malformed; the message
-        names the file and the line or entry.
+        the file is empty, larger than ``MAX_JSON_BYTES``, not JSON (truncated), nested deeper
+        than ``MAX_JSON_DEPTH``, not a Bundle or Observation, an entry is malformed, or no
+        Observation carries a ``valueQuantity``; the message names the file and the line or entry.
     """
-    try:
-        bundle = json.loads(path.read_text(encoding="utf-8-sig"))
-    except UnicodeDecodeError as error:
-        raise ReadError(f"{path.name}: not UTF-8 text (byte {error.start}); FHIR JSON must be UTF-8") from error
-    except json.JSONDecodeError as error:
-        raise ReadError(f"{path.name}: not valid JSON at line {error.lineno}, column {error.colno} ({error.msg}); "
-                        "the file may be truncated") from error
+    bundle = _load_json(path)
+    if isinstance(bundle, dict) and bundle.get("resourceType") == "Observation":
+        bundle = {"resourceType": "Bundle", "type": "single-resource", "entry": [{"resource": bundle}]}
     if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
         found_type = bundle.get("resourceType") if isinstance(bundle, dict) else type(bundle).__name__
         raise ReadError(f"{path.name}: expected a FHIR R4 Bundle, found {found_type!r}")
@@ -673,9 +684,62 @@ def read_fhir(path: Path, source: SourceConfig) -> RawRead:
     notes["bundle_type"] = str(bundle.get("type") or "unknown")
     if skipped:
         notes["skipped"] = "; ".join(f"{count} {what}" for what, count in sorted(skipped.items()))
+    if not results:
+        observations = sum(1 for _, resource in resources if resource["resourceType"] == "Observation")
+        raise ReadError(f"{path.name}: no Observation with a value (valueQuantity) among {observations} "
+                        f"Observation{'s' if observations != 1 else ''} in {len(entries)} entries"
+                        f"{'; skipped: ' + notes['skipped'] if skipped else ''}")
     identifiers = sorted(found - set(_GENERIC_FIELDS))
     fields = identifiers + [f for f in _GENERIC_FIELDS if f in found]
     return RawRead(frame=frame, source_fields=fields, metadata=notes)
+
+
+MAX_JSON_BYTES = 256 << 20
+"""The largest FHIR JSON file read: ``json.loads`` holds several times the file's size in objects."""
+MAX_JSON_DEPTH = 64
+"""The deepest nesting of objects and arrays read: FHIR R4 Bundles of Observations nest about 10
+deep, and Python's parser would exhaust the interpreter's stack (``RecursionError``) near 1000."""
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_JSON_DEPTH_CHUNK = 16 << 20
+
+
+def _load_json(path: Path) -> Any:
+    """Parse a JSON file after bounding its size and nesting depth; ``ReadError`` naming the bound."""
+    check_signature(path, FileFormat.FHIR)
+    size = path.stat().st_size
+    if size > MAX_JSON_BYTES:
+        raise ReadError(f"{path.name}: {size} bytes is more than the {MAX_JSON_BYTES} bytes a FHIR JSON file may "
+                        "hold; split the export into several Bundles")
+    data = path.read_bytes()
+    depth = _json_depth(data)
+    if depth > MAX_JSON_DEPTH:
+        raise ReadError(f"{path.name}: JSON nested {depth} levels deep, more than the {MAX_JSON_DEPTH} a FHIR "
+                        "resource needs; the file is corrupt or not a FHIR export")
+    try:
+        return json.loads(data.decode("utf-8-sig"))
+    except UnicodeDecodeError as error:
+        raise ReadError(f"{path.name}: not UTF-8 text (byte {error.start}); FHIR JSON must be UTF-8") from error
+    except json.JSONDecodeError as error:
+        raise ReadError(f"{path.name}: not valid JSON at line {error.lineno}, column {error.colno} ({error.msg}); "
+                        "the file may be truncated") from error
+
+
+def _json_depth(data: bytes) -> int:
+    """The deepest nesting of ``{`` and ``[`` in JSON text, brackets inside strings not counted.
+
+    Vectorised (a running sum over bytes, a chunk at a time) so that a large Bundle costs little
+    next to parsing it; malformed text gets some number and is refused by the parser afterwards.
+    """
+    text = np.frombuffer(_JSON_STRING.sub(b'""', data), dtype=np.uint8)
+    deepest, level = 0, 0
+    for start in range(0, len(text), _JSON_DEPTH_CHUNK):
+        chunk = text[start : start + _JSON_DEPTH_CHUNK]
+        steps = ((chunk == ord("{")) | (chunk == ord("["))).astype(np.int32)
+        steps -= ((chunk == ord("}")) | (chunk == ord("]"))).astype(np.int32)
+        levels = np.cumsum(steps, dtype=np.int64) + level
+        if len(levels):
+            deepest, level = max(deepest, int(levels.max())), int(levels[-1])
+    return deepest
 
 
 READERS: dict[FileFormat, Callable[[Path, SourceConfig], RawRead]] = {

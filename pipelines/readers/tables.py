@@ -12,7 +12,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from pipelines.config import FileFormat, TableSpec
-from pipelines.readers.base import RawRead, ReadError
+from pipelines.readers.base import RawRead, ReadError, check_signature, require_rows
 from pipelines.units import QUANTITY_OF_COLUMN, to_canonical
 from validation.schemas import SCHEMAS, CanonicalSchema, Column, SourceKind
 
@@ -35,7 +35,13 @@ def read_table(path: Path, spec: TableSpec, kind: SourceKind, file_format: FileF
     Cells that do not parse as their column's type become missing and are counted per row in
     ``RawRead.unparsable_cells``; columns the schema does not know are dropped (the raw field
     names stay in ``RawRead.source_fields`` for the direct-identifier check).
+
+    Raises
+    ------
+    ReadError
+        the file is empty, not of its format, cannot be parsed, or holds a header but no data rows.
     """
+    check_signature(path, file_format)
     table = _read_arrow(path, spec, file_format)
     source_fields = list(table.column_names)
     schema = SCHEMAS[kind]
@@ -63,13 +69,15 @@ def read_table(path: Path, spec: TableSpec, kind: SourceKind, file_format: FileF
     canonical = pd.DataFrame(columns, index=pd.RangeIndex(len(frame)), copy=False)  # no copy of big signals
     _convert_units(canonical, getattr(spec, "units", {}))
     rate = getattr(spec, "sampling_rate_hz", None)
-    return RawRead(
+    raw = RawRead(
         frame=canonical,
         source_fields=source_fields,
         subject_id=subject_id,
         sampling_rate_hz=rate,
         unparsable_cells=unparsable,
     )
+    header = f"the header ({', '.join(source_fields[:6])}{', ...' if len(source_fields) > 6 else ''})"
+    return require_rows(path, raw, f"data rows below {header}" if file_format is FileFormat.CSV else "rows")
 
 
 def subject_from_name(path: Path, spec: TableSpec) -> str | None:

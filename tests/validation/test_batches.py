@@ -181,7 +181,8 @@ def test_seconds_batch_of_accelerometry():
 
     assert list(batch.columns) == ["second", "samples", "samples_full_second", "non_increasing",
                                    "accel_g_min", "accel_g_max", "accel_g_nan",
-                                   "accel_x_g_nan", "accel_y_g_nan", "accel_z_g_nan", "gravity_estimate_g"]
+                                   "accel_x_g_nan", "accel_y_g_nan", "accel_z_g_nan", "gravity_estimate_g",
+                                   "corrupt_samples", "corrupt_blocks"]
     assert batch["second"].tolist() == [START + pd.Timedelta(seconds=s) for s in range(4)]
     assert batch["samples"].tolist() == [50, 50, 50, 50]
     np.testing.assert_array_equal(batch["samples_full_second"], [np.nan, 50, 50, np.nan])
@@ -207,7 +208,7 @@ def test_seconds_batch_of_ecg():
     batch = seconds_batch(SourceKind.ECG, frame)
 
     assert list(batch.columns) == ["second", "samples", "samples_full_second", "non_increasing",
-                                   "ecg_mv_min", "ecg_mv_max", "ecg_mv_nan"]
+                                   "ecg_mv_min", "ecg_mv_max", "ecg_mv_nan", "corrupt_samples", "corrupt_blocks"]
     assert batch["samples"].tolist() == [250, 250, 250]
     assert batch["ecg_mv_nan"].tolist() == [0, 2, 0]
     assert batch["ecg_mv_max"].tolist()[2] == 11.0
