@@ -238,6 +238,7 @@ def ingest_study(
     progress : called once with ``(total, None)`` when the files are known, then with
         ``(total, outcome)`` after each file.
     """
+    config.check_platform_folders()  # a folder linked elsewhere after the load gets no write either
     sweep_temporary(config.lake_root)
     known_subjects = read_known_subjects(config)
     with Catalog(config.catalog) as catalog:

@@ -10,7 +10,20 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from pipelines.config import CheckName, ConfigError, Severity, SourceConfig, StudyConfig, confine, load_study
+from pipelines.config import (
+    MAX_YAML_ALIASES,
+    MAX_YAML_BYTES,
+    MAX_YAML_DEPTH,
+    MAX_YAML_NODES,
+    CheckName,
+    ConfigError,
+    Severity,
+    SourceConfig,
+    StudyConfig,
+    confine,
+    load_study,
+    load_yaml,
+)
 
 DEMO_STUDY = Path(__file__).resolve().parents[2] / "studies" / "demo" / "study.yaml"
 
@@ -315,3 +328,139 @@ def test_config_is_frozen(data_root: Path) -> None:
     config = load_study(DEMO_STUDY, data_root=data_root)
     with pytest.raises(ValidationError, match="frozen"):
         config.study_id = "other"  # type: ignore[misc]
+
+
+# --- bounded YAML: alias bombs, recursive aliases, depth and size ---------------------------------
+
+
+def alias_bomb(levels: int = 9, width: int = 9) -> str:
+    """"Billion laughs": each level a list of ``width`` aliases to the level below (width**levels leaves)."""
+    lines = [f"l0: &l0 [{', '.join(['lol'] * width)}]"]
+    for level in range(1, levels):
+        lines.append(f"l{level}: &l{level} [{', '.join([f'*l{level - 1}'] * width)}]")
+    return "\n".join(lines) + "\n"
+
+
+def test_alias_bomb_in_model_params_is_refused_at_load(tmp_path: Path, data_root: Path) -> None:
+    demo = DEMO_STUDY.read_text(encoding="utf-8")
+    bomb = "\n".join("      " + line for line in alias_bomb().splitlines())
+    text = demo.replace("    params: {n_estimators: 200}", "    params:\n      n_estimators: 200\n" + bomb, 1)
+    assert text != demo
+    path = tmp_path / "study.yaml"
+    path.write_text(text, encoding="utf-8")
+
+    message = load_error(path, data_root)
+
+    assert message.startswith(f"{path}: refused the study configuration: aliases expand to more than "
+                              f"{MAX_YAML_NODES} values")
+
+
+def test_more_aliases_than_the_limit_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "many.yaml"
+    path.write_text("base: &b 1\nvalues: [" + ", ".join(["*b"] * (MAX_YAML_ALIASES + 1)) + "]\n")
+    with pytest.raises(ConfigError, match=rf"refused the file: line 2: more than {MAX_YAML_ALIASES} alias"):
+        load_yaml(path)
+
+
+def test_recursive_alias_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "loop.yaml"
+    path.write_text("a: &a [1, *a]\n")
+    with pytest.raises(ConfigError, match="recursive alias"):
+        load_yaml(path)
+
+
+def test_nesting_past_the_depth_limit_is_refused_not_a_recursion_error(tmp_path: Path) -> None:
+    path = tmp_path / "deep.yaml"
+    path.write_text("a: " + "[" * 10_000 + "]" * 10_000 + "\n")
+    with pytest.raises(ConfigError, match=rf"line 1: nested more than {MAX_YAML_DEPTH} levels deep"):
+        load_yaml(path)
+
+
+def test_yaml_larger_than_the_limit_is_refused_before_parsing(tmp_path: Path) -> None:
+    path = tmp_path / "big.yaml"
+    path.write_text("# padding\n" * (MAX_YAML_BYTES // 10 + 1))
+    with pytest.raises(ConfigError, match=rf"big\.yaml: refused the file: \d+ bytes is more than the {MAX_YAML_BYTES}"):
+        load_yaml(path)
+
+
+def test_modest_aliases_load_as_shared_values(tmp_path: Path) -> None:
+    path = tmp_path / "anchors.yaml"
+    path.write_text("defaults: &d {max_iter: 200, seed: 7}\na: *d\nb: {<<: *d, seed: 8}\n")
+    assert load_yaml(path) == {"defaults": {"max_iter": 200, "seed": 7}, "a": {"max_iter": 200, "seed": 7},
+                               "b": {"max_iter": 200, "seed": 8}}
+
+
+def test_registered_api_keys_go_through_the_bounded_loader(tmp_path: Path, data_root: Path) -> None:
+    from pipelines.cli import api_keys_path, registered_api_keys
+
+    config = load_study(DEMO_STUDY, data_root=data_root)
+    path = api_keys_path(config)
+    path.parent.mkdir(parents=True)
+    path.write_text(alias_bomb())
+    with pytest.raises(ConfigError, match=r"api_keys\.yaml: refused the registered API keys: aliases expand"):
+        registered_api_keys(config)
+
+
+def test_no_yaml_is_loaded_around_the_bounded_loader() -> None:
+    repository = DEMO_STUDY.parents[2]
+    unbounded = [f"{path.relative_to(repository)}:{number}"
+                 for folder in ("pipelines", "serving", "training", "features", "validation")
+                 for path in (repository / folder).rglob("*.py")
+                 for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1)
+                 if "yaml.safe_load(" in line or "yaml.load(" in line and "_BoundedLoader" not in line]
+    assert unbounded == []
+
+
+# --- symbolic links in place of platform folders ------------------------------------------------
+
+
+@pytest.mark.parametrize("folder", [".platform", ".platform/curated", ".platform/quarantine", ".platform/reports"])
+def test_symlinked_platform_folder_is_refused_at_load(tmp_path: Path, data_root: Path, folder: str) -> None:
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    link = data_root / folder
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(outside, target_is_directory=True)
+
+    message = load_error(DEMO_STUDY, data_root)
+
+    assert message == (f"{DEMO_STUDY}: platform folder {link} is a symbolic link (to {outside}); the platform writes "
+                       "only into real folders under the data root: replace the link with a folder")
+
+
+def test_symlink_to_a_folder_inside_the_data_root_is_refused_too(data_root: Path) -> None:
+    (data_root / "inside").mkdir()
+    (data_root / ".platform").mkdir()
+    (data_root / ".platform" / "reports").symlink_to(data_root / "inside", target_is_directory=True)
+    assert "platform folder" in load_error(DEMO_STUDY, data_root)
+
+
+def test_a_link_made_after_load_is_refused_before_any_write(tmp_path: Path, data_root: Path) -> None:
+    config = load_study(DEMO_STUDY, data_root=data_root)
+    assert config.quarantine_root == (data_root / ".platform" / "quarantine").resolve()
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (data_root / ".platform").mkdir()
+    (data_root / ".platform" / "quarantine").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(ConfigError, match=r"quarantine is a symbolic link"):
+        _ = config.quarantine_root
+    assert config.lake_root == (data_root / ".platform" / "curated").resolve()  # the other folders still resolve
+
+
+def test_ingest_refuses_a_quarantine_link_made_after_load_and_writes_nothing_there(tmp_path: Path) -> None:
+    from pipelines.ingest import ingest_study
+    from tests.pipelines.conftest import make_study
+
+    root = tmp_path / "tiny"
+    study = make_study(root, n_subjects=2)
+    (root / "raw" / "minute" / "S0002_minute.csv").write_text("time,steps\n")  # header only: to quarantine
+    config = load_study(study)
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (root / ".platform").mkdir()
+    (root / ".platform" / "quarantine").symlink_to(outside, target_is_directory=True)
+
+    with pytest.raises(ConfigError, match=r"platform folder .*quarantine is a symbolic link"):
+        ingest_study(config, workers=1)
+
+    assert list(outside.iterdir()) == []
