@@ -8,8 +8,13 @@ published (written to a temporary file, then renamed). A table that fails its su
 published: the previous version stays, and the report says why. A subject whose computation
 fails stops the whole build before anything is published, with every failed subject named.
 
-Idempotent: the build is skipped when the curated parts (whose names carry their content hash)
-and the feature code are the same as at the last published build.
+Consistent: the build reads one snapshot of the lake (a version of each source's Delta table,
+taken when it starts), whatever ingest runs commit meanwhile, and records those versions in its
+manifest (``lake_versions``); ``build_features(..., lake_versions=...)`` reads that snapshot again
+later (time travel), so a recorded build can be rebuilt after the lake moved on.
+
+Idempotent: the build is skipped when the curated parts of the snapshot (whose names carry
+their content hash) and the feature code are the same as at the last published build.
 
 Lineage: the build's manifest (``_build.json`` beside the tables) lists every raw file whose
 curated parts fed it, with its SHA-256, validation report id and outcome, from the catalog, so
@@ -37,7 +42,8 @@ import pandas as pd
 
 from pipelines.config import StudyConfig
 from pipelines.ingest import ENDPOINTS_SOURCE, SUBJECTS_SOURCE
-from pipelines.lake import read_subject, read_table, subject_parts
+from pipelines.lake import lake_versions as current_lake_versions
+from pipelines.lake import read_subject, read_table, subject_parts, table_parts
 from validation.schemas import SCHEMAS, SourceKind
 
 if TYPE_CHECKING:
@@ -103,6 +109,7 @@ def build_features(
     spark: SparkSession | None = None,
     force: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    lake_versions: dict[str, int] | None = None,
 ) -> BuildSummary:
     """Build and publish every feature table of the study into ``out_dir``.
 
@@ -117,6 +124,8 @@ def build_features(
         settings, stopped when the subjects are computed.
     force : rebuild even when nothing changed.
     progress : called with ``(done, total)`` subjects.
+    lake_versions : source -> table version to read (a manifest's ``lake_versions``); default
+        the lake as it is now.
 
     Raises
     ------
@@ -131,12 +140,14 @@ def build_features(
         from pipelines.spark import require_pyspark
 
         require_pyspark()
-    subjects = read_table(config.lake_root, SUBJECTS_SOURCE)
+    keys = input_sources(config)
+    if lake_versions is None:
+        lake_versions = current_lake_versions(config.lake_root, _lake_sources(keys))
+    subjects = read_table(config.lake_root, SUBJECTS_SOURCE, lake_versions.get(SUBJECTS_SOURCE))
     if subjects is None or subjects.empty:
         raise ValueError(f"study {config.study_id} has no curated enrollment table: run `biomarkers ingest` first")
     subject_ids = sorted(subjects["subject_id"].astype(str))
-    keys = input_sources(config)
-    fingerprint = _fingerprint(config, keys, subject_ids)
+    fingerprint = _fingerprint(config, keys, subject_ids, lake_versions)
     manifest = out_dir / MANIFEST
     summary = BuildSummary(subjects=len(subject_ids), out_dir=out_dir)
     if not force and manifest.is_file() and json.loads(manifest.read_text()).get("fingerprint") == fingerprint:
@@ -145,7 +156,7 @@ def build_features(
         return summary
 
     subject_rows = {sid: subjects[subjects["subject_id"] == sid].reset_index(drop=True) for sid in subject_ids}
-    compute = functools.partial(_subject_result, config, keys)
+    compute = functools.partial(_subject_result, config, keys, lake_versions)
     if engine == "spark":
         from pipelines.spark import map_subjects
 
@@ -185,7 +196,7 @@ def build_features(
     if not summary.rejected:
         _write_json(manifest, {"fingerprint": fingerprint, "tables": summary.tables,
                                "built_at": created.isoformat(), "study_id": config.study_id, "engine": engine,
-                               "inputs": build_inputs(config, keys)})
+                               "lake_versions": lake_versions, "inputs": build_inputs(config, keys)})
     return summary
 
 
@@ -194,7 +205,7 @@ def build_inputs(config: StudyConfig, keys: dict[str, list[str]]) -> list[dict]:
     endpoint tables, as the catalog records them (path, SHA-256, report id and outcome, parts)."""
     from pipelines.catalog import Catalog, FileStatus
 
-    sources = {source for names in keys.values() for source in names} | {SUBJECTS_SOURCE, ENDPOINTS_SOURCE}
+    sources = set(_lake_sources(keys))
     outcomes = {}
     with Catalog(config.catalog) as catalog:
         records = [r for r in catalog.latest() if r.status is FileStatus.CURATED and r.source in sources]
@@ -207,27 +218,34 @@ def build_inputs(config: StudyConfig, keys: dict[str, list[str]]) -> list[dict]:
             for r in records]
 
 
-def _subject_result(config: StudyConfig, keys: dict[str, list[str]], subject_id: str,
-                    subject_row: pd.DataFrame) -> SubjectResult:
+def _lake_sources(keys: dict[str, list[str]]) -> list[str]:
+    """Every lake table a build reads: its input sources and the enrollment and endpoint tables."""
+    return sorted({source for names in keys.values() for source in names} | {SUBJECTS_SOURCE, ENDPOINTS_SOURCE})
+
+
+def _subject_result(config: StudyConfig, keys: dict[str, list[str]], lake_versions: dict[str, int],
+                    subject_id: str, subject_row: pd.DataFrame) -> SubjectResult:
     """One subject's feature rows, or its failure (runs in a pool worker or a Spark task).
 
     A failure is returned, not raised, so that the build names every failed subject, not the first.
     """
     try:
-        return SubjectResult(subject_id, _subject_tables(config, keys, subject_id, subject_row))
+        return SubjectResult(subject_id, _subject_tables(config, keys, lake_versions, subject_id, subject_row))
     except Exception:
         return SubjectResult(subject_id, error=traceback.format_exc())
 
 
-def _subject_tables(config: StudyConfig, keys: dict[str, list[str]], subject_id: str,
-                    subject_row: pd.DataFrame) -> dict[str, pd.DataFrame]:
+def _subject_tables(config: StudyConfig, keys: dict[str, list[str]], lake_versions: dict[str, int],
+                    subject_id: str, subject_row: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """Read one subject's curated data and compute its feature rows."""
     from features.compute import Recording, SubjectInputs, compute_subject_tables
 
     recordings: dict[str, list[Recording]] = {}
     for key, sources in keys.items():
         for source in sources:
-            frame = read_subject(config.lake_root, source, subject_id)
+            if source not in lake_versions:  # no table in the snapshot: nothing curated yet
+                continue
+            frame = read_subject(config.lake_root, source, subject_id, lake_versions[source])
             if frame is None or frame.empty:
                 continue
             spec = config.sources[source]
@@ -253,15 +271,16 @@ def _map_local(compute: Callable[[str, pd.DataFrame], SubjectResult], subject_ro
                 progress(done, len(subject_rows))
 
 
-def _fingerprint(config: StudyConfig, keys: dict[str, list[str]], subject_ids: list[str]) -> str:
-    """Hash of every input part name (content-addressed) and of the feature code."""
+def _fingerprint(config: StudyConfig, keys: dict[str, list[str]], subject_ids: list[str],
+                 lake_versions: dict[str, int]) -> str:
+    """Hash of every input part name in the snapshot (content-addressed) and of the feature code."""
     digest = hashlib.sha256()
     sources = [source for names in keys.values() for source in names]
     for subject_id in subject_ids:
-        for part in subject_parts(config.lake_root, sources, subject_id):
+        for part in subject_parts(config.lake_root, sources, subject_id, lake_versions):
             digest.update(part.encode())
-    for part in sorted((config.lake_root / f"source={SUBJECTS_SOURCE}").glob("*.parquet")):
-        digest.update(part.name.encode())
+    for part in table_parts(config.lake_root, SUBJECTS_SOURCE, lake_versions.get(SUBJECTS_SOURCE)):
+        digest.update(part.encode())
     features_dir = Path(__file__).resolve().parent.parent / "features"
     for path in sorted(features_dir.rglob("*.py")):
         digest.update(path.read_bytes())

@@ -39,6 +39,8 @@ DEMO_STUDY = REPOSITORY_ROOT / "studies" / "demo" / "study.yaml"
 DEMO_DATA = REPOSITORY_ROOT / "data" / "demo"
 DEMO_MARKER = ".demo-generated.json"  # parameters of the last complete generation in that folder
 
+# `biomarkers ingest` exit status when files were left busy or failed (2: nothing could be ingested).
+INGEST_UNPROCESSED_EXIT = 3
 StudyArgument = Annotated[Path, typer.Argument(help="the study's study.yaml, e.g. studies/demo/study.yaml")]
 
 
@@ -77,14 +79,51 @@ def ingest_command(
     study: StudyArgument,
     data_root: Annotated[Path | None, typer.Option(help="override the data_root of study.yaml")] = None,
     workers: Annotated[int, typer.Option(help="processes to validate files in parallel")] = 2,
+    retry_failed: Annotated[bool, typer.Option(help="process failed files again (they are retried anyway "
+                                                    "when the platform's code version changes)")] = False,
 ) -> None:
     """Discover, validate and curate a study's new or changed raw files; quarantine bad ones.
+
+    Exit status: 0 when every file has an outcome (curated, quarantined or unchanged);
+    3 when files were left unprocessed: busy (another live run holds them) or failed (the
+    platform broke on them); 2 when the study cannot be ingested at all.
 
     Example: biomarkers ingest studies/demo/study.yaml
     """
     config = _load(study, data_root)
-    summary = _ingest(config, workers)
+    summary = _ingest(config, workers, retry_failed)
     _print_summary(config, summary)
+    if summary.unprocessed():
+        raise typer.Exit(INGEST_UNPROCESSED_EXIT)
+
+
+@app.command("status")
+def status_command(
+    study: StudyArgument,
+    data_root: Annotated[Path | None, typer.Option(help="override the data_root of study.yaml")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON document")] = False,
+) -> None:
+    """The catalog state of every file: path, SHA-256, version, status, reason, report, rows and
+    the lake version that holds it.
+
+    Example: biomarkers status studies/demo/study.yaml --json
+    """
+    from pipelines.ingest import study_status
+
+    config = _load(study, data_root)
+    status = study_status(config)
+    if as_json:
+        print(json.dumps(status, indent=2))
+        return
+    table = Table(title=f"Files of study {config.study_id}")
+    for column in ("path", "sha256", "version", "status", "rows", "lake version", "reason"):
+        table.add_column(column, justify="right" if column in ("version", "rows", "lake version") else "left")
+    for entry in status["files"]:
+        table.add_row(entry["path"], entry["sha256"][:12], str(entry["version"]), entry["status"],
+                      "" if entry["rows"] is None else f"{entry['rows']:,}",
+                      "" if entry["lake_version"] is None else str(entry["lake_version"]), entry["reason"] or "")
+    console.print(table)
+    console.print("lake versions: " + ", ".join(f"{k} {v}" for k, v in status["lake_versions"].items()))
 
 
 @app.command("demo")
@@ -809,7 +848,7 @@ def _load(study: Path, data_root: Path | None):
         raise typer.Exit(2) from None
 
 
-def _ingest(config, workers: int):
+def _ingest(config, workers: int, retry_failed: bool = False):
     from rich.progress import Progress
 
     from pipelines.config import ConfigError
@@ -823,7 +862,7 @@ def _ingest(config, workers: int):
                        description=f"ingesting {outcome.path}" if outcome else f"ingesting {config.study_id}")
 
         try:
-            return ingest_study(config, workers=workers, progress=advance)
+            return ingest_study(config, workers=workers, progress=advance, retry_failed=retry_failed)
         except ConfigError as error:  # e.g. an unreadable enrollment file: nothing can be checked
             console.print(f"[red]{error}[/red]")
             raise typer.Exit(2) from None
@@ -831,11 +870,11 @@ def _ingest(config, workers: int):
 
 def _print_summary(config, summary) -> None:
     table = Table(title=f"Ingestion of study {config.study_id}: this run")
-    for column in ("source", "curated", "quarantined", "failed", "unchanged", "rows curated"):
+    for column in ("source", "curated", "quarantined", "failed", "busy", "unchanged", "rows curated"):
         table.add_column(column, justify="left" if column == "source" else "right")
     for source, counts in sorted(summary.by_source().items()):
         table.add_row(source, str(counts["curated"]), str(counts["quarantined"]), str(counts["failed"]),
-                      str(counts["skipped"] + counts["busy"]), f"{counts['rows']:,}")
+                      str(counts["busy"]), str(counts["skipped"]), f"{counts['rows']:,}")
     console.print(table)
     problems = [o for o in summary.outcomes if o.status in ("quarantined", "failed")]
     if problems:
@@ -843,8 +882,14 @@ def _print_summary(config, summary) -> None:
         for outcome in problems:
             console.print(f"  [yellow]{outcome.path}[/yellow] ({outcome.status})\n      {outcome.reason}",
                           soft_wrap=True, markup=True, highlight=False)
-    processed = len(summary.processed())
-    console.print(f"{processed} files processed, {len(summary.outcomes) - processed} unchanged since the last run.")
+    processed, busy = len(summary.processed()), [o for o in summary.outcomes if o.status == "busy"]
+    unchanged = len(summary.outcomes) - processed - len(busy)
+    console.print(f"{processed} files processed, {unchanged} unchanged since the last run.")
+    if busy:
+        console.print(f"[yellow]{len(busy)} files are busy: another live ingest run holds them[/yellow] "
+                      "(this run did not process them; run again when it is done).")
+    if summary.unprocessed():
+        console.print(f"exit status {INGEST_UNPROCESSED_EXIT}: files were left busy or failed.")
     if summary.quality_page:
         console.print(f"data quality page (every file, its outcome and evidence): {summary.quality_page}")
     console.print(f"curated lake: {config.lake_root}")

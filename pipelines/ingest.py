@@ -1,19 +1,29 @@
 """Ingestion: discover a study's raw files, read, validate, curate or quarantine each, record all.
 
 Per file: hash it; skip it if the catalog already holds this exact content; claim it (so a
-concurrent run skips it); read it into its canonical frame; run its source's expectation
-suite; then either write it to the curated lake or copy it to quarantine with its report.
-Every outcome, good or bad, is recorded in the catalog with the report id. A file that breaks
-the reader or a check never stops the other files.
+concurrent run reports it ``busy``); read it into its canonical frame; run its source's
+expectation suite; then either write it to the curated lake or copy it to quarantine with its
+report. Every outcome, good or bad, is recorded in the catalog with the report id and the
+platform's code version. A file that breaks the reader or a check never stops the other files;
+a file that breaks the platform itself ends ``failed``, with a report and a quarantine copy,
+and is tried again by ``--retry-failed`` or by a run of another code version.
+
+Crash safety: a curated version's parts are written invisibly, then one lake commit makes
+them visible and removes the path's previous version; the catalog outcome follows. A run
+killed at any moment leaves its claims to be taken over at once by the next run (the catalog
+sees its owner dead), which redoes them; the redo's commit replaces whatever the dead run had
+committed of the same path. Parts a dead run wrote but never committed are swept.
 """
 
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import logging
 import os
 import shutil
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -24,7 +34,7 @@ from pathlib import Path
 
 from pipelines.catalog import Catalog, FileStatus
 from pipelines.config import CheckName, ConfigError, SourceConfig, StudyConfig, TableFile
-from pipelines.lake import remove_parts, sweep_temporary, write_curated
+from pipelines.lake import StagedVersion, commit_version, discard, sweep_orphans, table_lock, write_parts
 from pipelines.quality_page import write_quality_page
 from pipelines.readers import RawRead, ReadError, read_raw
 from pipelines.readers.tables import read_table
@@ -38,6 +48,14 @@ logger = logging.getLogger(__name__)
 SUBJECTS_SOURCE = "subjects"
 ENDPOINTS_SOURCE = "endpoints"
 _HASH_CHUNK_BYTES = 4 * 1024 * 1024
+# Environment variable naming a point of `Ingestor.process` where the process stops and waits to
+# be killed (crash tests): ``<point>`` or ``<point>@<relative path of one file>``; the file named
+# by PAUSE_FILE_ENV is created when it gets there.
+PAUSE_AT_ENV = "BIOMARKERS_INGEST_PAUSE_AT"
+PAUSE_FILE_ENV = "BIOMARKERS_INGEST_PAUSE_FILE"
+PAUSE_POINTS = ("claimed", "part-written", "committed")
+# Code whose change may fix a failure: the ingestion pipeline, readers and checks.
+_CODE_FOLDERS = ("pipelines", "validation")
 
 
 @dataclass(frozen=True)
@@ -46,7 +64,7 @@ class FileOutcome:
 
     source: str
     path: str
-    status: str  # curated, quarantined, failed, skipped (already processed), busy (claimed by another run)
+    status: str  # curated, quarantined, failed, skipped (already processed), busy (held by another live run)
     rows: int = 0
     report_id: str | None = None
     reason: str | None = None
@@ -61,6 +79,11 @@ class IngestSummary:
 
     def processed(self) -> list[FileOutcome]:
         return [o for o in self.outcomes if o.status in ("curated", "quarantined", "failed")]
+
+    def unprocessed(self) -> list[FileOutcome]:
+        """Files this run left without a final outcome: ``busy`` (another live run holds them)
+        or ``failed`` (the platform broke on them; retried later)."""
+        return [o for o in self.outcomes if o.status in ("busy", "failed")]
 
     def by_source(self) -> dict[str, dict[str, int]]:
         """source -> counts of curated, quarantined, failed, skipped files and curated rows."""
@@ -83,13 +106,15 @@ class _Task:
 class Ingestor:
     """Processes files of one study; one per process (it owns a catalog connection and a GE context)."""
 
-    def __init__(self, config: StudyConfig, run_id: str, known_subjects: frozenset[str]):
+    def __init__(self, config: StudyConfig, run_id: str, known_subjects: frozenset[str], retry_failed: bool = False):
         import great_expectations as gx
 
         from validation.runner import SuiteRunner
 
         self.config = config
         self.run_id = run_id
+        self.retry_failed = retry_failed
+        self.code_version = code_version()
         self.catalog = Catalog(config.catalog)
         self.runner = SuiteRunner(gx.get_context(mode="ephemeral"))
         self.sources = study_sources(config)
@@ -144,35 +169,65 @@ class Ingestor:
         started = time.perf_counter()
         sha256, size = file_digest(task.path)
         self.timings["hash"] += time.perf_counter() - started
-        if self.catalog.is_processed(relative, sha256):
+        retry = {"retry_failed": self.retry_failed, "code_version": self.code_version}
+        if self.catalog.is_processed(relative, sha256, **retry):
             return FileOutcome(task.source, relative, "skipped")
         record = self.catalog.claim(path=relative, sha256=sha256, size_bytes=size, source=task.source,
-                                    run_id=self.run_id)
-        if record is None:
-            return FileOutcome(task.source, relative, "busy")
+                                    run_id=self.run_id, **retry)
+        if record is None:  # finished by another run just now, or held by a live one
+            done = self.catalog.is_processed(relative, sha256, **retry)
+            return FileOutcome(task.source, relative, "skipped" if done else "busy",
+                               reason=None if done else "held by another live ingest run")
+        _pause_point("claimed", relative)
         try:
-            outcome, report, curated, subject = self._curate(task, relative, sha256)
+            report, staged, subject = self._curate(task, relative, sha256)
+            status = FileStatus.QUARANTINED if report.rejected else FileStatus.CURATED
+            reason = report.reason() if report.rejected else None
         except KeyboardInterrupt:
             self.catalog.release(record.id, run_id=self.run_id)
             raise
         except Exception as error:  # a bug or an environment fault: record it, go on with the rest
             logger.exception("ingest of %s failed", relative)
-            self.catalog.finish(record.id, status=FileStatus.FAILED, subject_id=None, report_id=None, rows=None,
-                                message=f"{type(error).__name__}: {error}", run_id=self.run_id)
-            return FileOutcome(task.source, relative, "failed", reason=f"{type(error).__name__}: {error}")
-        status = FileStatus.QUARANTINED if report.rejected else FileStatus.CURATED
-        reason = report.reason() if report.rejected else None
-        finished = self.catalog.finish(record.id, status=status, subject_id=subject, report_id=report.report_id,
-                                       rows=report.rows, message=reason or report.outcome.value,
-                                       curated_paths=curated, run_id=self.run_id)
-        if finished.status is FileStatus.SUPERSEDED:  # a newer version finished first
-            remove_parts(self.config.lake_root, list(finished.curated_paths))
-        else:
-            remove_parts(self.config.lake_root, self.catalog.superseded_parts(relative, finished.version))
+            report = self._failure_report(task, relative, sha256, error)
+            staged, subject, status, reason = None, None, FileStatus.FAILED, report.read_error
+        # The lake commit and the catalog outcome under the table's lock: versions of one path
+        # then become visible in the order the catalog records them, and an older version
+        # finishing after a newer one never hides it.
+        with table_lock(self.config.lake_root, task.source):
+            lake_version = None
+            if self.catalog.newer_version_finished(relative, record.version):
+                if staged is not None:
+                    discard(self.config.lake_root, staged)
+                    staged = None
+            else:
+                lake_version = commit_version(self.config.lake_root, staged, source=task.source, raw_path=relative,
+                                              sha256=sha256, report_id=report.report_id)
+                _pause_point("committed", relative)
+            self.catalog.finish(record.id, status=status, subject_id=subject, report_id=report.report_id,
+                                rows=report.rows, message=reason or report.outcome.value,
+                                curated_paths=staged.lake_paths() if staged else (), run_id=self.run_id,
+                                code_version=self.code_version, lake_version=lake_version)
         return FileOutcome(task.source, relative, status.value, rows=report.rows or 0,
                            report_id=report.report_id, reason=reason)
 
-    def _curate(self, task: _Task, relative: str, sha256: str) -> tuple[str, ValidationReport, list[str], str | None]:
+    def _failure_report(self, task: _Task, relative: str, sha256: str, error: Exception) -> ValidationReport:
+        """A failed file gets a report and a quarantine copy like a rejected one; the reason says
+        the platform failed, not the data, and that the file will be tried again."""
+        spec, kind = self.sources[task.source]
+        report = ValidationReport(
+            report_id=f"{task.source}-{sha256[:12]}-{uuid.uuid4().hex[:8]}", file=relative, source=task.source,
+            kind=kind.value, sha256=sha256, checked_at=_now_iso(), outcome=Outcome.UNREADABLE,
+            read_error=(f"{relative}: the platform failed while processing it ({type(error).__name__}: {error}); "
+                        f"retried by `biomarkers ingest --retry-failed` or under another code version "
+                        f"(this is {self.code_version})"))
+        try:
+            self._quarantine(task.path, relative, report)
+        except OSError:
+            logger.exception("the quarantine copy of %s failed", relative)
+        return report
+
+    def _curate(self, task: _Task, relative: str, sha256: str) -> tuple[ValidationReport, StagedVersion | None,
+                                                                       str | None]:
         spec, kind = self.sources[task.source]
         report_id = f"{task.source}-{sha256[:12]}-{uuid.uuid4().hex[:8]}"
         started = time.perf_counter()
@@ -183,7 +238,7 @@ class Ingestor:
                                       sha256=sha256, checked_at=_now_iso(), outcome=Outcome.UNREADABLE,
                                       read_error=str(error))
             self._quarantine(task.path, relative, report)
-            return "quarantined", report, [], None
+            return report, None, None
         read_done = time.perf_counter()
         self.timings["read"] += read_done - started
         report = self.runner.validate(
@@ -196,29 +251,29 @@ class Ingestor:
         subject = raw.subject_id
         if report.rejected:
             self._quarantine(task.path, relative, report)
-            return "quarantined", report, [], subject
-        curated = write_curated(raw.frame, lake_root=self.config.lake_root, source=task.source, kind=kind,
-                                subject_id=subject, raw_path=relative, sha256=sha256, report_id=report_id)
+            return report, None, subject
+        staged = write_parts(raw.frame, lake_root=self.config.lake_root, source=task.source, kind=kind,
+                             subject_id=subject, raw_path=relative, sha256=sha256, report_id=report_id,
+                             run_id=self.run_id, after_part=functools.partial(_pause_point, "part-written", relative))
         self._write_report(self.config.reports_root / f"{report_id}.json", report)
         self.timings["curate"] += time.perf_counter() - validated
-        return "curated", report, curated, subject
+        return report, staged, subject
 
     def _quarantine(self, path: Path, relative: str, report: ValidationReport) -> None:
         """Copy the raw file (the study's own copy stays where it is) and its report to quarantine."""
         folder = self.config.quarantine_root / report.report_id
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / path.name
-        temporary = folder / f".{path.name}.tmp"
+        temporary = folder / f".{path.name}.tmp-{self.run_id}"  # the run's own: never another's
         shutil.copyfile(path, temporary)
         os.replace(temporary, target)
         self._write_report(folder / "report.json", report)
         self._write_report(self.config.reports_root / f"{report.report_id}.json", report)
         (folder / "README.txt").write_text(report.paragraph() + "\n", encoding="utf-8")
 
-    @staticmethod
-    def _write_report(target: Path, report: ValidationReport) -> None:
+    def _write_report(self, target: Path, report: ValidationReport) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
-        temporary = target.with_name(f".{target.name}.tmp")
+        temporary = target.with_name(f".{target.name}.tmp-{self.run_id}")
         temporary.write_text(report.to_json(), encoding="utf-8")
         os.replace(temporary, target)
 
@@ -228,6 +283,7 @@ def ingest_study(
     *,
     workers: int = 1,
     progress: Callable[[int, FileOutcome | None], None] | None = None,
+    retry_failed: bool = False,
 ) -> IngestSummary:
     """Ingest every new or changed file of the study.
 
@@ -237,14 +293,56 @@ def ingest_study(
     workers : processes to fan the files out over (1 runs in this process).
     progress : called once with ``(total, None)`` when the files are known, then with
         ``(total, outcome)`` after each file.
+    retry_failed : process ``failed`` files again even under the code version that failed.
+
+    Returns
+    -------
+    IngestSummary
+        One outcome per file; `IngestSummary.unprocessed` lists those left ``busy`` or ``failed``.
     """
     config.check_platform_folders()  # a folder linked elsewhere after the load gets no write either
-    sweep_temporary(config.lake_root)
     known_subjects = read_known_subjects(config)
     with Catalog(config.catalog) as catalog:
         run_id = catalog.start_run(config.study_id)
-    ingestor = Ingestor(config, run_id, known_subjects)
+        recorded = {part for record in catalog.files() for part in record.curated_paths}
+        swept = sweep_orphans(config.lake_root, catalog.run_is_live, recorded)
+    if swept:
+        logger.info("removed %d parts that dead runs wrote but never committed", len(swept))
+    ingestor = Ingestor(config, run_id, known_subjects, retry_failed)
     ingestor.register_suites()
+    with _Heartbeat(ingestor.catalog, run_id):
+        summary = _run_tasks(config, ingestor, known_subjects, workers, progress)
+    ingestor.catalog.close()
+    return summary
+
+
+class _Heartbeat(threading.Thread):
+    """Renews the run's claims every quarter lease while the run works, so that a run on
+    another host can tell a slow run from a dead one."""
+
+    def __init__(self, catalog: Catalog, run_id: str):
+        super().__init__(name=f"heartbeat-{run_id[:8]}", daemon=True)
+        self.catalog, self.run_id, self.stopped = catalog, run_id, threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.catalog.lease_seconds / 4):
+            try:
+                self.catalog.heartbeat(self.run_id)
+            except Exception:  # a catalog hiccup: the next beat tries again within the lease
+                logger.warning("heartbeat of run %s failed", self.run_id, exc_info=True)
+
+    def __enter__(self) -> _Heartbeat:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stopped.set()
+        self.join()
+
+
+def _run_tasks(config: StudyConfig, ingestor: Ingestor, known_subjects: frozenset[str], workers: int,
+               progress: Callable[[int, FileOutcome | None], None] | None) -> IngestSummary:
+    run_id = ingestor.run_id
     # The enrollment and endpoint files go first: the rest of the study is checked against them.
     tasks = [_Task(SUBJECTS_SOURCE, config.resolve(config.subjects.path)),
              _Task(ENDPOINTS_SOURCE, config.resolve(config.endpoints.path)),
@@ -267,7 +365,8 @@ def ingest_study(
         import multiprocessing
 
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=_init_worker, initargs=(config, run_id, known_subjects)) as pool:
+                                 initializer=_init_worker,
+                                 initargs=(config, run_id, known_subjects, ingestor.retry_failed)) as pool:
             for outcome, results in pool.map(_process_in_worker, tasks[2:], chunksize=4):
                 ingestor.runner.results.extend(results)
                 record(outcome)
@@ -277,8 +376,36 @@ def ingest_study(
     counts = {status: sum(1 for o in summary.outcomes if o.status == status)
               for status in ("curated", "quarantined", "failed", "skipped", "busy")}
     ingestor.catalog.finish_run(run_id, counts)
-    ingestor.catalog.close()
     return summary
+
+
+@functools.cache
+def code_version() -> str:
+    """The platform's version as recorded with each outcome: the package version and a hash of
+    the ingestion code (readers, checks, lake), so that any change to it retries failures."""
+    from importlib import metadata
+
+    try:
+        package = metadata.version("digital-biomarkers")
+    except metadata.PackageNotFoundError:
+        package = "0"
+    digest = hashlib.sha256()
+    root = Path(__file__).resolve().parent.parent
+    for folder in _CODE_FOLDERS:
+        for path in sorted((root / folder).rglob("*")):
+            if path.suffix in (".py", ".json", ".yaml") and path.is_file():
+                digest.update(path.relative_to(root).as_posix().encode())
+                digest.update(path.read_bytes())
+    return f"{package}+{digest.hexdigest()[:12]}"
+
+
+def _pause_point(name: str, relative: str, *_: object) -> None:
+    """Stop here until killed when the crash tests ask for this point (see PAUSE_AT_ENV)."""
+    if os.environ.get(PAUSE_AT_ENV) not in (name, f"{name}@{relative}"):
+        return
+    Path(os.environ[PAUSE_FILE_ENV]).write_text(f"{os.getpid()}\n")
+    while True:
+        time.sleep(60)
 
 
 def discover(config: StudyConfig) -> Iterator[_Task]:
@@ -355,9 +482,9 @@ def _now_iso() -> str:
 _worker: Ingestor | None = None
 
 
-def _init_worker(config: StudyConfig, run_id: str, known_subjects: frozenset[str]) -> None:
+def _init_worker(config: StudyConfig, run_id: str, known_subjects: frozenset[str], retry_failed: bool) -> None:
     global _worker
-    _worker = Ingestor(config, run_id, known_subjects)
+    _worker = Ingestor(config, run_id, known_subjects, retry_failed)
     _worker.register_suites()
 
 
@@ -367,3 +494,23 @@ def _process_in_worker(task: _Task) -> tuple[FileOutcome, list]:
     outcome = _worker.process(task)
     results, _worker.runner.results = _worker.runner.results, []
     return outcome, results
+
+
+def study_status(config: StudyConfig) -> dict:
+    """The catalog state of every file of the study (its latest version), as one JSON-ready document.
+
+    ``files`` holds, per path: SHA-256, version, status, reason, report id, rows, source,
+    subject, the lake table version whose commit made the outcome visible (``lake_version``),
+    and the code version that recorded it; ``lake_versions`` the current version of each table.
+    """
+    from pipelines.lake import lake_versions
+
+    with Catalog(config.catalog) as catalog:
+        records = catalog.latest()
+    files = [{
+        "path": r.path, "sha256": r.sha256, "version": r.version, "status": r.status.value,
+        "reason": None if r.status is FileStatus.CURATED else r.message, "report_id": r.report_id,
+        "rows": r.rows, "source": r.source, "subject_id": r.subject_id, "lake_version": r.lake_version,
+        "code_version": r.code_version, "processed_at": r.processed_at.isoformat() if r.processed_at else None,
+    } for r in records]
+    return {"study_id": config.study_id, "lake_versions": lake_versions(config.lake_root), "files": files}

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import os
 import re
 from pathlib import Path
 
 import pandas as pd
-import pyarrow.dataset as ds
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -17,10 +16,9 @@ from pipelines.catalog import Catalog, FileStatus
 from pipelines.config import load_study
 from pipelines.demo.generate import generate_demo
 from pipelines.ingest import ingest_study
-from pipelines.lake import TEMP_MARKER, sweep_temporary, write_curated
+from pipelines.lake import lake_versions, read_subject, table_parts
 from tests.pipelines.conftest import make_study, write_minute_file
 from validation.report import ValidationReport
-from validation.schemas import SourceKind
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 DEMO_STUDY = REPOSITORY / "studies" / "demo" / "study.yaml"
@@ -91,6 +89,15 @@ def test_nothing_of_a_quarantined_file_reaches_the_lake(demo) -> None:
         assert not [p for p in config.lake_root.rglob("*.parquet") if digest in p.name], path
 
 
+def lake_table(config, source: str) -> pa.Table:
+    """Every row of a source's table as its latest snapshot lists them, with the partition columns."""
+    parts = table_parts(config.lake_root, source)
+    return pa.concat_tables([
+        pq.read_table(config.lake_root / part).append_column(
+            "subject_id", pa.array([part.split("subject_id=")[1].split("/")[0]] * pq.read_metadata(
+                config.lake_root / part).num_rows)) for part in parts])
+
+
 def test_every_valid_demo_file_is_curated_with_units_and_utc_microseconds(demo) -> None:
     manifest, config, summary = demo
     records = records_by_path(config)
@@ -100,12 +107,11 @@ def test_every_valid_demo_file_is_curated_with_units_and_utc_microseconds(demo) 
         assert records[path].curated_paths
     assert not [o for o in summary.outcomes if o.status == "failed"]
 
-    minute = ds.dataset(config.lake_root / "source=minute_wearable", format="parquet", partitioning="hive")
-    table = minute.to_table()
+    table = lake_table(config, "minute_wearable")
     assert set(table.column("subject_id").to_pylist()) == set(manifest.subject_ids)
     timestamp = table.schema.field("timestamp").type
     assert (timestamp.unit, timestamp.tz) == ("us", "UTC")
-    part = next((config.lake_root / "source=wrist_accel").rglob("*.parquet"))
+    part = config.lake_root / table_parts(config.lake_root, "wrist_accel")[0]
     metadata = pq.read_schema(part).metadata
     assert json.loads(metadata[b"units"])["accel_x_g"] == "g"
     assert metadata[b"raw_path"].decode().startswith("raw/accel/")
@@ -113,8 +119,7 @@ def test_every_valid_demo_file_is_curated_with_units_and_utc_microseconds(demo) 
 
 def test_wrist_parquet_in_m_s2_is_curated_in_g(demo) -> None:
     _, config, _ = demo
-    table = ds.dataset(config.lake_root / "source=wrist_accel", format="parquet", partitioning="hive").to_table()
-    frame = table.select(["accel_x_g", "accel_y_g", "accel_z_g"]).to_pandas()
+    frame = lake_table(config, "wrist_accel").select(["accel_x_g", "accel_y_g", "accel_z_g"]).to_pandas()
     magnitude = (frame**2).sum(axis=1) ** 0.5
     assert 0.8 < magnitude.median() < 1.2  # gravity, in g, after conversion from m/s^2
 
@@ -149,10 +154,14 @@ def test_changed_file_is_processed_again_as_a_new_version(tiny_study: Path) -> N
     with Catalog(config.catalog) as catalog:
         versions = sorted((r.version, r.status) for r in catalog.files() if r.path.endswith("S0002_minute.csv"))
     assert versions == [(1, FileStatus.SUPERSEDED), (2, FileStatus.CURATED)]
-    assert not any((config.lake_root / part).exists() for part in old_parts)
-    lake = ds.dataset(config.lake_root / "source=minute_wearable", format="parquet", partitioning="hive")
-    rows = lake.to_table(filter=ds.field("subject_id") == "S0002").num_rows
-    assert rows == 240  # only the new version, not both
+    current = set(table_parts(config.lake_root, "minute_wearable"))
+    assert old_parts and not current & set(old_parts)
+    assert len(read_subject(config.lake_root, "minute_wearable", "S0002")) == 240  # only the new version
+    # The old version is one table version back, still readable (time travel).
+    version = lake_versions(config.lake_root, ["minute_wearable"])["minute_wearable"]
+    assert records_by_path(config)["raw/minute/S0002_minute.csv"].lake_version == version
+    previous = read_subject(config.lake_root, "minute_wearable", "S0002", version - 1)
+    assert len(previous) != 240 and not previous["timestamp"].duplicated().any()
 
 
 def test_a_file_fixed_after_quarantine_is_curated(tiny_study: Path) -> None:
@@ -239,36 +248,6 @@ def test_ingest_with_the_catalog_on_postgresql(tmp_path: Path, postgres_url: str
     assert second.processed() == []
     with Catalog(postgres_url) as catalog:
         assert {r.status for r in catalog.latest()} == {FileStatus.CURATED}
-
-
-def test_a_crash_mid_write_leaves_no_partial_part_visible(tmp_path: Path, monkeypatch) -> None:
-    frame = pd.DataFrame({
-        "subject_id": ["S0001"] * 3,
-        "timestamp": pd.to_datetime(["2024-03-04T00:00Z", "2024-03-04T00:01Z", "2024-03-05T00:00Z"], utc=True),
-        "rr_interval_ms": [800.0, 810.0, 790.0],
-    })
-    calls = {"n": 0}
-    real_replace = os.replace
-
-    def crash_on_second_rename(source, target):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt("killed mid-write")
-        real_replace(source, target)
-
-    monkeypatch.setattr("pipelines.lake.os.replace", crash_on_second_rename)
-    with pytest.raises(KeyboardInterrupt):
-        write_curated(frame, lake_root=tmp_path, source="rr", kind=SourceKind.RR_INTERVALS, subject_id=None,
-                      raw_path="raw/rr/S0001_rr.csv", sha256="a" * 64, report_id="r1")
-
-    visible = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.parquet"))
-    assert len(visible) == 1 and pq.read_table(tmp_path / visible[0]).num_rows == 2  # whole, never partial
-    assert not [p for p in tmp_path.rglob(f"*{TEMP_MARKER}*")]  # the temporary file was removed
-
-    # A hard kill leaves the temporary file; the next run sweeps it, and readers skip dot-files.
-    leftover = tmp_path / "source=rr" / f".part.parquet{TEMP_MARKER}dead"
-    leftover.write_bytes(b"PAR1 partial")
-    assert sweep_temporary(tmp_path) == 1 and not leftover.exists()
 
 
 def test_quality_page_lists_every_file_with_working_links(demo) -> None:
