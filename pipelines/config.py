@@ -57,10 +57,18 @@ class FileFormat(StrEnum):
     LIMS_CSV = "lims_csv"
     HL7V2 = "hl7v2"  # HL7 v2 ORU^R01 messages, one or more per file
     FHIR = "fhir"  # FHIR R4 Bundle of Observation resources, JSON
+    GT3X = "gt3x"  # ActiGraph .gt3x: a zip of info.txt and log.bin (or the older activity.bin)
+    ACTILIFE_CSV = "actilife_csv"  # ActiLife raw CSV export: a 10-line header block, then X,Y,Z (time optional)
+    GENEACTIV_CSV = "geneactiv_csv"  # GENEActiv PC software CSV: key,value header lines, then time,x,y,z,lux,...
+
+
+# Vendor formats that describe their own columns, units and clock: a study names the format only.
+SELF_DESCRIBING_FORMATS = frozenset({FileFormat.GT3X, FileFormat.ACTILIFE_CSV, FileFormat.GENEACTIV_CSV})
 
 
 FORMATS_BY_KIND: dict[SourceKind, set[FileFormat]] = {
-    SourceKind.ACCELEROMETRY: {FileFormat.CSV, FileFormat.PARQUET, FileFormat.CWA, FileFormat.BIN},
+    SourceKind.ACCELEROMETRY: {FileFormat.CSV, FileFormat.PARQUET, FileFormat.CWA, FileFormat.BIN, FileFormat.GT3X,
+                               FileFormat.ACTILIFE_CSV, FileFormat.GENEACTIV_CSV},
     SourceKind.MINUTE_WEARABLE: {FileFormat.CSV, FileFormat.PARQUET},
     SourceKind.RR_INTERVALS: {FileFormat.CSV, FileFormat.PARQUET},
     SourceKind.ECG: {FileFormat.CSV, FileFormat.PARQUET},
@@ -72,7 +80,7 @@ FORMATS_BY_KIND: dict[SourceKind, set[FileFormat]] = {
 }
 
 Placement = Literal["wrist", "lower_back", "chest", "thigh", "ankle", "finger", "none"]
-TimestampEncoding = Literal["iso8601", "unix_s", "unix_ms"]
+TimestampEncoding = Literal["iso8601", "unix_s", "unix_ms", "text"]
 
 _Strict = ConfigDict(extra="forbid", frozen=True)
 
@@ -123,6 +131,11 @@ class SourceConfig(TableSpec):
         description="regex with a subject_id group, matched against the file name when rows carry no subject",
     )
     max_missing_fraction: float = Field(0.2, ge=0, le=1, description="missingness limit per measured column")
+    timestamp_format: str | None = Field(
+        None,
+        description="with timestamp_encoding text: the strptime format of vendor text timestamps, e.g. "
+                    "'%d.%m.%Y %H:%M:%S.%f' (a trailing %f after '.', ',' or ':' takes 1-9 fraction digits)",
+    )
 
     @field_validator("pattern")
     @classmethod
@@ -155,9 +168,19 @@ class SourceConfig(TableSpec):
             raise ValueError(f"format {self.format.value!r} cannot hold {self.kind.value} data (use one of: {allowed})")
         if SCHEMAS[self.kind].high_rate and self.sampling_rate_hz is None:
             raise ValueError(f"a {self.kind.value} source needs sampling_rate_hz")
-        if SCHEMAS[self.kind].high_rate and self.format is FileFormat.CSV and self.timestamp_encoding == "iso8601":
-            # Parsing 30 million date strings would dominate ingestion; devices export epoch time.
-            raise ValueError(f"a {self.kind.value} CSV needs timestamp_encoding unix_s or unix_ms")
+        if (self.timestamp_encoding == "text") != (self.timestamp_format is not None):
+            raise ValueError("timestamp_encoding text and timestamp_format go together: text timestamps need their "
+                             "strptime format, e.g. timestamp_format: '%m/%d/%Y %H:%M:%S.%f'")
+        if self.timestamp_encoding == "text" and not SCHEMAS[self.kind].high_rate:
+            raise ValueError(f"timestamp_encoding text is for high-rate signals; a {self.kind.value} file takes "
+                             "iso8601, unix_s or unix_ms")
+        if self.format in SELF_DESCRIBING_FORMATS:
+            # The vendor layout fixes columns, units and clock; an override would silently misread the file.
+            overridden = sorted(self.model_fields_set & {"columns", "header", "timestamp_encoding", "timestamp_format",
+                                                         "units"})
+            if overridden:
+                raise ValueError(f"format {self.format.value!r} reads its own columns, units and timestamps; remove "
+                                 f"{', '.join(overridden)}")
         return self
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 from pipelines.config import FileFormat, SourceConfig
@@ -22,24 +23,29 @@ def read_raw(path: Path, source: SourceConfig) -> RawRead:
     return require_rows(path, _read_format(path, source))
 
 
-def _read_format(path: Path, source: SourceConfig) -> RawRead:
-    if source.format in (FileFormat.CSV, FileFormat.PARQUET) and SCHEMAS[source.kind].high_rate:
-        from pipelines.readers.signals import read_signal_file
+# One entry per format: "module:function", imported on first use so that reading a CSV never
+# pays for SKDH's import. A new format is one reader module plus one line here.
+READERS: dict[FileFormat, str] = {
+    FileFormat.CWA: "pipelines.readers.devices:read_device_file",
+    FileFormat.BIN: "pipelines.readers.devices:read_device_file",
+    FileFormat.GT3X: "pipelines.readers.actigraph:read_gt3x",
+    FileFormat.ACTILIFE_CSV: "pipelines.readers.vendor_csv:read_vendor_csv",
+    FileFormat.GENEACTIV_CSV: "pipelines.readers.vendor_csv:read_vendor_csv",
+    FileFormat.LIMS_CSV: "pipelines.readers.labs:read_lims_csv",
+    FileFormat.HL7V2: "pipelines.readers.labs:read_hl7v2",
+    FileFormat.FHIR: "pipelines.readers.labs:read_fhir",
+}
 
-        return read_signal_file(path, source)
+
+def _read_format(path: Path, source: SourceConfig) -> RawRead:
     if source.format in (FileFormat.CSV, FileFormat.PARQUET):
+        # Plain tables serve every kind; high-rate signals stream into preallocated arrays instead.
+        if SCHEMAS[source.kind].high_rate:
+            from pipelines.readers.signals import read_signal_file
+
+            return read_signal_file(path, source)
         from pipelines.readers.tables import read_table
 
         return read_table(path, source, source.kind, source.format)
-    if source.format in (FileFormat.CWA, FileFormat.BIN):
-        from pipelines.readers.devices import read_device_file
-
-        return read_device_file(path, source)
-    from pipelines.readers import labs
-
-    readers = {
-        FileFormat.LIMS_CSV: labs.read_lims_csv,
-        FileFormat.HL7V2: labs.read_hl7v2,
-        FileFormat.FHIR: labs.read_fhir,
-    }
-    return readers[source.format](path, source)
+    module, function = READERS[source.format].split(":")
+    return getattr(importlib.import_module(module), function)(path, source)

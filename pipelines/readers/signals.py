@@ -3,15 +3,23 @@
 A week of 50 Hz accelerometry is 30 million samples. Reading the whole file into Arrow, then
 into pandas, then converting timestamps would hold three or four copies at once; streaming
 record batches into one preallocated array per column holds the result plus one batch.
+
+Timestamps may be numeric epoch time, ISO-8601 text (with or without a UTC offset) or vendor
+text in a strptime format. Text is parsed by Arrow's compute kernels one record batch at a
+time, never string by string in Python; naive times are the device's local time in the
+source's ``timezone``.
 """
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
@@ -22,28 +30,71 @@ from pipelines.units import QUANTITY_OF_COLUMN, to_canonical
 from validation.schemas import SCHEMAS
 
 _SIGNAL_DTYPE = np.float32  # device resolution is 12-16 bits: float32 loses nothing and halves memory
+# Arrow's strptime has no fraction-of-second directive: a trailing "%f" after its separator is
+# split off with a regular expression and added as nanoseconds, still column-wise.
+_TRAILING_FRACTION = re.compile(r"([.,:])%f$")
+_NS_PER_S = 1_000_000_000
 
 
-def read_signal_file(path: Path, source: SourceConfig) -> RawRead:
+@dataclass(frozen=True)
+class CsvLayout:
+    """Where the samples of a vendor CSV sit, for files whose layout a format preset knows.
+
+    Attributes
+    ----------
+    skip_rows : lines before the data (a vendor's header block), and before the column names
+        when ``column_names`` is ``None``.
+    column_names : names of the columns of a file without a header row.
+    first_sample_local_ns : for a file without a time column, the device clock's reading at the
+        first sample (naive local time, ns since 1970); sample ``i`` is then at
+        ``first_sample_local_ns + i / sampling_rate_hz``.
+    device_clock : ``True`` when the times are a device clock set once at initialisation: it keeps
+        the UTC offset of the recording's start through a daylight-saving change, so one offset
+        converts the whole file. ``False`` for software exports, localised time by time.
+    """
+
+    skip_rows: int = 0
+    column_names: tuple[str, ...] | None = None
+    first_sample_local_ns: int | None = None
+    device_clock: bool = False
+
+
+def read_signal_file(path: Path, source: SourceConfig, layout: CsvLayout | None = None) -> RawRead:
     """Read a high-rate CSV or Parquet file into its canonical frame (float32 signals, UTC times).
 
-    The timestamp column must be numeric epoch time (``timestamp_encoding: unix_s`` or
-    ``unix_ms``) or a typed Parquet timestamp; a cell that does not parse makes the whole file
-    a ``ReadError`` naming the file (a corrupt export is not worth curating sample by sample).
+    Parameters
+    ----------
+    path : the file.
+    source : the source: column mapping, timestamp encoding (``unix_s``, ``unix_ms``,
+        ``iso8601`` or ``text`` with ``timestamp_format``), time zone of naive times, units.
+    layout : for vendor presets (``pipelines.readers.vendor_csv``): header block, column
+        names, implicit clock.
+
+    A cell that does not parse makes the whole file a ``ReadError`` naming the file and the row
+    (a corrupt export is not worth curating sample by sample).
     """
+    layout = layout or CsvLayout()
     schema = SCHEMAS[source.kind]
     mapping = {c.name: source.columns.get(c.name, c.name) for c in schema.columns}
     try:
-        batches, total, file_columns = _open(path, source, mapping)
+        batches, total, file_columns = _open(path, source, mapping, layout)
         wanted = {name: file_name for name, file_name in mapping.items() if file_name in file_columns}
-        if "timestamp" not in wanted:
+        if "timestamp" not in wanted and layout.first_sample_local_ns is None:
             raise ReadError(f"{path.name}: no timestamp column {mapping['timestamp']!r} "
                             "(check the source's columns mapping)")
-        arrays = _fill(batches, total, wanted, source)
+        arrays = _fill(batches, total, wanted, _Clock(source, layout.device_clock))
+    except _BadTimestamp as error:
+        raise ReadError(f"{path.name}: data row {error.row + 1} (line {error.row + 1 + _lines_before(layout, source)}):"
+                        f" {error.reason}") from None
     except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as error:
         raise ReadError(f"{path.name}: cannot read as {source.format.value}: {error}") from error
 
-    nanoseconds = arrays.pop("timestamp")
+    if "timestamp" in arrays:
+        nanoseconds = arrays.pop("timestamp")
+    else:
+        rows = len(next(iter(arrays.values()))) if arrays else 0
+        local = layout.first_sample_local_ns + sample_offsets_ns(rows, source.sampling_rate_hz)
+        nanoseconds = local_to_utc_ns(local, source.timezone)
     columns = {"timestamp": utc_times(nanoseconds)}
     del nanoseconds
     for name, values in arrays.items():
@@ -57,7 +108,32 @@ def read_signal_file(path: Path, source: SourceConfig) -> RawRead:
     )
 
 
-def _open(path: Path, source: SourceConfig, mapping: dict[str, str]):
+def sample_offsets_ns(count: int | np.ndarray, rate_hz: float) -> np.ndarray:
+    """Nanoseconds from a block's first sample to each of ``count`` samples (or to sample indexes
+    ``count``) at ``rate_hz``, rounded to the microsecond the lake keeps."""
+    indexes = np.arange(count) if np.ndim(count) == 0 else count
+    return np.round(indexes * (1e6 / rate_hz)).astype(np.int64) * 1000
+
+
+def local_to_utc_ns(local_ns: np.ndarray, zone: str) -> np.ndarray:
+    """UTC ns of a device clock's naive local readings, with the zone's offset at the first one.
+
+    A wearable's clock is set once, when it is initialised, and does not follow daylight-saving
+    changes; converting reading by reading would shift every sample after a change by an hour
+    and make an hour of the night ambiguous. The first reading fixes the offset for the file.
+    """
+    if len(local_ns) == 0 or zone == "UTC":
+        return local_ns
+    offset = pd.Timestamp(int(local_ns[0])).tz_localize(zone, ambiguous=True, nonexistent="shift_forward").utcoffset()
+    return local_ns - np.int64(offset.total_seconds() * _NS_PER_S)
+
+
+def _lines_before(layout: CsvLayout, source: SourceConfig) -> int:
+    """Lines of the file before its first data row (header block and column names)."""
+    return layout.skip_rows + (1 if source.header and layout.column_names is None else 0)
+
+
+def _open(path: Path, source: SourceConfig, mapping: dict[str, str], layout: CsvLayout):
     """Record batches of the file, its row count if known up front, and its column names."""
     # The system allocator hands each freed batch back at once; Arrow's default pool would keep
     # the high-water mark of all batches for the life of the process.
@@ -68,15 +144,22 @@ def _open(path: Path, source: SourceConfig, mapping: dict[str, str]):
         selected = [name for name in dict.fromkeys(mapping.values()) if name in names]
         groups = (parquet.read_row_group(i, columns=selected) for i in range(parquet.num_row_groups))
         return groups, parquet.metadata.num_rows, names
-    read_options = pa_csv.ReadOptions(autogenerate_column_names=not source.header, block_size=16 << 20)
-    types = {mapping[c]: pa.float64() for c in mapping if c == "timestamp"}
+    read_options = pa_csv.ReadOptions(
+        skip_rows=layout.skip_rows,
+        column_names=list(layout.column_names) if layout.column_names else None,
+        autogenerate_column_names=not source.header and layout.column_names is None,
+        block_size=16 << 20,
+    )
+    # Text times stay strings for _epoch_ns, which knows the zone and the format.
+    time_type = pa.float64() if source.timestamp_encoding in ("unix_s", "unix_ms") else pa.string()
+    types = {mapping[c]: time_type for c in mapping if c == "timestamp"}
     types |= {mapping[c]: pa.float32() for c in mapping if c != "timestamp"}
-    convert = pa_csv.ConvertOptions(column_types=types)
+    convert = pa_csv.ConvertOptions(column_types=types, include_columns=None)
     reader = pa_csv.open_csv(path, read_options=read_options, convert_options=convert, memory_pool=pool)
     return reader, None, reader.schema.names
 
 
-def _fill(batches, total: int | None, wanted: dict[str, str], source: SourceConfig) -> dict[str, np.ndarray]:
+def _fill(batches, total: int | None, wanted: dict[str, str], clock: _Clock) -> dict[str, np.ndarray]:
     """Copy every batch into one array per canonical column (int64 ns for the timestamp)."""
     chunks: dict[str, list[np.ndarray]] = {name: [] for name in wanted}
     arrays = None if total is None else {
@@ -87,7 +170,7 @@ def _fill(batches, total: int | None, wanted: dict[str, str], source: SourceConf
         size = batch.num_rows
         for name, file_name in wanted.items():
             column = batch.column(file_name)
-            values = _epoch_ns(column, source) if name == "timestamp" else _signal(column)
+            values = clock.epoch_ns(column, offset) if name == "timestamp" else _signal(column)
             if arrays is None:
                 chunks[name].append(values)
             else:
@@ -102,18 +185,101 @@ def _signal(column: pa.Array) -> np.ndarray:
     return column.to_numpy(zero_copy_only=False).astype(_SIGNAL_DTYPE, copy=False)
 
 
-def _epoch_ns(column: pa.Array, source: SourceConfig) -> np.ndarray:
-    """Epoch nanoseconds, rounded to the microsecond (float epoch seconds carry sub-us noise)."""
-    if column.null_count:  # a missing time would become the year 1677 and break every per-second count
-        raise pa.ArrowInvalid(f"{column.null_count} empty timestamps in a high-rate signal")
-    if pa.types.is_timestamp(column.type):
-        if column.type.tz is None and source.timezone != "UTC":
-            local = pd.Series(column.to_numpy(zero_copy_only=False)).dt.tz_localize(source.timezone)
-            return local.array.asi8
-        return column.cast(pa.timestamp("ns", tz=column.type.tz)).to_numpy(zero_copy_only=False).view(np.int64)
-    numbers = column.to_numpy(zero_copy_only=False).astype(np.float64, copy=True)
-    numbers *= 1e6 if source.timestamp_encoding == "unix_s" else 1e3
-    np.round(numbers, out=numbers)
-    nanoseconds = numbers.astype(np.int64)
-    nanoseconds *= 1000
-    return nanoseconds
+class _BadTimestamp(Exception):
+    """A time cell that does not parse: its data row (0-based) and why."""
+
+    def __init__(self, row: int, reason: str) -> None:
+        super().__init__(reason)
+        self.row, self.reason = row, reason
+
+
+class _Clock:
+    """Turns each batch's time column into epoch nanoseconds (UTC), batch after batch."""
+
+    def __init__(self, source: SourceConfig, device_clock: bool) -> None:
+        self.source, self.device_clock = source, device_clock
+        self.device_offset_ns: int | None = None
+
+    def epoch_ns(self, column: pa.ChunkedArray | pa.Array, first_row: int) -> np.ndarray:
+        """Epoch nanoseconds, rounded to the microsecond (float epoch seconds carry sub-us noise)."""
+        column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+        if column.null_count:  # a missing time would become the year 1677 and break every per-second count
+            row = first_row + pc.index(pc.is_null(column), True).as_py()
+            raise _BadTimestamp(row, f"empty timestamp ({column.null_count} in this part of the file); "
+                                     "every sample of a high-rate signal needs its time")
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            column = self._parse_text(column, first_row)
+        if pa.types.is_timestamp(column.type):
+            if column.type.tz is None:
+                local = column.cast(pa.timestamp("ns")).to_numpy(zero_copy_only=False).view(np.int64)
+                return self._localise(local, first_row)
+            return column.cast(pa.timestamp("ns", tz=column.type.tz)).to_numpy(zero_copy_only=False).view(np.int64)
+        numbers = column.to_numpy(zero_copy_only=False).astype(np.float64, copy=True)
+        numbers *= 1e6 if self.source.timestamp_encoding == "unix_s" else 1e3
+        np.round(numbers, out=numbers)
+        nanoseconds = numbers.astype(np.int64)
+        nanoseconds *= 1000
+        return nanoseconds
+
+    def _parse_text(self, strings: pa.Array, first_row: int) -> pa.Array:
+        """ISO-8601 (offset or naive) or the source's strptime format, parsed by Arrow kernels."""
+        if self.source.timestamp_encoding == "text":
+            return self._strptime(strings, self.source.timestamp_format, first_row)
+        # Arrow parses ISO-8601 with an offset into UTC, and without one into naive time, but
+        # refuses a column that mixes both: the first cell says which the file holds.
+        has_offset = re.search(r"(?:Z|[+-]\d\d:?\d\d)$", strings[0].as_py().strip()) is not None
+        target = pa.timestamp("ns", tz="UTC") if has_offset else pa.timestamp("ns")
+        try:
+            return pc.cast(strings, target)
+        except pa.ArrowInvalid:
+            bad = self._first_unparsable(strings, target)
+            expected = "an ISO-8601 time with a UTC offset like the first row's" if has_offset else \
+                "an ISO-8601 time without offset like the first row's"
+            raise _BadTimestamp(first_row + bad, f"timestamp {strings[bad].as_py()!r} is not {expected}") from None
+
+    @staticmethod
+    def _first_unparsable(strings: pa.Array, target: pa.DataType) -> int:
+        """Index of the first cell that does not cast, found by halving (each half cast in bulk)."""
+        low, high = 0, len(strings)
+        while high - low > 1:
+            middle = (low + high) // 2
+            try:
+                pc.cast(strings.slice(low, middle - low), target)
+                low = middle
+            except pa.ArrowInvalid:
+                high = middle
+        return low
+
+    def _strptime(self, strings: pa.Array, time_format: str, first_row: int) -> pa.Array:
+        fraction = _TRAILING_FRACTION.search(time_format)
+        base, nanoseconds = strings, None
+        if fraction:
+            separator = re.escape(fraction.group(1))
+            parts = pc.extract_regex(strings, rf"^(?P<base>.*?)(?:{separator}(?P<digits>\d{{1,9}}))?$")
+            base = parts.field("base")
+            digits = pc.utf8_rpad(parts.field("digits"), width=9, padding="0")
+            nanoseconds = pc.cast(pc.cast(digits, pa.int64()), pa.duration("ns"))
+            time_format = time_format[: fraction.start()]
+        parsed = pc.strptime(base, format=time_format, unit="ns", error_is_null=True)
+        if parsed.null_count:
+            bad = pc.index(pc.is_null(parsed), True).as_py()
+            raise _BadTimestamp(first_row + bad, f"timestamp {strings[bad].as_py()!r} does not match the source's "
+                                                 f"timestamp_format {self.source.timestamp_format!r}")
+        return parsed if nanoseconds is None else pc.add(parsed, nanoseconds)
+
+    def _localise(self, local_ns: np.ndarray, first_row: int) -> np.ndarray:
+        """UTC ns of naive local times in the source's zone; a time the zone skips or repeats is refused."""
+        if self.device_clock:
+            if self.device_offset_ns is None:  # fixed by the file's first time, for every batch
+                self.device_offset_ns = int(local_ns[0] - local_to_utc_ns(local_ns[:1], self.source.timezone)[0])
+            return local_ns - self.device_offset_ns
+        if self.source.timezone == "UTC":
+            return local_ns
+        local = pd.DatetimeIndex(local_ns.view("datetime64[ns]")).tz_localize(
+            self.source.timezone, ambiguous="NaT", nonexistent="NaT")
+        if local.hasnans:
+            bad = int(np.flatnonzero(local.isna())[0])
+            raise _BadTimestamp(first_row + bad, f"naive time {pd.Timestamp(int(local_ns[bad]))} is skipped or "
+                                                 f"repeated by a daylight-saving change in {self.source.timezone}; "
+                                                 "export with UTC offsets or in UTC")
+        return local.asi8
