@@ -398,7 +398,7 @@ def test_corrupt_blocks_rejecting_names_blocks_and_seconds(ingested_with_rejecti
     assert "corrupt_samples" in failure.expectation
 
 
-def test_corrupt_blocks_set_to_warn_curates_the_rest_with_the_samples_missing(tmp_path: Path, devices_dir: Path) -> None:
+def test_corrupt_blocks_set_to_warn_curate_the_file_with_its_samples_missing(tmp_path: Path, devices_dir: Path) -> None:
     from pipelines.ingest import ingest_study
     from pipelines.lake import read_subject
 

@@ -242,3 +242,21 @@ def test_matches_a_naive_pandas_groupby_on_a_random_ten_minute_recording(dtype):
     assert np.isnan(gravity[~complete]).all()
     np.testing.assert_allclose(gravity[complete], np.sqrt((means[complete] ** 2).sum(axis=1)),
                                rtol=1e-5 if dtype is np.float32 else 1e-10)
+
+
+def test_corrupt_blocks_count_their_samples_per_second_and_each_block_once():
+    timestamp_ns = regular_times_ns(4)  # 50 samples per second
+    # One block within second 0, one across seconds 1 and 2, none in second 3.
+    blocks = [(10, 20), (90, 115)]
+
+    result = per_second_aggregates(timestamp_ns, {"accel_g": still_device_g(len(timestamp_ns))},
+                                   corrupt_blocks=blocks)
+
+    assert result["corrupt_samples"].tolist() == [10, 10, 15, 0]
+    assert result["corrupt_blocks"].tolist() == [1, 1, 0, 0]
+    assert int(result["corrupt_blocks"].sum()) == len(blocks)
+
+
+def test_no_corrupt_blocks_gives_zero_columns():
+    result = per_second_aggregates(regular_times_ns(2), {"accel_g": still_device_g(100)})
+    assert result["corrupt_samples"].tolist() == [0, 0] and result["corrupt_blocks"].tolist() == [0, 0]

@@ -16,7 +16,8 @@ START = pd.Timestamp("2024-03-04T08:00:00Z")
 SUBJECT = "S0001"
 KNOWN = frozenset({SUBJECT, "S0002"})
 CHECK_NAMES = ("required_columns", "column_types", "timestamps_ordered", "sampling_rate", "plausible_range",
-               "device_range", "missingness", "known_subject", "known_unit", "no_direct_identifiers", "unique_keys")
+               "device_range", "missingness", "known_subject", "known_unit", "no_direct_identifiers", "unique_keys",
+               "corrupt_blocks")
 REJECT_ALL = dict.fromkeys(CHECK_NAMES, "reject")
 LAB_ANALYTES = ("creatinine", "glucose", "sodium")
 
@@ -375,3 +376,33 @@ def test_publish_writes_data_docs_that_mention_the_suite(runner, tmp_path):
     assert "test.minute_wearable.file" in text
     pages = [p for p in index.parent.rglob("*.html") if p != index]
     assert any("S0001_minute.csv" in p.name for p in pages)
+
+
+def corrupt_accelerometry(blocks: list[tuple[int, int]]) -> tuple[pd.DataFrame, dict]:
+    """Six seconds at 50 Hz whose samples in ``blocks`` are missing, as a device reader leaves them, and its batches."""
+    frame = accelerometry_frame()
+    for start, end in blocks:
+        frame.loc[start : end - 1, ["accel_x_g", "accel_y_g", "accel_z_g"]] = np.nan
+    batches = {FILE_BATCH: file_batch(list(frame.columns), SUBJECT),
+               SECONDS_BATCH: seconds_batch(SourceKind.ACCELEROMETRY, frame, blocks)}
+    return frame, batches
+
+
+@pytest.mark.parametrize(("severity", "outcome"), [("reject", Outcome.REJECTED), ("warn", Outcome.WARNED)])
+def test_corrupt_device_blocks_name_the_seconds_and_the_number_of_blocks(runner, severity, outcome):
+    kind = SourceKind.ACCELEROMETRY
+    checks = suite_checks(kind, parameters(kind, max_missing_fraction=0.5))
+    runner.register("test.corrupt", checks)
+    frame, batches = corrupt_accelerometry([(40, 80), (200, 240)])  # 0.8-1.6 s and 4.0-4.8 s
+
+    report = runner.validate("test.corrupt", checks, batches, {**REJECT_ALL, "corrupt_blocks": severity},
+                             report_id="r-corrupt", file="raw/device/S0001.cwa", source="axivity", kind=kind.value,
+                             sha256="0" * 64, rows=len(frame))
+
+    assert report.outcome is outcome
+    failure = only(report, "corrupt_blocks")
+    assert failure.severity == severity and failure.column == "corrupt_samples"
+    assert failure.unit_of_location == "seconds" and failure.unexpected_count == 3
+    assert failure.locations == ["2024-03-04T08:00:00Z", "2024-03-04T08:00:01Z", "2024-03-04T08:00:04Z"]
+    assert failure.likely_cause.startswith("2 device data blocks failed the checksum; their 80 samples are missing")
+    assert "corrupt_blocks:" in report.paragraph() and "08:00:04Z" in report.paragraph()

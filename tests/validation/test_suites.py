@@ -262,3 +262,11 @@ def test_identifier_pattern_matches_direct_identifiers(raw):
 )
 def test_identifier_pattern_leaves_other_fields_alone(raw):
     assert re.search(DIRECT_IDENTIFIER_PATTERN, normalise_field(raw)) is None
+
+
+@pytest.mark.parametrize("kind", HIGH_RATE)
+def test_high_rate_kinds_check_for_samples_of_corrupt_device_blocks(kind):
+    checks = checks_named(suite_checks(kind, SuiteParameters(sampling_rate_hz=50)), "corrupt_blocks")
+    assert [(c.batch, c.expectation, c.kwargs) for c in checks] == [
+        (SECONDS_BATCH, "ExpectColumnValuesToBeBetween", {"column": "corrupt_samples", "min_value": 0, "max_value": 0})
+    ]
