@@ -258,8 +258,9 @@ def test_the_shell_reports_each_commands_status_and_keeps_variables(tmp_path) ->
         shell.close()
 
 
-def test_the_readme_study_yaml_example_ingests_a_real_axivity_recording(tmp_path) -> None:
-    """"Bringing a real study", step by step: the README's study.yaml over a real AX6 .cwa file."""
+def test_the_readme_study_yaml_example_ingests_real_recordings(tmp_path, devices_dir: Path) -> None:
+    """"Bringing a real study", step by step: the README's study.yaml over a real AX6 .cwa file, a real
+    ActiGraph .gt3x file and ActiLife's CSV export of it."""
     from pipelines.config import load_study
     from pipelines.ingest import ingest_study
 
@@ -271,15 +272,20 @@ def test_the_readme_study_yaml_example_ingests_a_real_axivity_recording(tmp_path
     (tmp_path / "raw" / "wrist").mkdir(parents=True)
     (tmp_path / "raw" / "subjects.csv").write_text(
         "subject_id,site,arm,sex,age_years,enrolled_on\nS0001,SITE-A,control,F,61,2024-01-02\n")
-    (tmp_path / "raw" / "endpoints.csv").write_text("subject_id,index_time,endpoint,outcome\n")
+    (tmp_path / "raw" / "endpoints.csv").write_text(
+        "subject_id,index_time,endpoint,outcome\nS0001,2024-03-01T00:00:00Z,hospitalization_90d,0\n")
     shutil.copy(REPOSITORY_ROOT / "pipelines" / "demo" / "assets" / "ax6_sample.cwa",
                 tmp_path / "raw" / "wrist" / "S0001_wrist.cwa")
+    # A real ActiGraph recording and ActiLife's CSV export of it, for the .gt3x and vendor-preset sources.
+    (tmp_path / "raw" / "actigraph").mkdir()
+    shutil.copy(devices_dir / "actigraph_neo.gt3x", tmp_path / "raw" / "actigraph" / "S0001_hip.gt3x")
+    shutil.copy(devices_dir / "actigraph_neo_actilife_export.csv", tmp_path / "raw" / "actigraph" / "S0001_hip.csv")
     (tmp_path / "study.yaml").write_text(yaml.safe_dump(document))
 
     summary = ingest_study(load_study(tmp_path / "study.yaml"), workers=1)
 
     outcomes = {outcome.source: (outcome.status, outcome.reason) for outcome in summary.outcomes}
-    assert outcomes == {name: ("curated", None) for name in ("subjects", "endpoints", "wrist")}
+    assert outcomes == {name: ("curated", None) for name in ("subjects", "endpoints", "wrist", "hip", "hip_exports")}
 
 
 def test_the_readme_works_as_written(checkout: Path, tmp_path: Path) -> None:
