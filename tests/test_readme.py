@@ -278,14 +278,15 @@ def test_the_readme_study_yaml_example_ingests_real_recordings(tmp_path, devices
                 tmp_path / "raw" / "wrist" / "S0001_wrist.cwa")
     # A real ActiGraph recording and ActiLife's CSV export of it, for the .gt3x and vendor-preset sources.
     (tmp_path / "raw" / "actigraph").mkdir()
-    shutil.copy(devices_dir / "actigraph_neo.gt3x", tmp_path / "raw" / "actigraph" / "S0001_hip.gt3x")
-    shutil.copy(devices_dir / "actigraph_neo_actilife_export.csv", tmp_path / "raw" / "actigraph" / "S0001_hip.csv")
+    shutil.copy(devices_dir / "actigraph_neo.gt3x", tmp_path / "raw" / "actigraph" / "S0001_wrist.gt3x")
+    shutil.copy(devices_dir / "actigraph_neo_actilife_export.csv", tmp_path / "raw" / "actigraph" / "S0001_wrist.csv")
     (tmp_path / "study.yaml").write_text(yaml.safe_dump(document))
 
     summary = ingest_study(load_study(tmp_path / "study.yaml"), workers=1)
 
     outcomes = {outcome.source: (outcome.status, outcome.reason) for outcome in summary.outcomes}
-    assert outcomes == {name: ("curated", None) for name in ("subjects", "endpoints", "wrist", "hip", "hip_exports")}
+    assert outcomes == {name: ("curated", None) for name in ("subjects", "endpoints", "wrist", "wrist_actigraph",
+                                                                    "wrist_actilife")}
 
 
 def test_the_readme_works_as_written(checkout: Path, tmp_path: Path) -> None:
