@@ -52,6 +52,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 MANIFEST = "_build.json"
+# What lineage records of a build, and compares to tell whether the tables were rebuilt since.
+MANIFEST_BUILD_KEYS = ("built_at", "fingerprint", "tables", "lake_versions")
 
 Engine = Literal["local", "spark"]
 ENGINES: tuple[Engine, ...] = ("local", "spark")

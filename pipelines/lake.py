@@ -325,7 +325,8 @@ def _snapshot_files(lake_root: Path, source: str, version: int | None,
         if "partition.subject_id" not in actions.column_names:
             return [], pa.schema([])
         actions = actions.filter(pc.equal(actions["partition.subject_id"], subject_id))
-    schema = pa.schema([f for f in pa.schema(table.schema().to_arrow()) if f.name not in PARTITION_COLUMNS])
+    partitions = set(table.metadata().partition_columns)  # not stored in the files: from the paths
+    schema = pa.schema([f for f in pa.schema(table.schema().to_arrow()) if f.name not in partitions])
     return sorted(actions["path"].to_pylist()), schema
 
 

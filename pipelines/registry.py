@@ -228,15 +228,18 @@ def reproduce(config: StudyConfig, reference: str, *, repo_path: Path = REPOSITO
               "checks": {key: {"recorded": a, "rebuilt": b, "match": a == b} for key, (a, b) in checks.items()}}
     result["reproduced"] = all(check["match"] for check in result["checks"].values())
     if not result["reproduced"] and record["feature_build"] != _current_build(rebuilt, repo_path, yaml_file):
+        versions = record["feature_build"].get("lake_versions")
         result["hint"] = ("the feature tables were rebuilt since this run (new curated data or feature code): "
-                          "rebuild them from the recorded inputs to reproduce it")
+                          "rebuild them from the recorded inputs to reproduce it"
+                          + (f" (the lake as it was: build_features(..., lake_versions={versions}))" if versions
+                             else ""))
     return result
 
 
 def _current_build(training_set, repo_path: Path, yaml_file: Path | None) -> dict:
-    from pipelines.build_features import MANIFEST
+    from pipelines.build_features import MANIFEST, MANIFEST_BUILD_KEYS
     from pipelines.feature_store import open_store
 
     tables = Path(open_store(repo_path, yaml_file).list_feature_views()[0].batch_source.path).parent
     manifest = json.loads((tables / MANIFEST).read_text()) if (tables / MANIFEST).is_file() else {}
-    return {key: manifest.get(key) for key in ("built_at", "fingerprint", "tables")}
+    return {key: manifest.get(key) for key in MANIFEST_BUILD_KEYS}

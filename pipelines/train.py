@@ -361,7 +361,7 @@ def _anomaly(training_set, frame, x, train_index, test_index) -> Evaluation:
 def lineage_record(config: StudyConfig, training_set: TrainingSet, feature_tables: Path,
                    study_path: Path | None) -> dict:
     """Everything that fed the training set, from the raw files to the code (``lineage.json``)."""
-    from pipelines.build_features import MANIFEST
+    from pipelines.build_features import MANIFEST, MANIFEST_BUILD_KEYS
 
     manifest_path = feature_tables / MANIFEST
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
@@ -384,7 +384,7 @@ def lineage_record(config: StudyConfig, training_set: TrainingSet, feature_table
                          "subjects": len(subjects), "positives": int((training_set.entity[LABEL] == 1).sum())},
         "training_frame": {"sha256": training_set.frame_sha256, "rows": len(training_set.frame),
                            "columns": len(training_set.frame.columns)},
-        "feature_build": {key: manifest.get(key) for key in ("built_at", "fingerprint", "tables")},
+        "feature_build": {key: manifest.get(key) for key in MANIFEST_BUILD_KEYS},
         "raw_files": [{key: entry.get(key) for key in ("raw_path", "sha256", "source", "report_id",
                                                        "validation_outcome")} for entry in inputs],
         "curated_parts": sorted(part for entry in inputs for part in entry.get("curated_parts", [])),
