@@ -34,6 +34,7 @@ _SIGNAL_DTYPE = np.float32  # device resolution is 12-16 bits: float32 loses not
 # split off with a regular expression and added as nanoseconds, still column-wise.
 _TRAILING_FRACTION = re.compile(r"([.,:])%f$")
 _NS_PER_S = 1_000_000_000
+_ISO_OFFSET = re.compile(r"(?:Z|[+-]\d\d:?\d\d)$")
 
 
 @dataclass(frozen=True)
@@ -77,12 +78,13 @@ def read_signal_file(path: Path, source: SourceConfig, layout: CsvLayout | None 
     schema = SCHEMAS[source.kind]
     mapping = {c.name: source.columns.get(c.name, c.name) for c in schema.columns}
     try:
-        batches, total, file_columns = _open(path, source, mapping, layout)
-        wanted = {name: file_name for name, file_name in mapping.items() if file_name in file_columns}
-        if "timestamp" not in wanted and layout.first_sample_local_ns is None:
-            raise ReadError(f"{path.name}: no timestamp column {mapping['timestamp']!r} "
-                            "(check the source's columns mapping)")
-        arrays = _fill(batches, total, wanted, _Clock(source, layout.device_clock))
+        try:
+            arrays, file_columns = _read(path, source, mapping, layout, iso_in_reader=True)
+        except pa.ArrowInvalid as error:
+            if "to timestamp" not in str(error):
+                raise
+            # Arrow's CSV reader names the bad time but not its row; reading the times as text finds it.
+            arrays, file_columns = _read(path, source, mapping, layout, iso_in_reader=False)
     except _BadTimestamp as error:
         raise ReadError(f"{path.name}: data row {error.row + 1} (line {error.row + 1 + _lines_before(layout, source)}):"
                         f" {error.reason}") from None
@@ -128,13 +130,28 @@ def local_to_utc_ns(local_ns: np.ndarray, zone: str) -> np.ndarray:
     return local_ns - np.int64(offset.total_seconds() * _NS_PER_S)
 
 
+def _read(path: Path, source: SourceConfig, mapping: dict[str, str], layout: CsvLayout,
+          iso_in_reader: bool) -> tuple[dict[str, np.ndarray], list[str]]:
+    """One array per canonical column found in the file, and the file's column names."""
+    batches, total, file_columns = _open(path, source, mapping, layout, iso_in_reader)
+    wanted = {name: file_name for name, file_name in mapping.items() if file_name in file_columns}
+    if "timestamp" not in wanted and layout.first_sample_local_ns is None:
+        raise ReadError(f"{path.name}: no timestamp column {mapping['timestamp']!r} "
+                        "(check the source's columns mapping)")
+    return _fill(batches, total, wanted, _Clock(source, layout.device_clock)), list(file_columns)
+
+
 def _lines_before(layout: CsvLayout, source: SourceConfig) -> int:
     """Lines of the file before its first data row (header block and column names)."""
     return layout.skip_rows + (1 if source.header and layout.column_names is None else 0)
 
 
-def _open(path: Path, source: SourceConfig, mapping: dict[str, str], layout: CsvLayout):
-    """Record batches of the file, its row count if known up front, and its column names."""
+def _open(path: Path, source: SourceConfig, mapping: dict[str, str], layout: CsvLayout, iso_in_reader: bool):
+    """Record batches of the file, its row count if known up front, and its column names.
+
+    ISO-8601 times are parsed by the CSV reader itself when ``iso_in_reader`` (twice as fast as
+    strings parsed afterwards); the first time of the file says whether they carry an offset.
+    """
     # The system allocator hands each freed batch back at once; Arrow's default pool would keep
     # the high-water mark of all batches for the life of the process.
     pool = pa.system_memory_pool()
@@ -150,13 +167,33 @@ def _open(path: Path, source: SourceConfig, mapping: dict[str, str], layout: Csv
         autogenerate_column_names=not source.header and layout.column_names is None,
         block_size=16 << 20,
     )
-    # Text times stay strings for _epoch_ns, which knows the zone and the format.
+    # Other times stay strings for the clock, which knows the zone and the format.
     time_type = pa.float64() if source.timestamp_encoding in ("unix_s", "unix_ms") else pa.string()
+    if source.timestamp_encoding == "iso8601" and iso_in_reader:
+        time_type = _iso_type(path, read_options, mapping["timestamp"]) or time_type
     types = {mapping[c]: time_type for c in mapping if c == "timestamp"}
     types |= {mapping[c]: pa.float32() for c in mapping if c != "timestamp"}
-    convert = pa_csv.ConvertOptions(column_types=types, include_columns=None)
+    convert = pa_csv.ConvertOptions(column_types=types)
     reader = pa_csv.open_csv(path, read_options=read_options, convert_options=convert, memory_pool=pool)
     return reader, None, reader.schema.names
+
+
+def _iso_type(path: Path, read_options: pa_csv.ReadOptions, column: str) -> pa.DataType | None:
+    """``timestamp[ns, UTC]`` when the file's first time has a UTC offset, naive ``timestamp[ns]``
+    when not, ``None`` when the file has no such column or no rows."""
+    sniff = pa_csv.ReadOptions(skip_rows=read_options.skip_rows, column_names=read_options.column_names,
+                               autogenerate_column_names=read_options.autogenerate_column_names, block_size=1 << 16)
+    reader = pa_csv.open_csv(path, read_options=sniff, convert_options=pa_csv.ConvertOptions(
+        column_types={column: pa.string()}, include_columns=[column], include_missing_columns=True))
+    try:
+        first = reader.read_next_batch().column(0)[0].as_py()
+    except StopIteration:
+        return None
+    finally:
+        reader.close()
+    if first is None:
+        return None
+    return pa.timestamp("ns", tz="UTC") if _ISO_OFFSET.search(first.strip()) else pa.timestamp("ns")
 
 
 def _fill(batches, total: int | None, wanted: dict[str, str], clock: _Clock) -> dict[str, np.ndarray]:
@@ -183,6 +220,23 @@ def _fill(batches, total: int | None, wanted: dict[str, str], clock: _Clock) -> 
 
 def _signal(column: pa.Array) -> np.ndarray:
     return column.to_numpy(zero_copy_only=False).astype(_SIGNAL_DTYPE, copy=False)
+
+
+def _split_fraction(strings: pa.Array, separator: str) -> tuple[pa.Array, pa.Array]:
+    """Each time's text before its last ``separator``, and the fraction digits after it.
+
+    Vendor times are usually of one width: then one cut position serves every cell (a slice, no
+    search). Otherwise each cell is split at its last separator; a cell without a fraction gets
+    an empty one. A wrong split cannot pass: the part before must still match the whole format.
+    """
+    lengths = pc.min_max(pc.utf8_length(strings))
+    cut = strings[0].as_py().rfind(separator)
+    if lengths["min"].as_py() == lengths["max"].as_py() and cut >= 0:
+        return pc.utf8_slice_codeunits(strings, 0, cut), pc.utf8_slice_codeunits(strings, cut + 1)
+    with_fraction = pc.if_else(pc.match_substring(strings, separator), strings,
+                               pc.binary_join_element_wise(strings, "", separator))
+    parts = pc.split_pattern(with_fraction, pattern=separator, max_splits=1, reverse=True)
+    return pc.list_element(parts, 0), pc.list_element(parts, 1)
 
 
 class _BadTimestamp(Exception):
@@ -227,7 +281,7 @@ class _Clock:
             return self._strptime(strings, self.source.timestamp_format, first_row)
         # Arrow parses ISO-8601 with an offset into UTC, and without one into naive time, but
         # refuses a column that mixes both: the first cell says which the file holds.
-        has_offset = re.search(r"(?:Z|[+-]\d\d:?\d\d)$", strings[0].as_py().strip()) is not None
+        has_offset = _ISO_OFFSET.search(strings[0].as_py().strip()) is not None
         target = pa.timestamp("ns", tz="UTC") if has_offset else pa.timestamp("ns")
         try:
             return pc.cast(strings, target)
@@ -254,18 +308,22 @@ class _Clock:
         fraction = _TRAILING_FRACTION.search(time_format)
         base, nanoseconds = strings, None
         if fraction:
-            separator = re.escape(fraction.group(1))
-            parts = pc.extract_regex(strings, rf"^(?P<base>.*?)(?:{separator}(?P<digits>\d{{1,9}}))?$")
-            base = parts.field("base")
-            digits = pc.utf8_rpad(parts.field("digits"), width=9, padding="0")
-            nanoseconds = pc.cast(pc.cast(digits, pa.int64()), pa.duration("ns"))
+            base, digits = _split_fraction(strings, fraction.group(1))
+            digits = pc.utf8_rpad(digits, width=9, padding="0")
             time_format = time_format[: fraction.start()]
+            numbers = pc.cast(digits, pa.int64(), safe=False) if pc.all(pc.utf8_is_digit(digits)).as_py() else None
+            if numbers is None:
+                bad = pc.index(pc.utf8_is_digit(digits), False).as_py()
+                raise self._mismatch(strings, first_row, bad)
+            nanoseconds = pc.cast(numbers, pa.duration("ns"))
         parsed = pc.strptime(base, format=time_format, unit="ns", error_is_null=True)
         if parsed.null_count:
-            bad = pc.index(pc.is_null(parsed), True).as_py()
-            raise _BadTimestamp(first_row + bad, f"timestamp {strings[bad].as_py()!r} does not match the source's "
-                                                 f"timestamp_format {self.source.timestamp_format!r}")
+            raise self._mismatch(strings, first_row, pc.index(pc.is_null(parsed), True).as_py())
         return parsed if nanoseconds is None else pc.add(parsed, nanoseconds)
+
+    def _mismatch(self, strings: pa.Array, first_row: int, bad: int) -> _BadTimestamp:
+        return _BadTimestamp(first_row + bad, f"timestamp {strings[bad].as_py()!r} does not match the source's "
+                                              f"timestamp_format {self.source.timestamp_format!r}")
 
     def _localise(self, local_ns: np.ndarray, first_row: int) -> np.ndarray:
         """UTC ns of naive local times in the source's zone; a time the zone skips or repeats is refused."""
