@@ -506,7 +506,8 @@ def serving_settings(config, feast_repo: Path, feature_store_yaml: Path | None):
                        for key in [*config.serving.api_keys, *registered_api_keys(config).api_keys]),
         max_body_bytes=config.serving.max_body_bytes, reload_seconds=config.serving.reload_seconds,
         request_threads=config.serving.request_threads, alerts_url=alerts_url(config),
-        events_anomaly_model=config.serving.events_anomaly_model)
+        events_anomaly_model=config.serving.events_anomaly_model,
+        max_event_clock_skew_seconds=config.serving.max_event_clock_skew_seconds)
 
 
 def _follow_aliases(models, every_s: float) -> None:
@@ -581,7 +582,8 @@ def stream_command(
         bootstrap_servers=bootstrap, events_topic=topic, dead_letter_topic=dead_letter_topic,
         alerts_topic=alerts_topic, group_id=group or f"biomarkers-{config.study_id}",
         max_batch_events=max_batch_events, max_batch_wait_s=max_batch_wait_ms / 1000,
-        commit_interval_s=commit_interval_ms / 1000, session_timeout_ms=session_timeout_ms)
+        commit_interval_s=commit_interval_ms / 1000, session_timeout_ms=session_timeout_ms,
+        max_event_clock_skew_seconds=config.serving.max_event_clock_skew_seconds)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     served = serving_settings(config, feast_repo, feature_store_yaml)
     store = open_store(served)

@@ -250,6 +250,9 @@ class ServingConfig(BaseModel):
     events_anomaly_model: str | None = Field(None, description="the study's vital-sign anomaly model (a name under "
                                                                "models:) that scores each subject's current hour "
                                                                "when events arrive")
+    max_event_clock_skew_seconds: float = Field(300.0, ge=0, description="how far ahead of the server's clock a "
+                                                                          "live event may be dated (seconds); later "
+                                                                          "ones are refused (HTTP 422, dead letter)")
 
 
 class SparkConfig(BaseModel):

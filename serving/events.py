@@ -10,6 +10,10 @@ feature view ``vital_signs_live``:
   and time) replaces itself, so a retry or a restarted consumer never stores one twice.
 
 Both writes are idempotent, which is what lets the stream consumer deliver at least once.
+
+Before anything is written, both entry points refuse events dated more than the configured
+clock skew ahead of the server's clock (:func:`future_events`): a subject's online row is its
+newest observation, so one dated years ahead would hide every real one after it.
 """
 
 from __future__ import annotations
@@ -109,6 +113,20 @@ def assess_events(events: Sequence[VitalSignEvent]) -> list[Assessment]:
     return assessed
 
 
+def future_events(events: Sequence[VitalSignEvent], now: datetime, max_skew_s: float) -> dict[int, str]:
+    """The events dated more than ``max_skew_s`` seconds after ``now`` (the server's clock), by index, with why.
+
+    The validation the HTTP API and the stream consumer share: such an event is refused (422,
+    dead letter), since as a subject's newest observation it would stay online until a real
+    observation caught up with its time. ``max_skew_s`` tolerates device clocks a little ahead.
+    """
+    latest = now + timedelta(seconds=max_skew_s)
+    return {index: (f"timestamp {event.timestamp.isoformat()} is {(event.timestamp - now).total_seconds():.0f} s "
+                    f"ahead of the server's clock ({now.isoformat(timespec='seconds')}), more than the "
+                    f"{max_skew_s:g} s allowed (max_event_clock_skew_seconds): check the device's clock")
+            for index, event in enumerate(events) if event.timestamp > latest}
+
+
 def new_alerts(events: Sequence[VitalSignEvent], assessments: Sequence[Assessment]) -> list[NewAlert]:
     """The alerts to record: one per observation that triggers."""
     return [NewAlert(event.subject_id, event.timestamp, assessment.news2, assessment.risk_band, assessment.reason)
@@ -195,18 +213,23 @@ def push_offline(store, view, rows: pd.DataFrame) -> None:
 
 
 def push_live(store, events: Sequence[VitalSignEvent], assessments: Sequence[Assessment]) -> None:
-    """Push assessed events to ``vital_signs_live``: each subject's newest online, then all offline.
+    """Push assessed events to ``vital_signs_live``: all offline, then each subject's newest online.
 
-    Online first, as ``FeatureStore.push(..., to=PushMode.ONLINE_AND_OFFLINE)`` does: the events
-    are visible as early as possible. Both writes are idempotent, so a failure between them is
-    repaired by pushing the batch again.
+    Everything that can be refused is settled before the first write: the rows are built, the
+    view is looked up, and the offline log casts the rows to the view's declared types (refusing
+    a misfit) before it writes its one part, atomically. The log is the record of every
+    observation (training sets, anomaly scoring and audit read it) and the online row is derived
+    from it, so the log is written first, unlike Feast's ``PushMode.ONLINE_AND_OFFLINE``: when the
+    offline write fails, nothing is visible anywhere; when the online write fails after it, the
+    request fails and its retry (or the subject's next event) completes it. Both writes are
+    idempotent (one row per subject and observation time), so a retry stores nothing twice.
     """
     if not events:
         return
     rows = live_rows(events, assessments)
     view = live_view(store)
-    push_online(store, view, rows)
     push_offline(store, view, rows)
+    push_online(store, view, rows)
 
 
 # Live feature -> canonical VITALS column (features.biomarkers.vitals), to rebuild observations from the log.

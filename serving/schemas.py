@@ -109,6 +109,12 @@ scored (it scores 3), not refused."""
 
 MEASUREMENTS = (*PLAUSIBLE_RANGES, "consciousness_avpu", "supplemental_oxygen")
 
+EVENT_TIME_RANGE = (datetime(1970, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC))
+"""Observation times an event may carry, [start, end) UTC: the times every store and frame
+represents (pandas' nanoseconds end in 2262; Unix times start in 1970). How far ahead of the
+server's clock an event may be is a setting (``max_event_clock_skew_seconds``), checked when it
+arrives (``serving.events.future_events``)."""
+
 AvpuLevel = Literal["A", "C", "V", "P", "U"]
 
 
@@ -137,7 +143,15 @@ class VitalSignEvent(BaseModel):
         if value.tzinfo is None or value.utcoffset() is None:
             raise ValueError("timestamp has no time zone: send ISO 8601 with Z or an offset, "
                              "e.g. 2026-01-01T08:00:00Z (a naive time is ambiguous)")
-        return value.astimezone(UTC)
+        start, end = EVENT_TIME_RANGE
+        try:
+            utc = value.astimezone(UTC)
+        except OverflowError:  # year 9999 with a negative offset, or year 1 with a positive one
+            utc = None
+        if utc is None or not start <= utc < end:
+            raise ValueError(f"timestamp {value.isoformat()} is outside [{start:%Y-%m-%d}, {end:%Y-%m-%d}) UTC: "
+                             "not the time of an observation (a device clock or a unit fault)")
+        return utc
 
     @field_validator(*PLAUSIBLE_RANGES)
     @classmethod
@@ -158,11 +172,40 @@ class VitalSignEvent(BaseModel):
 
 
 class EventsRequest(BaseModel):
+    """A batch of observations, accepted whole or refused whole.
+
+    Two events of one subject at one time are one observation: identical ones are accepted (a
+    client's duplicate; it is stored once), but different values are refused with both indexes
+    named. Keeping either would be a guess at which is right, and both cannot be kept: the log,
+    the online store and the alerts each hold one record per subject and observation time, so
+    one event's values would be stored under, and alert with, the other's reason.
+    """
+
     model_config = ConfigDict(extra="forbid")
 
     events: list[VitalSignEvent] = Field(min_length=1, max_length=MAX_EVENTS_PER_REQUEST,
                                          description=f"1 to {MAX_EVENTS_PER_REQUEST} observations; "
-                                                     "all are accepted or none")
+                                                     "all are accepted or none; one subject's events at one time "
+                                                     "must be identical")
+
+    @field_validator("events")
+    @classmethod
+    def _one_observation_per_subject_and_time(cls, events: list[VitalSignEvent]) -> list[VitalSignEvent]:
+        first: dict[tuple[str, datetime], int] = {}
+        conflicts = []
+        for index, event in enumerate(events):
+            earlier = first.setdefault((event.subject_id, event.timestamp), index)
+            if earlier == index or events[earlier] == event:
+                continue
+            differ = ", ".join(f"{name} {getattr(events[earlier], name)!r} vs {getattr(event, name)!r}"
+                               for name in VitalSignEvent.model_fields
+                               if getattr(events[earlier], name) != getattr(event, name))
+            conflicts.append(f"events {earlier} and {index} are both subject {event.subject_id!r} at "
+                             f"{event.timestamp.isoformat()} with different values ({differ})")
+        if conflicts:
+            raise ValueError("; ".join(conflicts) + ": one observation has one set of values; send one of them, "
+                                                    "or correct the timestamp")
+        return events
 
 
 class EventResult(BaseModel):

@@ -12,6 +12,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 DEFAULT_MAX_BODY_BYTES = 64 * 1024
+DEFAULT_MAX_EVENT_CLOCK_SKEW_S = 300.0
 
 
 def hash_api_key(key: str) -> str:
@@ -61,6 +62,10 @@ class ServingSettings(BaseModel):
         The served model (a key of ``models``) that scores each subject's current hour of vital
         signs when events arrive (the vital-sign anomaly model, task anomaly, trained on
         ``hourly_vitals``); an anomalous hour raises an alert. None: NEWS2 only.
+    max_event_clock_skew_seconds : float
+        How far ahead of the server's clock an event's timestamp may be (seconds; default 300):
+        a later one is refused with 422, since as a subject's newest observation it would hide
+        every real one until they caught up with its time.
     request_threads : int
         Requests the worker process works on at once (its thread pool's size; default 1). Scoring
         is Python on the CPU: threads of one process take turns on the GIL, and on the online
@@ -91,6 +96,7 @@ class ServingSettings(BaseModel):
     online_store_timeout_s: float = Field(default=0.5, gt=0, le=30)
     alerts_url: str | None = Field(default=None, min_length=1)
     events_anomaly_model: str | None = None
+    max_event_clock_skew_seconds: float = Field(default=DEFAULT_MAX_EVENT_CLOCK_SKEW_S, ge=0)
 
     @field_validator("models")
     @classmethod
@@ -137,6 +143,9 @@ class StreamSettings(BaseModel):
         Kafka consumer session timeout (ms); a group join takes about half of it on Tansu.
     retry_backoff_max_s : float
         The longest wait before a failed batch is retried (seconds; the wait doubles from 0.1 s).
+    max_event_clock_skew_seconds : float
+        How far ahead of the consumer's clock an event's timestamp may be (seconds; default
+        300); a later one goes to the dead-letter topic, as the HTTP API refuses it.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -152,3 +161,4 @@ class StreamSettings(BaseModel):
     fetch_wait_max_ms: int = Field(default=20, ge=0)
     session_timeout_ms: int = Field(default=10_000, ge=1000)
     retry_backoff_max_s: float = Field(default=5.0, gt=0)
+    max_event_clock_skew_seconds: float = Field(default=DEFAULT_MAX_EVENT_CLOCK_SKEW_S, ge=0)

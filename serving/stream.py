@@ -3,10 +3,11 @@
 Each micro-batch of the events topic goes the way of ``POST /v1/events`` (``serving.events``):
 validated one event at a time, assessed with NEWS2, each subject's newest observation pushed
 online to the Feast view ``vital_signs_live``, its alerts recorded in the alerts store and
-produced to the alerts topic. An event that fails validation (not JSON, not a
-``VitalSignEvent``, implausible, or of a subject the online store does not know) is produced,
-unchanged, to the dead-letter topic with the reason in its ``error`` header; the rest of the
-batch goes on.
+produced to the alerts topic. An event that fails validation (not JSON or a value JSON does not
+allow, as ``serving.strict_json`` parses it; not a ``VitalSignEvent``, implausible, dated more than
+``max_event_clock_skew_seconds`` ahead of the consumer's clock, or of a subject the online store
+does not know: the HTTP API's checks) is produced, unchanged, to the dead-letter topic with the
+reason in its ``error`` header; the rest of the batch goes on.
 
 Visibility and durability run at two paces. Every micro-batch is online as soon as it is
 processed (the latency that matters to an early-warning score). Every ``commit_interval_s``
@@ -47,6 +48,7 @@ from serving.alerts import AlertStore, NewAlert
 from serving.events import (
     assess_anomalies,
     assess_events,
+    future_events,
     live_rows,
     live_view,
     new_alerts,
@@ -58,6 +60,7 @@ from serving.models import ModelNotLoadedError
 from serving.online import KnownSubjects
 from serving.schemas import VitalSignEvent
 from serving.settings import StreamSettings
+from serving.strict_json import StrictJSONError, loads_strict
 
 logger = logging.getLogger(__name__)
 
@@ -120,8 +123,10 @@ def parse_event(value: bytes | None) -> VitalSignEvent | str:
     if value is None:
         return "empty message: no event"
     try:
-        payload = json.loads(value)
-    except (UnicodeDecodeError, ValueError) as error:
+        payload = loads_strict(value)
+    except StrictJSONError as error:
+        return f"refused JSON: {error}"
+    except ValueError as error:  # json.JSONDecodeError
         return f"malformed JSON: {error}"
     if not isinstance(payload, dict):
         return f"an event is a JSON object, got {type(payload).__name__}"
@@ -247,6 +252,10 @@ class EventStreamConsumer:
                 refused.append(Refused(message, parsed))
             else:
                 candidates.append((message, parsed))
+        ahead = future_events([event for _, event in candidates], datetime.now(UTC),
+                              self.settings.max_event_clock_skew_seconds)
+        refused += [Refused(candidates[index][0], f"invalid event: {reason}") for index, reason in ahead.items()]
+        candidates = [candidate for index, candidate in enumerate(candidates) if index not in ahead]
         known = self._known(self.store, [event.subject_id for _, event in candidates]) if candidates else set()
         events = []
         for message, event in candidates:

@@ -1,8 +1,10 @@
 """Live vital-sign events: NEWS2 per observation, and an alert for each urgent-response trigger.
 
 A batch is all-or-nothing: one invalid event (422 naming its index, field and the violated
-plausibility range) or one subject the online store does not know (422 naming it) refuses the
-whole batch, and nothing of it is recorded.
+plausibility range, a body value JSON does not allow, a time outside 1970-2200 or more than
+``max_event_clock_skew_seconds`` ahead of the server's clock, two different events of one
+subject at one time) or one subject the online store does not know (422 naming it) refuses the
+whole batch, and nothing of it is recorded: every check runs before the first write.
 
 An accepted batch is pushed to the Feast view ``vital_signs_live`` (every observation offline,
 each subject's latest online; see ``serving.events``). With ``events_anomaly_model`` set, each
@@ -17,10 +19,10 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
 from fastapi.exceptions import RequestValidationError
-from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 
 from serving.dependencies import (
@@ -32,13 +34,23 @@ from serving.dependencies import (
     StoreDep,
     require_api_key,
 )
-from serving.events import assess_anomalies, assess_events, live_view, new_alerts, push_live, with_anomaly_alerts
+from serving.events import (
+    assess_anomalies,
+    assess_events,
+    future_events,
+    live_view,
+    new_alerts,
+    push_live,
+    with_anomaly_alerts,
+)
 from serving.models import ModelNotLoadedError
 from serving.schemas import EventResult, EventsRequest, EventsResponse
+from serving.strict_json import StrictJSONRoute
 
 
-class _CountRefusedEvents(APIRoute):
-    """Counts the events of a batch that the request validation refused (before the handler runs)."""
+class _CountRefusedEvents(StrictJSONRoute):
+    """A strictly parsed body (see ``serving.strict_json``); counts the events of a batch that the
+    request validation refused."""
 
     def get_route_handler(self) -> Callable:
         handler = super().get_route_handler()
@@ -73,6 +85,10 @@ router = APIRouter(prefix="/v1", tags=["events"], dependencies=[Depends(require_
 async def post_events(request: EventsRequest, store: StoreDep, alerts: AlertsDep, metrics: MetricsDep,
                       known_subjects: KnownSubjectsDep, settings: SettingsDep, registry: RegistryDep) -> EventsResponse:
     events = request.events
+    ahead = future_events(events, datetime.now(UTC), settings.max_event_clock_skew_seconds)
+    if ahead:  # counted as refused_invalid by the route class, like the body's own validation
+        raise RequestValidationError([{"type": "value_error", "loc": ("body", "events", index, "timestamp"),
+                                       "msg": reason} for index, reason in ahead.items()])
     subjects = list(dict.fromkeys(event.subject_id for event in events))
     known = await run_in_threadpool(known_subjects, store, subjects)
     unknown = [subject for subject in subjects if subject not in known]

@@ -11,8 +11,10 @@ from serving.dependencies import RegistryDep, StoreDep, require_api_key
 from serving.models import ModelNotLoadedError
 from serving.online import UnknownFeatureServiceError, feature_service, read_online
 from serving.schemas import ScoreRequest, ScoreResponse, SubjectScore, json_response
+from serving.strict_json import StrictJSONRoute
 
-router = APIRouter(prefix="/v1", tags=["scoring"], dependencies=[Depends(require_api_key)])
+router = APIRouter(prefix="/v1", tags=["scoring"], dependencies=[Depends(require_api_key)],
+                   route_class=StrictJSONRoute)
 
 
 def _number(value) -> float | None:

@@ -255,3 +255,219 @@ def test_the_vitals_anomaly_model_scores_the_subjects_current_hour_and_alerts(se
         (alert,) = [found for found in alerts_of(client, auth, "S004")
                     if pd.Timestamp(found["event_time"]) == pd.Timestamp(start + timedelta(hours=5, minutes=30))]
         assert "test-vitals v1" in alert["reason"] and "NEWS2" in alert["reason"]  # one alert, both reasons
+
+
+# --- bad bodies and all-or-nothing: each refused with the field named, nothing of it stored ---------------------
+
+LIVE_SUBJECTS = ("S001", "S002", "S003", "S004")
+
+
+def stored(client, auth, setup) -> tuple:
+    """Everything an events request can write: the push log, each subject's online live row, the alerts."""
+    log = setup.live_log().sort_values(["subject_id", "event_timestamp"]).reset_index(drop=True)
+    online = {subject: {key: value for key, value in live_features(client, auth, subject).items()
+                        if key != "feature_ages_h"} for subject in LIVE_SUBJECTS}  # ages grow by themselves
+    alerts = client.get("/v1/alerts", params={"limit": 1000}, headers=auth).json()
+    return log.astype(object).where(log.notna(), None).to_dict("records"), online, alerts  # NaN != NaN
+
+
+def raw_events(*texts: str) -> bytes:
+    """An events body from hand-written JSON event objects (what ``json=`` cannot send: NaN, 1e400, raw bytes)."""
+    return ('{"events": [' + ", ".join(texts) + "]}").encode("utf-8", "surrogatepass")
+
+
+GOOD = '{"subject_id": "S001", "timestamp": "2026-03-09T08:00:00Z", "heart_rate_bpm": 130, "spo2_percent": 91}'
+
+
+@pytest.mark.parametrize(("bad", "loc", "words"), [
+    ('"heart_rate_bpm": NaN', ["heart_rate_bpm"], "NaN is not a number JSON allows"),
+    ('"heart_rate_bpm": Infinity', ["heart_rate_bpm"], "Infinity is not a number"),
+    ('"temperature_deg_c": -Infinity', ["temperature_deg_c"], "-Infinity is not a number"),
+    ('"spo2_percent": 1e400', ["spo2_percent"], "1e400 is outside the range of a 64-bit float"),
+    ('"spo2_scale": 1' + "0" * 30, ["spo2_scale"], "outside the range of a 64-bit integer"),
+    ('"subject_id": "S00\\ud800"', ["subject_id"], "lone UTF-16 surrogate (\\\\ud800 at character 3)"),
+    ('"consciousness_avpu": "\ud800"', ["consciousness_avpu"], "lone UTF-16 surrogate"),  # the raw UTF-8 bytes
+    ('"\\udfff": 1', ["\\udfff"], "the key holds a lone UTF-16 surrogate"),
+    ('"timestamp": "9999-12-31T23:59:59Z"', ["timestamp"], "outside [1970-01-01, 2200-01-01) UTC"),
+    ('"timestamp": "9999-12-31T23:00:00-05:00"', ["timestamp"], "outside [1970-01-01, 2200-01-01) UTC"),
+    ('"timestamp": "1969-12-31T23:59:59Z"', ["timestamp"], "outside [1970-01-01, 2200-01-01) UTC"),
+])
+def test_a_value_the_service_cannot_store_is_422_naming_its_field_and_nothing_of_the_batch_is_kept(
+        client, auth, setup, bad, loc, words):
+    before = stored(client, auth, setup)
+    second = ('{"subject_id": "S002", "timestamp": "2026-03-09T08:00:00Z", "heart_rate_bpm": 70, '
+              f'"respiratory_rate_per_min": 15, {bad}}}')
+    response = client.post("/v1/events", content=raw_events(GOOD, second),
+                           headers={**auth, "content-type": "application/json"})
+    assert response.status_code == 422, response.text
+    errors = response.json()["detail"]
+    if "9999" in bad or "1969" in bad:  # a valid JSON value, refused by the event's own validation
+        errors = [error for error in errors if error["loc"][-1] == "timestamp"]
+    assert [error["loc"] for error in errors] == [["body", "events", 1, *loc]]
+    assert words in response.text
+    assert stored(client, auth, setup) == before
+
+
+def test_raw_bytes_that_are_not_utf8_are_422_for_the_body(client, auth, setup):
+    before = stored(client, auth, setup)
+    body = raw_events(GOOD).replace(b'"S001"', b'"S0\xff1"')
+    response = client.post("/v1/events", content=body, headers={**auth, "content-type": "application/json"})
+    assert response.status_code == 422
+    ((error),) = response.json()["detail"]
+    assert error["loc"] == ["body"] and "not valid utf-8" in error["msg"] and "byte" in error["msg"]
+    assert stored(client, auth, setup) == before
+
+
+@pytest.mark.parametrize(("body", "loc"), [
+    (b'{"subject_ids": ["S001"], "threshold": NaN}', ["body", "threshold"]),
+    (b'{"subject_ids": ["S001", 1e999]}', ["body", "subject_ids", 1]),
+    (b'{"subject_ids": ["S\\udc00"]}', ["body", "subject_ids", 0]),
+])
+def test_scoring_bodies_are_parsed_as_strictly(client, auth, body, loc):
+    response = client.post("/v1/score/risk", content=body, headers={**auth, "content-type": "application/json"})
+    assert response.status_code == 422, response.text
+    assert [error["loc"] for error in response.json()["detail"]] == [loc]
+
+
+def test_every_route_with_a_body_parses_it_strictly():
+    import importlib
+    import pkgutil
+
+    from fastapi.routing import APIRoute
+
+    import serving.routers
+    from serving.strict_json import StrictJSONRoute
+
+    routes = [route for found in pkgutil.iter_modules(serving.routers.__path__)
+              for route in importlib.import_module(f"serving.routers.{found.name}").router.routes]
+    with_body = [route for route in routes if isinstance(route, APIRoute) and route.body_field]
+    assert with_body and all(isinstance(route, StrictJSONRoute) for route in with_body), \
+        [route.path for route in with_body if not isinstance(route, StrictJSONRoute)]
+
+
+def test_an_event_dated_ahead_of_the_server_clock_is_422_naming_it_and_the_tolerance_is_a_setting(
+        client, auth, setup):
+    from serving.dependencies import get_settings
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    ahead = now + timedelta(minutes=30)
+    body = {"events": [event("S003", now - timedelta(minutes=1), **NORMAL), event("S003", ahead, **URGENT)]}
+    before = stored(client, auth, setup)
+    response = client.post("/v1/events", json=body, headers=auth)
+    assert response.status_code == 422, response.text
+    (error,) = response.json()["detail"]
+    assert error["loc"] == ["body", "events", 1, "timestamp"]
+    assert "ahead of the server's clock" in error["msg"] and "300 s allowed" in error["msg"]
+    assert stored(client, auth, setup) == before
+
+    # Within the default tolerance (a device clock a little ahead), and within a wider configured one.
+    slightly = {"events": [event("S003", now + timedelta(seconds=60), **NORMAL)]}
+    assert client.post("/v1/events", json=slightly, headers=auth).status_code == 200
+    client.app.dependency_overrides[get_settings] = lambda: setup.settings.model_copy(
+        update={"max_event_clock_skew_seconds": 3600})
+    try:
+        assert client.post("/v1/events", json=body, headers=auth).status_code == 200
+    finally:
+        client.app.dependency_overrides.pop(get_settings)
+    assert pd.Timestamp(live_features(client, auth, "S003")["event_timestamps"]["vital_signs_live"]) == \
+        pd.Timestamp(ahead)
+
+
+def test_two_different_events_of_one_subject_and_time_are_refused_naming_both_and_identical_ones_stored_once(
+        client, auth, setup):
+    when = datetime(2026, 3, 10, 7, 0, tzinfo=UTC)
+    other = {**NORMAL, "heart_rate_bpm": 131.0}  # scores 3 alone: it would alert with the other's reason
+    body = {"events": [event("S002", when, **NORMAL), event("S001", when, **NORMAL),
+                       event("S002", when.astimezone(pd.Timestamp(0, tz="Asia/Tokyo").tz), **other)]}
+    before = stored(client, auth, setup)
+    response = client.post("/v1/events", json=body, headers=auth)
+    assert response.status_code == 422, response.text
+    (error,) = response.json()["detail"]
+    assert error["loc"] == ["body", "events"]
+    assert "events 0 and 2 are both subject 'S002'" in error["msg"] and "heart_rate_bpm 72.0 vs 131.0" in error["msg"]
+    assert stored(client, auth, setup) == before
+
+    same = {"events": [event("S002", when, **other), event("S002", when, **other)]}
+    response = client.post("/v1/events", json=same, headers=auth)
+    assert response.status_code == 200, response.text
+    assert [row["alert"] for row in response.json()["results"]] == [True, True]
+    log = setup.live_log()
+    assert len(log[(log["subject_id"] == "S002") & (log["event_timestamp"] == pd.Timestamp(when))]) == 1
+    assert len([alert for alert in alerts_of(client, auth, "S002")
+                if pd.Timestamp(alert["event_time"]) == pd.Timestamp(when)]) == 1
+
+
+def test_a_failed_offline_write_leaves_the_online_store_untouched_and_a_retry_stores_the_batch(client, auth, setup):
+    """The log is written first: when it cannot be (here its pending folder is blocked by a file),
+    the request fails before the online store is written, and the same batch retried stores it."""
+    from pipelines.offline_store import PushLog
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    body = {"events": [event("S004", now - timedelta(seconds=30), **URGENT)]}
+    before = stored(client, auth, setup)
+    log = PushLog(setup.root / "vital_signs_live.parquet", ["subject_id", "event_timestamp"])
+    log.fold()
+    log.pending.rmdir()  # empty after the fold
+    log.pending.write_text("not a folder")
+    try:
+        with pytest.raises(OSError):
+            client.post("/v1/events", json=body, headers=auth)
+        assert stored(client, auth, setup) == before
+    finally:
+        log.pending.unlink()
+    response = client.post("/v1/events", json=body, headers=auth)
+    assert response.status_code == 200, response.text
+    assert live_features(client, auth, "S004")["features"]["heart_rate_last_bpm"] == URGENT["heart_rate_bpm"]
+    assert len(setup.live_log()) == len(before[0]) + 1
+
+
+@pytest.fixture
+def fresh_study(tmp_path, setup):
+    """A study whose live view was never pushed to: the serving tables, a new Feast repo and an app
+    (no models) on it."""
+    from fastapi.testclient import TestClient
+
+    from serving.app import create_app
+    from tests.serving.conftest import _tables, feast_repo
+
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    for name, frame in _tables(now).items():
+        frame.to_parquet(tmp_path / f"{name}.parquet", index=False)
+    feast_repo(tmp_path, tmp_path, "fresh_events_test", "online_store:\n  type: sqlite\n  path: online.db\n", now)
+    settings = setup.settings.model_copy(update={"feast_repo_path": tmp_path, "models": {},
+                                                 "tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}"})
+    with TestClient(create_app(settings)) as client:
+        yield tmp_path, client
+
+
+def test_a_first_push_with_one_vital_sign_then_a_fold_then_full_events_and_a_materialization_succeed(
+        fresh_study, auth):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from features.tables import LIVE_VITALS
+    from pipelines.feature_store import materialize, open_store
+    from pipelines.offline_store import PushLog
+
+    root, client = fresh_study
+    now = datetime.now(UTC).replace(microsecond=0)
+    first = client.post("/v1/events", json={"events": [event("S001", now - timedelta(hours=2), heart_rate_bpm=88)]},
+                        headers=auth)
+    assert first.status_code == 200, first.text
+    log = PushLog.of(open_store(root).get_feature_view(LIVE_VITALS.name), root)
+    assert log.fold()
+    assert {pq.read_schema(log.path).field(name).type for name in LIVE_VITALS.text_columns} == {pa.string()}
+
+    for minutes in (60, 30):
+        full = client.post("/v1/events", headers=auth, json={"events": [
+            event(subject, now - timedelta(minutes=minutes), **(URGENT if subject == "S001" else NORMAL))
+            for subject in ("S001", "S002", "S003")]})
+        assert full.status_code == 200, full.text
+    done = materialize(root)
+    assert "full load" in done[LIVE_VITALS.name]
+    assert log.path.is_file() and not log.parts()
+    live = live_features(client, auth, "S001")["features"]
+    assert live["heart_rate_last_bpm"] == URGENT["heart_rate_bpm"]
+    assert live["news2_risk_band_last"] == expected_news2(URGENT)[1] and live["consciousness_last_avpu"] == "A"
+    logged = pq.read_table(log.path).to_pandas()
+    assert len(logged) == 7 and logged["consciousness_last_avpu"].isna().sum() == 1

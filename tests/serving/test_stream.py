@@ -113,7 +113,14 @@ def test_valid_events_are_pushed_invalid_ones_dead_lettered_and_alerts_produced(
            message("S005", start, **NORMAL),
            (b"S003", json.dumps({"subject_id": "S003", "timestamp": "2026-01-01T08:00:00",
                                  "heart_rate_bpm": 80}).encode()),
-           (b"S004", None)]
+           (b"S004", None),
+           # The HTTP API's other refusals, as the stream applies them too: a time years ahead of the
+           # clock (it would pin S001's live vitals), one outside the representable range, values JSON
+           # does not allow (NaN; a lone surrogate, which no encoder downstream could write).
+           message("S001", datetime.now(UTC) + timedelta(days=400), **NORMAL),
+           message("S002", datetime(9999, 12, 31, tzinfo=UTC), **NORMAL),
+           (b"S003", b'{"subject_id": "S003", "timestamp": "2026-01-01T08:00:00Z", "heart_rate_bpm": NaN}'),
+           (b"S004", b'{"subject_id": "S\\ud800", "timestamp": "2026-01-01T08:00:00Z", "heart_rate_bpm": 80}')]
     produce(topics.bootstrap_servers, topics.events_topic, good[:20] + bad + good[20:])
     consumer = consume_until(topics, setup, lambda c: c.counts.events + c.counts.dead_letters >= len(good) + len(bad))
     assert not consumer.errors
@@ -128,6 +135,10 @@ def test_valid_events_are_pushed_invalid_ones_dead_lettered_and_alerts_produced(
     assert "unknown subject 'S005'" in reasons[bad[3][1]]
     assert "time zone" in reasons[bad[4][1]]
     assert "empty message" in reasons[None]
+    assert "ahead of the server's clock" in reasons[bad[6][1]] and "max_event_clock_skew_seconds" in reasons[bad[6][1]]
+    assert "outside [1970-01-01, 2200-01-01) UTC" in reasons[bad[7][1]]
+    assert "heart_rate_bpm: NaN is not a number JSON allows" in reasons[bad[8][1]]
+    assert "subject_id: the text holds a lone UTF-16 surrogate" in reasons[bad[9][1]]
     assert all(dict(message.headers())["source.topic"].decode() == topics.events_topic for message in dead)
 
     end = start + timedelta(minutes=9)
