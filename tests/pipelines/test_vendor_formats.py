@@ -504,3 +504,22 @@ def test_a_preset_with_column_options_is_a_configuration_error_naming_the_key(tm
                                                      "columns: {accel_x_g: X}"))
     with pytest.raises(ConfigError, match="sources.wrist_actilife: .*format 'actilife_csv' reads its own columns"):
         load_study(study)
+
+
+def test_a_gt3x_with_a_corrupt_record_is_quarantined_by_the_corrupt_blocks_check(tmp_path: Path) -> None:
+    from pipelines.ingest import ingest_study
+    from tests.pipelines.conftest import make_study
+
+    study = make_study(tmp_path / "study", n_subjects=2)
+    (tmp_path / "study" / "raw" / "gt3x").mkdir()
+    records = PARAMETERS_256 + b"".join(log_record(ACTIVITY2, START + i, second_of_samples((0, 0, 256), 30),
+                                                   damage=i == 7) for i in range(20))
+    write_gt3x(tmp_path / "study" / "raw" / "gt3x" / "S0001_wrist.gt3x", records,
+               {"Sample Rate": "30", "TimeZone": "-05:00:00"})
+    study.write_text(study.read_text() + source_yaml("wrist_gt3x", "raw/gt3x/*.gt3x", "gt3x"))
+
+    outcome = {o.path: o for o in ingest_study(load_study(study), workers=1).outcomes}["raw/gt3x/S0001_wrist.gt3x"]
+
+    assert outcome.status == "quarantined"
+    assert "corrupt_blocks" in outcome.reason
+    assert "1 device data block failed the checksum; their 30 samples are missing" in outcome.reason
