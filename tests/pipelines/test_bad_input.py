@@ -317,6 +317,26 @@ EXTRA_SOURCES = """
     format: cwa
     sampling_rate_hz: 200
     subject_pattern: '^(?P<subject_id>S\\d{4})_'
+  labs_lims:
+    kind: labs
+    pattern: raw/labs/*.csv
+    format: lims_csv
+  wrist:
+    kind: accelerometry
+    pattern: raw/accel/*
+    format: parquet
+    sampling_rate_hz: 50
+    timestamp_encoding: unix_s
+    subject_pattern: '^(?P<subject_id>S\\d{4})_'
+    columns: {timestamp: time, accel_x_g: x, accel_y_g: y, accel_z_g: z}
+  lowback:
+    kind: accelerometry
+    pattern: raw/lowback/*.csv
+    format: csv
+    sampling_rate_hz: 50
+    timestamp_encoding: unix_s
+    subject_pattern: '^(?P<subject_id>S\\d{4})_'
+    columns: {timestamp: time, accel_x_g: x, accel_y_g: y, accel_z_g: z}
 """
 
 
@@ -333,6 +353,9 @@ def study_with_bad_files(root: Path, devices_dir: Path, corrupt_blocks: str) -> 
     write(raw / "device" / "S0002_pdf.cwa", PDF)
     write(raw / "device" / "S0003_empty.cwa", b"")
     corrupt_cwa(devices_dir / "ax3_sample.cwa", raw / "device" / "S0001_wrist.cwa", [5, 9])
+    write(raw / "labs" / "lims_2024-05.csv", (LAB_DATA / "lims_export.csv").read_text().splitlines()[0] + "\n")
+    write(raw / "accel" / "S0002_wrist.parquet", "time,x,y,z\n1,0,0,1\n")
+    write(raw / "lowback" / "S0003_lowback.csv", "time,x,y,z\n")
     reasons = {
         "raw/vitals/S0001_vitals.csv": "S0001_vitals.csv: no data rows below the header (charttime, hr",
         "raw/labs/cut.hl7": "cut.hl7: no numeric OBX result in 1 message",
@@ -340,6 +363,9 @@ def study_with_bad_files(root: Path, devices_dir: Path, corrupt_blocks: str) -> 
         "raw/labs/deep.json": f"deep.json: JSON nested 10002 levels deep, more than the {MAX_JSON_DEPTH}",
         "raw/device/S0002_pdf.cwa": "S0002_pdf.cwa: not a cwa file",
         "raw/device/S0003_empty.cwa": "S0003_empty.cwa: the file is empty (0 bytes)",
+        "raw/labs/lims_2024-05.csv": "lims_2024-05.csv: no result rows below the header (subject_id,",
+        "raw/accel/S0002_wrist.parquet": "S0002_wrist.parquet: not a parquet file",
+        "raw/lowback/S0003_lowback.csv": "S0003_lowback.csv: no data rows",
     }
     return study, reasons
 
@@ -383,7 +409,7 @@ def test_the_rest_of_the_study_is_still_curated(ingested_with_rejecting_blocks) 
     from pipelines.lake import read_subject
 
     assert read_subject(config.lake_root, "minute_wearable", "S0001") is not None
-    for source in ("vitals", "axivity"):
+    for source in ("vitals", "axivity", "wrist", "lowback"):
         for subject in ("S0001", "S0002", "S0003"):
             assert read_subject(config.lake_root, source, subject) is None, (source, subject)
 
@@ -426,3 +452,16 @@ def test_a_bad_enrollment_file_is_a_configuration_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"enrollment file cannot be read.*subjects\.csv: no data rows"):
         ingest_study(load_study(study), workers=1)
     assert pd.read_csv(tmp_path / "tiny" / "raw" / "endpoints.csv").shape[0] == 4  # nothing was touched
+
+
+def test_a_header_only_endpoints_file_is_quarantined_and_the_rest_curated(tmp_path: Path) -> None:
+    from pipelines.ingest import ingest_study
+
+    study = make_study(tmp_path / "tiny", n_subjects=2)
+    write(tmp_path / "tiny" / "raw" / "endpoints.csv", "subject_id,index_time,endpoint,outcome\n")
+    config = load_study(study)
+    outcomes = {o.path: o for o in ingest_study(config, workers=1).outcomes}
+    assert_quarantined(config, outcomes["raw/endpoints.csv"],
+                       "endpoints.csv: no data rows below the header (subject_id, index_time, endpoint, outcome)")
+    assert [o.status for p, o in sorted(outcomes.items()) if p.startswith("raw/minute/")] == ["curated", "curated"]
+    assert outcomes["raw/subjects.csv"].status == "curated"
