@@ -54,7 +54,8 @@ def write_quality_page(config: StudyConfig) -> Path:
         )
     # Pages of superseded versions and earlier runs: the Data Docs index cannot list them offline.
     shown = {record.report_id for record in records}
-    earlier = "".join(f"<tr><td>{html.escape(report_id)}</td><td>{' · '.join(_page_links(pages, target.parent))}</td></tr>"
+    earlier = "".join(f"<tr><td>{html.escape(report_id)}</td>"
+                      f"<td>{' · '.join(_page_links(pages, target.parent))}</td></tr>"
                       for report_id, pages in sorted(docs.items()) if report_id not in shown)
     summary = "".join(f"<span>{html.escape(status)}: {count}</span>" for status, count in sorted(counts.items()))
     page = f"""<!doctype html>

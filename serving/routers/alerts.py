@@ -11,9 +11,10 @@ from starlette.concurrency import run_in_threadpool
 
 from serving.alerts import MAX_ALERTS_PER_LIST
 from serving.dependencies import AlertsDep, require_api_key
+from serving.responses import AUTHENTICATED, error_responses
 from serving.schemas import AlertInfo
 
-router = APIRouter(prefix="/v1", tags=["alerts"], dependencies=[Depends(require_api_key)])
+router = APIRouter(prefix="/v1", tags=["alerts"], dependencies=[Depends(require_api_key)], responses=AUTHENTICATED)
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -22,7 +23,8 @@ def _aware(value: datetime | None) -> datetime | None:
     return value
 
 
-@router.get("/alerts", response_model=list[AlertInfo], summary="Recorded alerts, newest first")
+@router.get("/alerts", response_model=list[AlertInfo], summary="Recorded alerts, newest first",
+            responses=error_responses(422))
 async def list_alerts(
     alerts: AlertsDep,
     since: Annotated[datetime | None, AfterValidator(_aware),

@@ -44,6 +44,7 @@ from serving.events import (
     with_anomaly_alerts,
 )
 from serving.models import ModelNotLoadedError
+from serving.responses import error_responses
 from serving.schemas import EventResult, EventsRequest, EventsResponse
 from serving.strict_json import StrictJSONRoute
 
@@ -81,7 +82,8 @@ router = APIRouter(prefix="/v1", tags=["events"], dependencies=[Depends(require_
 
 @router.post("/events", response_model=EventsResponse,
              summary="Post vital-sign observations: NEWS2 per observation, alerts on urgent-response triggers",
-             responses={422: {"description": "an invalid event or an unknown subject; nothing of the batch is kept"}})
+             responses=error_responses(401, 403, 413, 422, 503, e422="an invalid event or an unknown subject; "
+                                                                      "nothing of the batch is kept"))
 async def post_events(request: EventsRequest, store: StoreDep, alerts: AlertsDep, metrics: MetricsDep,
                       known_subjects: KnownSubjectsDep, settings: SettingsDep, registry: RegistryDep) -> EventsResponse:
     events = request.events

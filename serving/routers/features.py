@@ -9,14 +9,16 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response, st
 
 from serving.dependencies import StoreDep, require_api_key
 from serving.online import UnknownFeatureServiceError, feature_service, json_value, read_online
+from serving.responses import AUTHENTICATED, error_responses
 from serving.schemas import SubjectFeatures, json_response
 
-router = APIRouter(prefix="/v1", tags=["features"], dependencies=[Depends(require_api_key)])
+router = APIRouter(prefix="/v1", tags=["features"], dependencies=[Depends(require_api_key)], responses=AUTHENTICATED)
 
 
 @router.get("/subjects/{subject_id}/features", response_model=SubjectFeatures,
             summary="A subject's online features, with the event time and age of each view's row",
-            responses={404: {"description": "unknown feature service or subject"}})
+            responses=error_responses(404, 422, 503,
+                                      e404="unknown feature service, or no online features for the subject"))
 def subject_features(subject_id: Annotated[str, Path(min_length=1, max_length=128, description="study subject code")],
                      service: Annotated[str, Query(description="feature service, e.g. endpoint_v1")],
                      store: StoreDep) -> Response:

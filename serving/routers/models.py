@@ -7,9 +7,10 @@ from starlette.concurrency import run_in_threadpool
 
 from serving.dependencies import RegistryDep, require_api_key
 from serving.models import LoadedModel
+from serving.responses import AUTHENTICATED
 from serving.schemas import ModelChangeInfo, ModelInfo, ReloadResponse
 
-router = APIRouter(prefix="/v1", tags=["models"], dependencies=[Depends(require_api_key)])
+router = APIRouter(prefix="/v1", tags=["models"], dependencies=[Depends(require_api_key)], responses=AUTHENTICATED)
 
 
 def model_info(model: LoadedModel) -> ModelInfo:

@@ -10,10 +10,11 @@ from fastapi import APIRouter, Depends, HTTPException, Response, status
 from serving.dependencies import RegistryDep, StoreDep, require_api_key
 from serving.models import ModelNotLoadedError
 from serving.online import UnknownFeatureServiceError, feature_service, read_online
+from serving.responses import AUTHENTICATED, error_responses
 from serving.schemas import ScoreRequest, ScoreResponse, SubjectScore, json_response
 from serving.strict_json import StrictJSONRoute
 
-router = APIRouter(prefix="/v1", tags=["scoring"], dependencies=[Depends(require_api_key)],
+router = APIRouter(prefix="/v1", tags=["scoring"], dependencies=[Depends(require_api_key)], responses=AUTHENTICATED,
                    route_class=StrictJSONRoute)
 
 
@@ -23,7 +24,9 @@ def _number(value) -> float | None:
 
 @router.post("/score/{model}", response_model=ScoreResponse,
              summary="Score subjects with a served model on their online features",
-             responses={404: {"description": "unknown model"}, 503: {"description": "model not loaded"}})
+             responses=error_responses(404, 422, 503, e404="no served model of that name",
+                                       e503="the online store does not answer, or the model is not loaded or its "
+                                            "feature service is not registered; try again later"))
 def score_subjects(model: str, request: ScoreRequest, store: StoreDep,
                    registry: RegistryDep) -> Response:
     from training.scoring import score

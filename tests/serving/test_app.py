@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 import pytest
 
@@ -212,7 +214,27 @@ def test_openapi_documents_the_routes_and_the_bearer_scheme(client):
     score = schema["paths"]["/v1/score/{model}"]["post"]
     assert score["summary"] and score["security"] == [{"HTTPBearer": []}]
     assert "ScoreResponse" in schema["components"]["schemas"]
-    assert client.get("/docs").status_code == 200
+    everything = {"401", "403", "404", "413", "422", "503"}
+    for path, method, codes in (("/v1/score/{model}", "post", everything),
+                                ("/v1/subjects/{subject_id}/features", "get", everything),
+                                ("/v1/events", "post", {"401", "403", "413", "422", "503"}),
+                                ("/v1/models", "get", {"401", "403", "413"}),
+                                ("/readyz", "get", {"503"})):
+        responses = schema["paths"][path][method]["responses"]
+        assert codes <= set(responses), (path, sorted(responses))
+        for code in codes:  # every error documents its body
+            assert responses[code]["content"]["application/json"]["schema"]["$ref"], (path, code)
+    assert "Retry-After" in schema["paths"]["/v1/score/{model}"]["post"]["responses"]["503"]["headers"]
+
+
+def test_the_docs_pages_load_their_scripts_from_the_service_itself(client):
+    for page, script in (("/docs", "swagger-ui-bundle.js"), ("/redoc", "redoc.standalone.js")):
+        html = client.get(page).text
+        sources = re.findall(r'(?:src|href)="([^"]+)"', html)
+        assert any(source.endswith(script) for source in sources), sources
+        assert all(source.startswith("/") for source in sources), sources  # nothing from the internet
+        for source in sources:
+            assert client.get(source).status_code == 200, source
 
 
 def test_reload_serves_the_version_the_alias_moved_to(setup, auth):
