@@ -228,7 +228,7 @@ class _LogReader:
 
     def __init__(self, path: Path, data: bytes, rate_hz: float, default_scale: float) -> None:
         self.path, self.rate, self.scale = path, rate_hz, default_scale
-        self.buffer = np.frombuffer(data, dtype=np.uint8)
+        self.data, self.buffer = memoryview(data), np.frombuffer(data, dtype=np.uint8)
         self.bytes_skipped = 0
         self.idle_seconds_filled = 0
         self.metadata_fields: list[str] = []
@@ -296,8 +296,14 @@ class _LogReader:
         return stamp_bytes[:, 0] | stamp_bytes[:, 1] << 8 | stamp_bytes[:, 2] << 16 | stamp_bytes[:, 3] << 24
 
     def _payloads(self, records: np.ndarray, size: int) -> np.ndarray:
-        """``(len(records), size)`` uint8: the payloads of records of one size."""
-        return self.buffer[self.starts[records, None] + _HEADER_BYTES + np.arange(size)]
+        """``(len(records), size)`` uint8: the payloads of records of one size.
+
+        Joining slices of the buffer copies each payload once; a fancy index would first build an
+        int64 index per byte (8 times the payloads' size) and gather through it, 20 times slower.
+        """
+        offsets = (self.starts[records] + _HEADER_BYTES).tolist()
+        joined = b"".join([self.data[offset:offset + size] for offset in offsets])
+        return np.frombuffer(joined, dtype=np.uint8).reshape(len(offsets), size)
 
     def _read_parameters_and_metadata(self) -> None:
         for record in np.flatnonzero(self.valid & (self.types == PARAMETERS)):
