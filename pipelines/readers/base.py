@@ -47,10 +47,10 @@ class RawRead:
 # The first bytes of each binary format (its "magic"): a file without them is another kind of
 # file that was named or routed wrongly, which is a different fault, with a different fix, from
 # a truncated copy of the right kind.
-_MAGIC: dict[str, tuple[bytes, str]] = {
-    "cwa": (b"MD", "an Axivity .cwa file starts with its header block 'MD' (data blocks 'AX')"),
-    "bin": (b"Device Identity", "a GENEActiv .bin file starts with the text 'Device Identity'"),
-    "parquet": (b"PAR1", "a Parquet file starts and ends with 'PAR1'"),
+_MAGIC: dict[str, tuple[bytes, str, str]] = {
+    "cwa": (b"MD", "an Axivity .cwa file", "the header block 'MD' (then data blocks 'AX')"),
+    "bin": (b"Device Identity", "a GENEActiv .bin file", "the text 'Device Identity'"),
+    "parquet": (b"PAR1", "a Parquet file", "'PAR1' (and ends with it)"),
 }
 # Text formats: a NUL byte never occurs in them, and a known binary magic names what came instead.
 _TEXT_FORMATS = {"csv", "lims_csv", "hl7v2", "fhir", "actilife_csv", "geneactiv_csv"}
@@ -77,8 +77,8 @@ def check_signature(path: Path, file_format: str) -> None:
     Raises
     ------
     ReadError
-        ``empty``: the file has 0 bytes; ``not a <format> file``: the magic bytes are wrong,
-        naming what the file looks like instead when known; ``truncated``: a Parquet file whose
+        ``empty``: the file has 0 bytes; ``not an Axivity .cwa file`` (``not a csv file``, ...):
+        the magic bytes are wrong, naming what the file looks like instead when known; ``truncated``: a Parquet file whose
         footer magic is missing.
     """
     file_format = str(file_format)
@@ -91,10 +91,10 @@ def check_signature(path: Path, file_format: str) -> None:
             stream.seek(size - 4)
             tail = stream.read(4)
     if file_format in _MAGIC:
-        magic, explanation = _MAGIC[file_format]
+        magic, name, expected = _MAGIC[file_format]
         if not head.startswith(magic):
-            raise ReadError(f"{path.name}: not a {file_format} file: {explanation}, this one starts with "
-                            f"{head[:len(magic)]!r}{_looks_like(head)}")
+            raise ReadError(f"{path.name}: not {name}: it starts with {head[:len(magic)]!r}{_looks_like(head)}, "
+                            f"not with {expected}; check the file and the source's format")
         if file_format == "parquet" and (size < 8 or tail != magic):
             raise ReadError(f"{path.name}: truncated Parquet file: it starts with 'PAR1' but does not end with it "
                             f"({size} bytes); copy or export the file again")

@@ -155,7 +155,9 @@ def test_cwa_that_is_not_an_axivity_file_says_so_not_truncated(tmp_path: Path, c
     with pytest.raises(ReadError) as excinfo:
         read_raw(path, device_source("cwa"))
     message = str(excinfo.value)
-    assert message.startswith("S0001_wrist.cwa: not a cwa file: an Axivity .cwa file starts with its header block 'MD'")
+    assert message.startswith("S0001_wrist.cwa: not an Axivity .cwa file: it starts with ")
+    assert message.endswith("not with the header block 'MD' (then data blocks 'AX'); check the file and the "
+                            "source's format")
     assert "truncated" not in message and looks_like in message
 
 
@@ -167,15 +169,15 @@ def test_cwa_cut_short_is_still_truncated(devices_dir: Path, tmp_path: Path) -> 
 
 def test_bin_that_is_not_a_geneactiv_file_says_so(tmp_path: Path) -> None:
     path = write(tmp_path / "S0001_wrist.bin", PDF)
-    with pytest.raises(ReadError, match=r"S0001_wrist\.bin: not a bin file: a GENEActiv \.bin file starts with "
-                                        r"the text 'Device Identity'.*PDF"):
+    with pytest.raises(ReadError, match=r"S0001_wrist\.bin: not a GENEActiv \.bin file: it starts with b'%PDF-1.7.*"
+                                        r"\(it looks like a PDF document\), not with the text 'Device Identity'"):
         read_raw(path, device_source("bin", 100))
 
 
 def test_parquet_that_is_not_parquet_differs_from_a_truncated_one(tmp_path: Path) -> None:
     text = write(tmp_path / "S0001_accel.parquet", "time,x,y,z\n1,0,0,1\n")
-    with pytest.raises(ReadError, match=r"S0001_accel\.parquet: not a parquet file: a Parquet file starts and ends "
-                                        r"with 'PAR1', this one starts with b'time'"):
+    with pytest.raises(ReadError, match=r"S0001_accel\.parquet: not a Parquet file: it starts with b'time', "
+                                        r"not with 'PAR1' \(and ends with it\)"):
         read_raw(text, signal_source("parquet"))
     whole = tmp_path / "whole.parquet"
     pq.write_table(pa.table({"time": [1.0, 2.0], "x": [0.0, 0.1], "y": [0.0, 0.0], "z": [1.0, 1.0]}), whole)
@@ -361,10 +363,10 @@ def study_with_bad_files(root: Path, devices_dir: Path, corrupt_blocks: str) -> 
         "raw/labs/cut.hl7": "cut.hl7: no numeric OBX result in 1 message",
         "raw/labs/no_value.json": "no_value.json: no Observation with a value (valueQuantity)",
         "raw/labs/deep.json": f"deep.json: JSON nested 10002 levels deep, more than the {MAX_JSON_DEPTH}",
-        "raw/device/S0002_pdf.cwa": "S0002_pdf.cwa: not a cwa file",
+        "raw/device/S0002_pdf.cwa": "S0002_pdf.cwa: not an Axivity .cwa file",
         "raw/device/S0003_empty.cwa": "S0003_empty.cwa: the file is empty (0 bytes)",
         "raw/labs/lims_2024-05.csv": "lims_2024-05.csv: no result rows below the header (subject_id,",
-        "raw/accel/S0002_wrist.parquet": "S0002_wrist.parquet: not a parquet file",
+        "raw/accel/S0002_wrist.parquet": "S0002_wrist.parquet: not a Parquet file",
         "raw/lowback/S0003_lowback.csv": "S0003_lowback.csv: no data rows",
     }
     return study, reasons
