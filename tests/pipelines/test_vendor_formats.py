@@ -373,6 +373,19 @@ def test_idle_sleep_seconds_repeat_the_last_sample(tmp_path: Path) -> None:
     assert raw.metadata["log_bytes_skipped"] == "0"
 
 
+def test_packed_activity_records_read_in_g_at_the_serials_scale(tmp_path: Path) -> None:
+    # The worked example's three samples as one second at 3 Hz, from a NEO device: 341 counts per g.
+    example = bytes.fromhex("00 60 08 EB D0 07 00 9E BF 00 70 08 EB F0")
+    records = log_record(ACTIVITY, START, example) + log_record(ACTIVITY, START + 1, example)
+    path = write_gt3x(tmp_path / "S0001.gt3x", records, {"Serial Number": "NEO1F16120039", "Sample Rate": "3"})
+    raw = read_raw(path, accel_source("gt3x", 3, timezone="Europe/Paris"))
+
+    assert raw.metadata["accel_scale_counts_per_g"] == "341.0"
+    np.testing.assert_allclose(raw.frame[ACCEL].iloc[:3].to_numpy(),
+                               [[0.023, 0.018, -0.947], [0.026, 0.021, -0.941], [0.023, 0.021, -0.941]], atol=1e-6)
+    assert len(raw.frame) == 6
+
+
 def test_a_record_with_a_bad_checksum_is_missing_not_zero(tmp_path: Path) -> None:
     records = PARAMETERS_256 + b"".join([
         log_record(ACTIVITY2, START, second_of_samples((256, 0, 0))),
