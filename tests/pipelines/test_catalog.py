@@ -244,3 +244,60 @@ def test_two_processes_never_claim_the_same_content_twice(url: str) -> None:
     assert all(sorted(v) == [1, 2] for v in versions_by_path.values())
     with Catalog(url) as catalog:
         assert len(catalog.files(status=FileStatus.PROCESSING)) == 50 + 40
+
+
+def test_a_catalog_of_an_earlier_release_gets_the_new_columns(url: str) -> None:
+    with Catalog(url) as catalog:
+        run_id = catalog.start_run(STUDY)
+        curate(catalog, claim(catalog, run_id, "a.csv", "A"))
+        with catalog._engine.begin() as conn:  # the tables as the first release created them
+            for table, column in [("catalog_runs", "host"), ("catalog_runs", "pid"), ("catalog_runs", "pid_started"),
+                                  ("catalog_files", "code_version"), ("catalog_files", "lake_version")]:
+                conn.exec_driver_sql(f"ALTER TABLE {table} DROP COLUMN {column}")
+
+    with Catalog(url) as catalog:
+        assert catalog.is_processed("a.csv", sha("A"))
+        run_id = catalog.start_run(STUDY)
+        record = claim(catalog, run_id, "b.csv", "B")
+        done = catalog.finish(record.id, status=FileStatus.FAILED, subject_id=None, report_id=None, rows=None,
+                              message="boom", code_version="v1", lake_version=None)
+        assert done.code_version == "v1"
+        assert not catalog.is_processed("b.csv", sha("B"), code_version="v2")  # retried under new code
+
+
+def test_a_dead_owner_is_taken_over_at_once_and_a_remote_one_when_its_heartbeat_stops(url: str) -> None:
+    import subprocess
+
+    import sqlalchemy as sa
+
+    with Catalog(url, lease_seconds=2.0) as catalog:
+        def set_owner(run_id: str, **values) -> None:
+            with catalog._engine.begin() as conn:
+                conn.execute(sa.text("UPDATE catalog_runs SET " + ", ".join(f"{k} = :{k}" for k in values)
+                                     + " WHERE run_id = :run_id"), {**values, "run_id": run_id})
+
+        crashed = catalog.start_run(STUDY)
+        held = claim(catalog, crashed, "a.csv", "A")
+        finished = subprocess.Popen(["true"])
+        finished.wait()
+        set_owner(crashed, pid=finished.pid)  # its process is gone (SIGKILL, power cut)
+        other = catalog.start_run(STUDY)
+        assert not catalog.run_is_live(crashed)
+        taken = claim(catalog, other, "a.csv", "A")  # at once: its lease has not expired yet
+        assert (taken.id, taken.run_id) == (held.id, other)
+
+        reused = catalog.start_run(STUDY)
+        claim(catalog, reused, "c.csv", "C")
+        set_owner(reused, pid_started="1")  # our pid, but another process's start time: a reused pid
+        assert claim(catalog, other, "c.csv", "C").run_id == other
+
+        remote = catalog.start_run(STUDY)
+        claim(catalog, remote, "b.csv", "B")
+        set_owner(remote, host="another-host")  # liveness cannot be seen from here: the lease decides
+        for _ in range(3):
+            assert catalog.heartbeat(remote) == 1
+            assert catalog.run_is_live(remote) and claim(catalog, other, "b.csv", "B") is None
+            time.sleep(1.0)  # half a lease: the heartbeat keeps it
+        time.sleep(2.1)  # the heartbeat stopped for longer than the lease
+        assert not catalog.run_is_live(remote)
+        assert claim(catalog, other, "b.csv", "B").run_id == other

@@ -229,3 +229,17 @@ def test_status_lists_every_file_with_its_lake_version(study: Path) -> None:
     assert 0 <= entry["lake_version"] <= versions[SOURCE]
     table = CliRunner().invoke(app, ["status", str(study)])
     assert table.exit_code == 0 and f"{SOURCE} {versions[SOURCE]}" in table.output
+
+
+def test_two_runs_at_once_give_the_single_run_result(study: Path) -> None:
+    config = load_study(study)
+    runs = [subprocess.Popen([sys.executable, "-m", "pipelines.cli", "ingest", str(study), "--workers", "1"],
+                             cwd=REPOSITORY, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for _ in range(2)]
+    outputs = [run.communicate(timeout=120)[0].decode() for run in runs]
+
+    # Each run exits 0, or 3 when it met a file the other held (busy): never an error.
+    assert {run.returncode for run in runs} <= {0, INGEST_UNPROCESSED_EXIT}, outputs
+    with Catalog(config.catalog) as catalog:
+        assert len(catalog.files()) == 5  # every file claimed and processed once, by one run or the other
+        assert {r.version for r in catalog.files()} == {1}
+    assert_as_if_uninterrupted(config)
