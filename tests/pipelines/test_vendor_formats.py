@@ -196,6 +196,18 @@ def test_actilife_export_without_column_names_reads_the_same(devices_dir: Path, 
     pd.testing.assert_frame_equal(frame, neo[1].frame.iloc[:100])
 
 
+def test_actilife_date_format_of_the_header_is_followed(devices_dir: Path, tmp_path: Path, neo) -> None:
+    lines = (devices_dir / "actigraph_neo_actilife_export.csv").read_text().splitlines()[:111]
+    lines[0] = lines[0].replace("date format M/d/yyyy", "date format dd.MM.yyyy")
+    lines[3] = "Start Date 20.12.2021"
+    path = tmp_path / "S0001_european.csv"
+    path.write_text("\n".join(lines) + "\n")
+
+    frame = read_raw(path, accel_source("actilife_csv")).frame
+
+    pd.testing.assert_frame_equal(frame, neo[1].frame.iloc[:100])
+
+
 @pytest.mark.parametrize(("change", "reason"), [
     (lambda lines: ["Some other export", *lines[1:]], "not an ActiLife CSV export: the first line should read"),
     (lambda lines: [lines[0], lines[1], *lines[3:]], "truncated ActiLife CSV header: missing Start Time"),
