@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
@@ -191,21 +192,29 @@ class EventsRequest(BaseModel):
     @field_validator("events")
     @classmethod
     def _one_observation_per_subject_and_time(cls, events: list[VitalSignEvent]) -> list[VitalSignEvent]:
-        first: dict[tuple[str, datetime], int] = {}
-        conflicts = []
-        for index, event in enumerate(events):
-            earlier = first.setdefault((event.subject_id, event.timestamp), index)
-            if earlier == index or events[earlier] == event:
-                continue
-            differ = ", ".join(f"{name} {getattr(events[earlier], name)!r} vs {getattr(event, name)!r}"
-                               for name in VitalSignEvent.model_fields
-                               if getattr(events[earlier], name) != getattr(event, name))
-            conflicts.append(f"events {earlier} and {index} are both subject {event.subject_id!r} at "
-                             f"{event.timestamp.isoformat()} with different values ({differ})")
+        conflicts = [f"events {earlier} and {later} {reason}" for earlier, later, reason in conflicting_events(events)]
         if conflicts:
             raise ValueError("; ".join(conflicts) + ": one observation has one set of values; send one of them, "
                                                     "or correct the timestamp")
         return events
+
+
+def conflicting_events(events: Sequence[VitalSignEvent]) -> list[tuple[int, int, str]]:
+    """Pairs of events of one subject at one time with different values: ``(earlier, later, why)``
+    by index, ``why`` naming the subject, the time and the values that differ. Identical events
+    are no conflict. The HTTP API refuses a batch with any; the stream consumer dead-letters the
+    later message of each pair (the earlier one stands, as its alert does)."""
+    first: dict[tuple[str, datetime], int] = {}
+    conflicts = []
+    for index, event in enumerate(events):
+        earlier = first.setdefault((event.subject_id, event.timestamp), index)
+        if earlier == index or events[earlier] == event:
+            continue
+        differ = ", ".join(f"{name} {getattr(events[earlier], name)!r} vs {getattr(event, name)!r}"
+                           for name in VitalSignEvent.model_fields if getattr(events[earlier], name) != getattr(event, name))
+        conflicts.append((earlier, index, f"are both subject {event.subject_id!r} at {event.timestamp.isoformat()} "
+                                          f"with different values ({differ})"))
+    return conflicts
 
 
 class EventResult(BaseModel):

@@ -5,8 +5,9 @@ validated one event at a time, assessed with NEWS2, each subject's newest observ
 online to the Feast view ``vital_signs_live``, its alerts recorded in the alerts store and
 produced to the alerts topic. An event that fails validation (not JSON or a value JSON does not
 allow, as ``serving.strict_json`` parses it; not a ``VitalSignEvent``, implausible, dated more than
-``max_event_clock_skew_seconds`` ahead of the consumer's clock, or of a subject the online store
-does not know: the HTTP API's checks) is produced, unchanged, to the dead-letter topic with the
+``max_event_clock_skew_seconds`` ahead of the consumer's clock, of a subject the online store
+does not know, or a second event of one subject and time with other values in one micro-batch:
+the HTTP API's checks) is produced, unchanged, to the dead-letter topic with the
 reason in its ``error`` header; the rest of the batch goes on.
 
 Visibility and durability run at two paces. Every micro-batch is online as soon as it is
@@ -58,7 +59,7 @@ from serving.events import (
 )
 from serving.models import ModelNotLoadedError
 from serving.online import KnownSubjects
-from serving.schemas import VitalSignEvent
+from serving.schemas import VitalSignEvent, conflicting_events
 from serving.settings import StreamSettings
 from serving.strict_json import StrictJSONError, loads_strict
 
@@ -134,6 +135,11 @@ def parse_event(value: bytes | None) -> VitalSignEvent | str:
         return VitalSignEvent.model_validate(payload)
     except ValidationError as error:
         return f"invalid event: {describe_validation_error(error)}"
+
+
+def _where(message) -> str:
+    """A message's place: ``topic[partition]@offset``."""
+    return f"{message.topic()}[{message.partition()}]@{message.offset()}"
 
 
 def alert_id(study_id: str, alert: NewAlert) -> str:
@@ -256,6 +262,14 @@ class EventStreamConsumer:
                               self.settings.max_event_clock_skew_seconds)
         refused += [Refused(candidates[index][0], f"invalid event: {reason}") for index, reason in ahead.items()]
         candidates = [candidate for index, candidate in enumerate(candidates) if index not in ahead]
+        # Within a micro-batch, a second event of one subject and time with other values is refused
+        # and the first stands: the log, the online row and the alert then all hold the first's.
+        conflicts = {later: (candidates[earlier][0], reason)
+                     for earlier, later, reason in conflicting_events([event for _, event in candidates])}
+        refused += [Refused(candidates[later][0], f"conflicting event: it and the message at {_where(first)} "
+                                                  f"{reason}; the first stands")
+                    for later, (first, reason) in conflicts.items()]
+        candidates = [candidate for index, candidate in enumerate(candidates) if index not in conflicts]
         known = self._known(self.store, [event.subject_id for _, event in candidates]) if candidates else set()
         events = []
         for message, event in candidates:

@@ -7,6 +7,7 @@ from each other's and from the event tests' last two hours.
 
 from __future__ import annotations
 
+import gc
 import json
 import subprocess
 import sys
@@ -283,3 +284,55 @@ def test_the_cli_consumer_killed_with_sigkill_and_restarted_keeps_every_event_on
             len(events) // 5
     finally:
         alerts.close()
+
+
+class _Message:
+    """What ``EventStreamConsumer.process`` reads of a Kafka message (no broker needed)."""
+
+    def __init__(self, offset: int, key: bytes, value: bytes):
+        self._offset, self._key, self._value = offset, key, value
+
+    def value(self) -> bytes:
+        return self._value
+
+    def key(self) -> bytes:
+        return self._key
+
+    def topic(self) -> str:
+        return "vital-signs"
+
+    def partition(self) -> int:
+        return 0
+
+    def offset(self) -> int:
+        return self._offset
+
+
+def test_a_second_event_of_one_subject_and_time_with_other_values_is_dead_lettered_and_the_first_stands(
+        topics, setup):
+    """In one micro-batch, as the HTTP API refuses such a pair: what is pushed and the alert both hold
+    the first event's values (without the rule, the alert kept the first's reason while the log and
+    the online row took the second's values). Calls ``process`` with one batch, to hold the pair in it."""
+    from serving.stream import EventStreamConsumer
+
+    when = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=23)
+    alerts = AlertStore(f"sqlite:///{setup.root / 'stream-alerts.db'}", "test")
+    consumer = EventStreamConsumer(topics, "test", open_store(setup), alerts)
+    try:
+        first, second, again = (message("S004", when, **URGENT), message("S004", when, **NORMAL),
+                                message("S004", when, **URGENT))  # `again`: a redelivery, identical
+        outcome = consumer.process([_Message(7, *first), _Message(8, *second), _Message(9, *again)])
+    finally:  # what run() does when it stops, minus the commit of these made-up offsets
+        consumer._consumer.close()
+        consumer._producer.flush(10)
+        consumer._committer.shutdown()
+        alerts.close()
+    assert [event.heart_rate_bpm for event in outcome.events] == [URGENT["heart_rate_bpm"]] * 2
+    (refused,) = outcome.refused
+    assert refused.message.offset() == 8
+    assert "vital-signs[0]@7" in refused.reason and "heart_rate_bpm 118.0 vs 72.0" in refused.reason
+    assert {alert.reason for alert in outcome.alerts} == {f"NEWS2 {expected_news2(URGENT)[0]:g} >= 5 (high risk)"}
+    dead = read_topic(topics.bootstrap_servers, topics.dead_letter_topic, 1)
+    assert [message.value() for message in dead] == [second[1]]
+    del consumer
+    gc.collect()  # its producer (in a cycle with its delivery callback) would retry the broker after it stops
