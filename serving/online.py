@@ -341,6 +341,9 @@ class OnlineStoreProbe:
 
         config = self.store.config
         path = Path(SqliteOnlineStore._get_db_path(config))
+        if not path.is_file():
+            raise FileNotFoundError(f"no online store file {path}: nothing was materialized into it; "
+                                    "run `biomarkers materialize`")
         # Read-only: a missing file is an error here, not a new empty database.
         with contextlib.closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=self.timeout_s)) as db:
             empty = set()

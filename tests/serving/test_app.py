@@ -275,19 +275,24 @@ def test_settings_keep_only_hashes_and_check_references(setup):
         setup.settings.model_validate({**setup.settings.model_dump(), "max_body_bytes": 0})
 
 
-def test_readiness_fails_on_a_real_online_store_without_the_tables(setup):
+def readiness_on_online_db(setup, folder: str):
+    """``/readyz`` of the app on the setup's repo with its SQLite online store at ``folder/online.db``."""
     from fastapi.testclient import TestClient
 
     from serving.app import create_app
 
-    yaml = (setup.root / "feature_store.yaml").read_text().replace("path: online.db", "path: empty/online.db")
-    (setup.root / "empty_online.yaml").write_text(yaml)
-    settings = setup.settings.model_copy(update={"feast_yaml_file": setup.root / "empty_online.yaml"})
+    yaml = (setup.root / "feature_store.yaml").read_text().replace("path: online.db", f"path: {folder}/online.db")
+    (setup.root / f"{folder}_online.yaml").write_text(yaml)
+    settings = setup.settings.model_copy(update={"feast_yaml_file": setup.root / f"{folder}_online.yaml"})
     with TestClient(create_app(settings)) as client:
-        response = client.get("/readyz")
-        assert response.status_code == 503
-        assert response.json()["checks"]["model:risk"] == "ok"
-        assert "unable to open database file" in response.json()["checks"]["online_store"]
+        return client.get("/readyz")
+
+
+def test_readiness_fails_on_a_real_online_store_without_the_tables(setup):
+    response = readiness_on_online_db(setup, "empty")
+    assert response.status_code == 503
+    assert response.json()["checks"]["model:risk"] == "ok"
+    assert "no online store file" in response.json()["checks"]["online_store"]
 
 
 def test_readiness_fails_while_a_served_view_has_no_online_row(setup):
@@ -296,23 +301,15 @@ def test_readiness_fails_while_a_served_view_has_no_online_row(setup):
     import shutil
     import sqlite3
 
-    from fastapi.testclient import TestClient
-
-    from serving.app import create_app
-
     (setup.root / "emptied").mkdir(exist_ok=True)
     shutil.copy(setup.root / "online.db", setup.root / "emptied" / "online.db")
     with sqlite3.connect(setup.root / "emptied" / "online.db") as db:
         db.execute("DELETE FROM serving_test_sleep")
-    yaml = (setup.root / "feature_store.yaml").read_text().replace("path: online.db", "path: emptied/online.db")
-    (setup.root / "emptied_online.yaml").write_text(yaml)
-    settings = setup.settings.model_copy(update={"feast_yaml_file": setup.root / "emptied_online.yaml"})
-    with TestClient(create_app(settings)) as client:
-        response = client.get("/readyz")
-        assert response.status_code == 503
-        checks = response.json()["checks"]
-        assert checks["online_store"] == "ok" and checks["materialized:daily"] == "ok"
-        assert "no row of this view" in checks["materialized:sleep"] and "materialize" in checks["materialized:sleep"]
+    response = readiness_on_online_db(setup, "emptied")
+    assert response.status_code == 503
+    checks = response.json()["checks"]
+    assert checks["online_store"] == "ok" and checks["materialized:daily"] == "ok"
+    assert "no row of this view" in checks["materialized:sleep"] and "materialize" in checks["materialized:sleep"]
 
 
 def test_polling_follows_an_alias_without_a_call(setup, auth):
