@@ -64,6 +64,10 @@ _KNOWN_MAGIC: dict[bytes, str] = {
     b"MD": "an Axivity .cwa file",
 }
 _SNIFF_BYTES = 8192
+# Random bytes are ~10 % control bytes and UTF-16 text ~50 % NUL; a stray NUL in a real export is
+# far below 1 % and is left to the reader.
+_MAX_CONTROL_SHARE = 0.01
+_TEXT_CONTROLS = np.frombuffer(b"\t\n\x0b\x0c\r\x1a\x1c", dtype=np.uint8)  # \x0b \x1c: MLLP; \x1a: DOS end
 
 
 def check_signature(path: Path, file_format: str) -> None:
@@ -78,8 +82,8 @@ def check_signature(path: Path, file_format: str) -> None:
     ------
     ReadError
         ``empty``: the file has 0 bytes; ``not an Axivity .cwa file`` (``not a csv file``, ...):
-        the magic bytes are wrong, naming what the file looks like instead when known; ``truncated``: a Parquet file whose
-        footer magic is missing.
+        the magic bytes are wrong (or a text format holds binary content), naming what the file
+        looks like instead when known; ``truncated``: a Parquet file whose footer magic is missing.
     """
     file_format = str(file_format)
     size = path.stat().st_size
@@ -100,9 +104,16 @@ def check_signature(path: Path, file_format: str) -> None:
                             f"({size} bytes); copy or export the file again")
     elif file_format in _TEXT_FORMATS:
         looks_like = _looks_like(head)
-        if looks_like or b"\x00" in head:
+        if looks_like or _control_share(head) > _MAX_CONTROL_SHARE:
             raise ReadError(f"{path.name}: not a {file_format} file: expected UTF-8 text, found binary content"
-                            f"{looks_like or ' (NUL bytes: a binary file, or text saved as UTF-16)'}")
+                            f"{looks_like or ' (control bytes: a binary file, or text saved as UTF-16)'}")
+
+
+def _control_share(head: bytes) -> float:
+    """The share of control bytes that text never holds (all but tab, line ends, HL7's MLLP frame)."""
+    values = np.frombuffer(head, dtype=np.uint8)
+    controls = (values < 0x20) & ~np.isin(values, _TEXT_CONTROLS)
+    return float(controls.mean()) if len(values) else 0.0
 
 
 def _looks_like(head: bytes) -> str:

@@ -194,6 +194,19 @@ def test_binary_file_where_text_is_declared_is_refused_naming_what_it_looks_like
         read_raw(path, source)
 
 
+@pytest.mark.parametrize(("content", "cause"), [(RANDOM, "control bytes"), ("a,b\n1,2\n".encode("utf-16"), "UTF-16")])
+def test_random_bytes_or_utf16_where_text_is_declared_are_refused(tmp_path: Path, content: bytes, cause: str) -> None:
+    path = write(tmp_path / "S0001_vitals.csv", content)
+    with pytest.raises(ReadError, match=rf"S0001_vitals\.csv: not a csv file: expected UTF-8 text, .*{cause}"):
+        read_raw(path, vitals_source())
+
+
+def test_a_stray_nul_byte_does_not_make_a_csv_binary(tmp_path: Path) -> None:
+    rows = "".join(f"2024-03-04T{hour:02d}:00:00Z,{70 + hour},97,14,36.8\n" for hour in range(12))
+    text = (VITALS_HEADER + rows).encode().replace(b"36.8\n", b"36.8\x00\n", 1)
+    assert len(read_raw(write(tmp_path / "S0001_vitals.csv", text), vitals_source()).frame) == 12
+
+
 # --- corrupted device blocks --------------------------------------------------------------------
 
 
