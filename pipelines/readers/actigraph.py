@@ -50,10 +50,11 @@ holds, and counted (``log_bytes_skipped``).
 Time
 ----
 The device clock is the local time of the computer that initialised it and does not follow
-daylight saving. The source's ``timezone`` gives its UTC offset at the start of the recording;
-that offset converts the whole file. ``info.txt`` also records the offset (``TimeZone``); when
-it disagrees with the source's zone the file is refused, since the UTC times would be off by
-hours.
+daylight saving, so one UTC offset converts the whole file: the one ``info.txt`` records
+(``TimeZone``), provided the source's ``timezone`` uses it in some season (a device set up in
+winter and worn in summer keeps its winter offset), else the zone's offset at the start of the
+recording. A ``TimeZone`` that the source's zone never uses is refused, since the UTC times
+would be off by hours (``pipelines.readers.signals.device_clock_offset``).
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ import pandas as pd
 
 from pipelines.config import SourceConfig
 from pipelines.readers.base import RawRead, ReadError
-from pipelines.readers.signals import local_to_utc_ns, sample_offsets_ns
+from pipelines.readers.signals import device_clock_offset, local_to_utc_ns, sample_offsets_ns
 from pipelines.readers.tables import subject_from_name, utc_times
 
 _TICKS_AT_UNIX_EPOCH = 621_355_968_000_000_000  # .NET ticks (100 ns since 0001-01-01) at 1970-01-01T00:00
@@ -94,7 +95,7 @@ def read_gt3x(path: Path, source: SourceConfig) -> RawRead:
     ReadError
         ``not a .gt3x file`` (not a zip archive, or no ``info.txt``), ``truncated .gt3x file``
         (a zip archive cut short, or a log record that runs past the end), ``corrupt``
-        (a member that fails its CRC), or a ``TimeZone`` that disagrees with the source's.
+        (a member that fails its CRC), or a ``TimeZone`` that the source's zone never uses.
     """
     info, members = _open_archive(path)
     try:
@@ -124,8 +125,9 @@ def read_gt3x(path: Path, source: SourceConfig) -> RawRead:
         raise ReadError(f"{path.name}: not a .gt3x file with samples: the archive holds neither log.bin nor "
                         f"activity.bin (members: {', '.join(sorted(members)) or 'none'})")
 
-    _check_time_zone(path, info, start_local_ns, source.timezone)
-    columns = {"timestamp": utc_times(local_to_utc_ns(local_ns, source.timezone))}
+    offset = device_clock_offset(path, start_local_ns, source.timezone, _declared_offset(info),
+                                 f"info.txt TimeZone {info.get('TimeZone')}")
+    columns = {"timestamp": utc_times(local_to_utc_ns(local_ns, offset))}
     for i, axis in enumerate("xyz"):
         columns[f"accel_{axis}_g"] = xyz[:, i]
     return RawRead(
@@ -176,23 +178,12 @@ def _info_scale(info: dict[str, str], serial: str) -> float:
     return _SCALE_BY_SERIAL_PREFIX.get(serial[:3], 341.0)
 
 
-def _check_time_zone(path: Path, info: dict[str, str], start_local_ns: int, zone: str) -> None:
-    """Refuse a file whose own clock offset (info.txt ``TimeZone``) disagrees with the source's zone."""
-    match = re.fullmatch(r"(-?)(\d{1,2}):(\d{2})(?::(\d{2}))?", info.get("TimeZone", ""))
+def _declared_offset(info: dict[str, str]) -> timedelta | None:
+    """info.txt ``TimeZone`` (``-05:00:00``): the UTC offset the device clock was set with."""
+    match = re.fullmatch(r"(-?)(\d{1,2}):(\d{2})(?::\d{2})?", info.get("TimeZone", ""))
     if match is None:
-        return
-    sign = -1 if match.group(1) else 1
-    declared = sign * timedelta(hours=int(match.group(2)), minutes=int(match.group(3)))
-    expected = pd.Timestamp(start_local_ns).tz_localize(zone, ambiguous=True, nonexistent="shift_forward").utcoffset()
-    if declared != expected:
-        raise ReadError(f"{path.name}: the device clock was set to UTC{_offset(declared)} (info.txt TimeZone "
-                        f"{info['TimeZone']}), but the source's timezone {zone} is UTC{_offset(expected)} at the "
-                        "recording's start: set the source's timezone to the zone where the device was initialised")
-
-
-def _offset(delta: timedelta) -> str:
-    minutes = int(delta.total_seconds() // 60)
-    return f"{'+' if minutes >= 0 else '-'}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+        return None
+    return (-1 if match.group(1) else 1) * timedelta(hours=int(match.group(2)), minutes=int(match.group(3)))
 
 
 def _unpack_12bit(packed: np.ndarray) -> np.ndarray:

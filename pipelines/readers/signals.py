@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -50,14 +51,18 @@ class CsvLayout:
         first sample (naive local time, ns since 1970); sample ``i`` is then at
         ``first_sample_local_ns + i / sampling_rate_hz``.
     device_clock : ``True`` when the times are a device clock set once at initialisation: it keeps
-        the UTC offset of the recording's start through a daylight-saving change, so one offset
-        converts the whole file. ``False`` for software exports, localised time by time.
+        one UTC offset through a daylight-saving change, so one offset converts the whole file
+        (see ``device_clock_offset``). ``False`` for software exports, localised time by time.
+    declared_offset, declared_where : the clock's UTC offset as the file's header states it, and
+        where it states it (for the reason when it disagrees with the source's zone).
     """
 
     skip_rows: int = 0
     column_names: tuple[str, ...] | None = None
     first_sample_local_ns: int | None = None
     device_clock: bool = False
+    declared_offset: timedelta | None = None
+    declared_where: str = ""
 
 
 def read_signal_file(path: Path, source: SourceConfig, layout: CsvLayout | None = None) -> RawRead:
@@ -96,7 +101,9 @@ def read_signal_file(path: Path, source: SourceConfig, layout: CsvLayout | None 
     else:
         rows = len(next(iter(arrays.values()))) if arrays else 0
         local = layout.first_sample_local_ns + sample_offsets_ns(rows, source.sampling_rate_hz)
-        nanoseconds = local_to_utc_ns(local, source.timezone)
+        offset = device_clock_offset(path, layout.first_sample_local_ns, source.timezone, layout.declared_offset,
+                                     layout.declared_where)
+        nanoseconds = local_to_utc_ns(local, offset)
     columns = {"timestamp": utc_times(nanoseconds)}
     del nanoseconds
     for name, values in arrays.items():
@@ -117,17 +124,47 @@ def sample_offsets_ns(count: int | np.ndarray, rate_hz: float) -> np.ndarray:
     return np.round(indexes * (1e6 / rate_hz)).astype(np.int64) * 1000
 
 
-def local_to_utc_ns(local_ns: np.ndarray, zone: str) -> np.ndarray:
-    """UTC ns of a device clock's naive local readings, with the zone's offset at the first one.
+def device_clock_offset(path: Path, first_local_ns: int, zone: str, declared: timedelta | None = None,
+                        where: str = "") -> timedelta:
+    """The UTC offset of a device clock: the one its file declares, else the zone's at the first reading.
 
     A wearable's clock is set once, when it is initialised, and does not follow daylight-saving
     changes; converting reading by reading would shift every sample after a change by an hour
-    and make an hour of the night ambiguous. The first reading fixes the offset for the file.
+    and make an hour of the night ambiguous, so one offset converts the whole file. A file that
+    states the offset its clock was set with (``.gt3x`` info.txt ``TimeZone``, GENEActiv's
+    ``Time Zone``) is believed, if the source's zone uses that offset in some season: a device
+    initialised in winter and worn in summer keeps its winter offset.
+
+    Raises
+    ------
+    ReadError
+        when the declared offset is not one the source's zone uses: the times would be off by
+        hours, and the source's ``timezone`` (or the device's set-up) is wrong.
     """
-    if len(local_ns) == 0 or zone == "UTC":
-        return local_ns
-    offset = pd.Timestamp(int(local_ns[0])).tz_localize(zone, ambiguous=True, nonexistent="shift_forward").utcoffset()
-    return local_ns - np.int64(offset.total_seconds() * _NS_PER_S)
+    if declared is None:
+        return _zone_offset(first_local_ns, zone)
+    half_year = 183 * 86_400 * _NS_PER_S
+    seasons = sorted({_zone_offset(first_local_ns + shift, zone) for shift in (-half_year, 0, half_year)})
+    if declared not in seasons:
+        raise ReadError(f"{path.name}: the device clock was set to UTC{format_offset(declared)} ({where}), but the "
+                        f"source's timezone {zone} is UTC{' or UTC'.join(map(format_offset, seasons))} around the "
+                        "recording: set the source's timezone to the zone where the device was initialised")
+    return declared
+
+
+def local_to_utc_ns(local_ns: np.ndarray, offset: timedelta) -> np.ndarray:
+    """UTC ns of a device clock's naive local readings at a fixed UTC ``offset``."""
+    return local_ns - np.int64(offset // timedelta(microseconds=1)) * 1000
+
+
+def format_offset(offset: timedelta) -> str:
+    """``+02:00``, ``-05:00``."""
+    minutes = int(offset // timedelta(minutes=1))
+    return f"{'+' if minutes >= 0 else '-'}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+
+def _zone_offset(local_ns: int, zone: str) -> timedelta:
+    return pd.Timestamp(int(local_ns)).tz_localize(zone, ambiguous=True, nonexistent="shift_forward").utcoffset()
 
 
 def _read(path: Path, source: SourceConfig, mapping: dict[str, str], layout: CsvLayout,
@@ -138,7 +175,7 @@ def _read(path: Path, source: SourceConfig, mapping: dict[str, str], layout: Csv
     if "timestamp" not in wanted and layout.first_sample_local_ns is None:
         raise ReadError(f"{path.name}: no timestamp column {mapping['timestamp']!r} "
                         "(check the source's columns mapping)")
-    return _fill(batches, total, wanted, _Clock(source, layout.device_clock)), list(file_columns)
+    return _fill(batches, total, wanted, _Clock(path, source, layout)), list(file_columns)
 
 
 def _lines_before(layout: CsvLayout, source: SourceConfig) -> int:
@@ -250,9 +287,9 @@ class _BadTimestamp(Exception):
 class _Clock:
     """Turns each batch's time column into epoch nanoseconds (UTC), batch after batch."""
 
-    def __init__(self, source: SourceConfig, device_clock: bool) -> None:
-        self.source, self.device_clock = source, device_clock
-        self.device_offset_ns: int | None = None
+    def __init__(self, path: Path, source: SourceConfig, layout: CsvLayout) -> None:
+        self.path, self.source, self.layout = path, source, layout
+        self.device_offset: timedelta | None = None
 
     def epoch_ns(self, column: pa.ChunkedArray | pa.Array, first_row: int) -> np.ndarray:
         """Epoch nanoseconds, rounded to the microsecond (float epoch seconds carry sub-us noise)."""
@@ -327,10 +364,11 @@ class _Clock:
 
     def _localise(self, local_ns: np.ndarray, first_row: int) -> np.ndarray:
         """UTC ns of naive local times in the source's zone; a time the zone skips or repeats is refused."""
-        if self.device_clock:
-            if self.device_offset_ns is None:  # fixed by the file's first time, for every batch
-                self.device_offset_ns = int(local_ns[0] - local_to_utc_ns(local_ns[:1], self.source.timezone)[0])
-            return local_ns - self.device_offset_ns
+        if self.layout.device_clock:
+            if self.device_offset is None:  # fixed by the file's first time, for every batch
+                self.device_offset = device_clock_offset(self.path, int(local_ns[0]), self.source.timezone,
+                                                         self.layout.declared_offset, self.layout.declared_where)
+            return local_to_utc_ns(local_ns, self.device_offset)
         if self.source.timezone == "UTC":
             return local_ns
         local = pd.DatetimeIndex(local_ns.view("datetime64[ns]")).tz_localize(

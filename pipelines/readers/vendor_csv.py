@@ -3,9 +3,9 @@
 A study names the format (``format: actilife_csv`` or ``format: geneactiv_csv``); the header
 block gives the sampling rate, the start of the recording and the date format, and this module
 turns it into the column layout that ``pipelines.readers.signals`` streams. Both vendors write
-the device clock's local time without a zone: the source's ``timezone`` converts it to UTC,
-with the zone's offset at the start of the recording for the whole file (a device clock does
-not follow daylight saving).
+the device clock's local time without a zone, and a device clock does not follow daylight
+saving: one UTC offset converts the whole file, GENEActiv's header ``Time Zone`` when the
+source's ``timezone`` uses it, else the zone's offset at the start of the recording.
 
 Header fields that a study team may have filled with a person's details (a subject name, a
 date of birth) are passed on as field names in ``RawRead.source_fields`` whenever they hold a
@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -143,7 +143,12 @@ def _read_geneactiv(path: Path, source: SourceConfig, header: list[str]) -> RawR
     columns = len(header[data_line].split(","))
     names = _GENEACTIV_COLUMNS[:columns] + tuple(f"extra_{i}" for i in range(columns - len(_GENEACTIV_COLUMNS)))
     preset = _preset_source(source, _GENEACTIV_MAPPING, _GENEACTIV_TIME_FORMAT, float(frequency.group(1)))
-    raw = read_signal_file(path, preset, CsvLayout(skip_rows=data_line, column_names=names, device_clock=True))
+    zone = re.fullmatch(r"GMT\s*([+-])(\d{1,2}):(\d{2})", fields.get("Time Zone", ""))
+    declared = None if zone is None else \
+        (-1 if zone.group(1) == "-" else 1) * timedelta(hours=int(zone.group(2)), minutes=int(zone.group(3)))
+    layout = CsvLayout(skip_rows=data_line, column_names=names, device_clock=True, declared_offset=declared,
+                       declared_where=f"header Time Zone {fields.get('Time Zone')}")
+    raw = read_signal_file(path, preset, layout)
     raw.source_fields = [*raw.source_fields, *(key for key, value in fields.items() if value not in _UNSET_VALUES)]
     raw.sampling_rate_hz = float(frequency.group(1))
     raw.metadata.update({"reader": "pipelines.readers.vendor_csv", "device_format": "geneactiv_csv",

@@ -229,12 +229,12 @@ def test_a_damaged_actilife_header_is_refused_with_its_reason(devices_dir: Path,
 
 
 def write_geneactiv_csv(path: Path, date_of_birth: str = "", subject_code: str = "S0001", seconds: int = 4,
-                        rate_hz: int = 50, start: str = "2024-07-01 09:00:00") -> Path:
+                        rate_hz: int = 50, start: str = "2024-07-01 09:00:00", time_zone: str = "GMT +02:00") -> Path:
     """A GENEActiv PC software raw-data CSV: key,value header lines (padded to 100), then rows."""
     header = [
         "Device Identity", "Device Unique Serial Code,034512", "Device Type,GENEActiv", "Device Model,1.2",
         "Device Firmware Version,GENEActiv 1.2 Firmware Version rel 3.2", "Calibration Date,2023-02-01 10:00:00:000",
-        "Device Location Code,left wrist", "Time Zone,GMT +01:00", "Configuration Info",
+        "Device Location Code,left wrist", f"Time Zone,{time_zone}", "Configuration Info",
         f"Measurement Frequency,{rate_hz} Hz", "Measurement Period,168 Hours", f"Start Time,{start}:000",
         "Study Centre,Site A", "Study Code,TRIAL-7", "Investigator ID,", "Exercise Type,", "Config Operator ID,",
         "Config Time,2024-07-01 08:50:00:000", "Config Notes,", "Extract Operator ID,", "Extract Time,",
@@ -253,9 +253,12 @@ def write_geneactiv_csv(path: Path, date_of_birth: str = "", subject_code: str =
     return path
 
 
+GENEACTIV_PARIS = accel_source("geneactiv_csv", rate_hz=50, timezone="Europe/Paris")
+
+
 def test_geneactiv_csv_reads_samples_temperature_and_device_local_time(tmp_path: Path) -> None:
     path = write_geneactiv_csv(tmp_path / "S0001_wrist.csv")
-    raw = read_raw(path, accel_source("geneactiv_csv", rate_hz=50, timezone="Europe/Paris"))
+    raw = read_raw(path, GENEACTIV_PARIS)
 
     assert len(raw.frame) == 200
     assert raw.frame["timestamp"].iloc[0] == pd.Timestamp("2024-07-01T07:00:00Z")  # Paris is UTC+2 in July
@@ -268,10 +271,10 @@ def test_geneactiv_csv_reads_samples_temperature_and_device_local_time(tmp_path:
 
 def test_geneactiv_date_of_birth_is_caught_as_an_identifier_when_set(tmp_path: Path) -> None:
     unset = read_raw(write_geneactiv_csv(tmp_path / "S0001_a.csv", date_of_birth="1900-01-01"),
-                     accel_source("geneactiv_csv", rate_hz=50))
-    empty = read_raw(write_geneactiv_csv(tmp_path / "S0001_b.csv"), accel_source("geneactiv_csv", rate_hz=50))
+                     GENEACTIV_PARIS)
+    empty = read_raw(write_geneactiv_csv(tmp_path / "S0001_b.csv"), GENEACTIV_PARIS)
     born = read_raw(write_geneactiv_csv(tmp_path / "S0001_c.csv", date_of_birth="1957-03-14"),
-                    accel_source("geneactiv_csv", rate_hz=50))
+                    GENEACTIV_PARIS)
 
     assert identifier_fields(unset.source_fields) == identifier_fields(empty.source_fields) == []
     assert identifier_fields(born.source_fields) == ["Date of Birth"]
@@ -288,7 +291,7 @@ def test_geneactiv_csv_without_its_header_block_is_refused(tmp_path: Path) -> No
     header_only = tmp_path / "S0001_header.csv"
     header_only.write_text("\n".join(lines[:100]) + "\n")
 
-    source = accel_source("geneactiv_csv", rate_hz=50)
+    source = GENEACTIV_PARIS
     with pytest.raises(ReadError, match="S0001_no_rate.csv: the GENEActiv header has no 'Measurement Frequency'"):
         read_raw(no_rate, source)
     with pytest.raises(ReadError, match="S0001_plain.csv: not a GENEActiv CSV export"):
@@ -461,9 +464,25 @@ def test_a_file_that_is_not_a_whole_gt3x_is_refused_with_a_true_reason(tmp_path:
 def test_a_device_clock_in_another_zone_than_the_source_is_refused(tmp_path: Path) -> None:
     records = PARAMETERS_256 + log_record(ACTIVITY2, START, second_of_samples((256, 0, 0)))
     path = write_gt3x(tmp_path / "S0001.gt3x", records)  # TimeZone 02:00:00
-    with pytest.raises(ReadError, match=r"S0001.gt3x: the device clock was set to UTC\+02:00 .* the source's timezone "
-                                        r"America/New_York is UTC-04:00 at the recording's start"):
+    with pytest.raises(ReadError, match=r"S0001.gt3x: the device clock was set to UTC\+02:00 \(info.txt TimeZone "
+                                        r"02:00:00\), but the source's timezone America/New_York is UTC-05:00 or "
+                                        r"UTC-04:00 around the recording"):
         read_raw(path, accel_source("gt3x", 4, timezone="America/New_York"))
+
+
+def test_a_device_set_up_in_winter_keeps_its_winter_offset_in_summer(tmp_path: Path) -> None:
+    records = PARAMETERS_256 + log_record(ACTIVITY2, START, second_of_samples((256, 0, 0)))
+    path = write_gt3x(tmp_path / "S0001.gt3x", records, {"TimeZone": "01:00:00"})  # CET, worn in July
+    frame = read_raw(path, accel_source("gt3x", 4, timezone="Europe/Paris")).frame
+    assert frame["timestamp"].iloc[0] == pd.Timestamp("2024-07-01T08:00:00Z")  # 09:00 on a clock at UTC+01:00
+
+
+def test_a_geneactiv_time_zone_that_the_source_zone_never_uses_is_refused(tmp_path: Path) -> None:
+    path = write_geneactiv_csv(tmp_path / "S0001_wrist.csv", time_zone="GMT +05:30")
+    with pytest.raises(ReadError, match=r"S0001_wrist.csv: the device clock was set to UTC\+05:30 \(header Time Zone "
+                                        r"GMT \+05:30\), but the source's timezone Europe/Paris is UTC\+01:00 or "
+                                        r"UTC\+02:00"):
+        read_raw(path, GENEACTIV_PARIS)
 
 
 # --- a study declares them and ingests them ------------------------------------------------------------------
@@ -499,7 +518,7 @@ def test_a_study_with_vendor_formats_curates_them_and_quarantines_identifiers(tm
     (root / "actilife" / "S0002_neo.csv").write_bytes(
         (devices_dir / "actigraph_neo_actilife_export.csv").read_bytes())
     write_geneactiv_csv(root / "geneactiv" / "S0003_wrist.csv", subject_code="S0003", seconds=20, rate_hz=30,
-                        start="2021-12-20 11:55:00")
+                        start="2021-12-20 11:55:00", time_zone="GMT -06:00")
     study.write_text(study.read_text() + source_yaml("wrist_gt3x", "raw/gt3x/*.gt3x", "gt3x")
                      + source_yaml("wrist_actilife", "raw/actilife/*.csv", "actilife_csv")
                      + source_yaml("wrist_geneactiv", "raw/geneactiv/*.csv", "geneactiv_csv"))
