@@ -34,7 +34,16 @@ from pathlib import Path
 
 from pipelines.catalog import Catalog, FileStatus
 from pipelines.config import CheckName, ConfigError, SourceConfig, StudyConfig, TableFile
-from pipelines.lake import StagedVersion, commit_version, discard, sweep_orphans, table_lock, write_parts
+from pipelines.lake import (
+    StagedVersion,
+    adopt_parts,
+    commit_version,
+    discard,
+    is_legacy_folder,
+    sweep_orphans,
+    table_lock,
+    write_parts,
+)
 from pipelines.quality_page import write_quality_page
 from pipelines.readers import RawRead, ReadError, read_raw
 from pipelines.readers.tables import read_table
@@ -304,7 +313,9 @@ def ingest_study(
     known_subjects = read_known_subjects(config)
     with Catalog(config.catalog) as catalog:
         run_id = catalog.start_run(config.study_id)
-        recorded = {part for record in catalog.files() for part in record.curated_paths}
+        records = catalog.files()
+        _adopt_legacy_folders(config, records)
+        recorded = {part for record in records for part in record.curated_paths}
         swept = sweep_orphans(config.lake_root, catalog.run_is_live, recorded)
     if swept:
         logger.info("removed %d parts that dead runs wrote but never committed", len(swept))
@@ -314,6 +325,19 @@ def ingest_study(
         summary = _run_tasks(config, ingestor, known_subjects, workers, progress)
     ingestor.catalog.close()
     return summary
+
+
+def _adopt_legacy_folders(config: StudyConfig, records: list) -> None:
+    """Turn source folders an earlier release wrote (plain parts, no table) into tables holding
+    the parts of the catalog's curated outcomes, so that existing studies keep their data."""
+    for source in study_sources(config):
+        if not is_legacy_folder(config.lake_root, source):
+            continue
+        parts = [part for record in records if record.source == source and record.status is FileStatus.CURATED
+                 for part in record.curated_paths if (config.lake_root / part).is_file()]
+        with table_lock(config.lake_root, source):
+            if adopt_parts(config.lake_root, source, parts) is not None:
+                logger.info("adopted %d parts of %s into a lake table", len(parts), source)
 
 
 class _Heartbeat(threading.Thread):

@@ -48,7 +48,8 @@ from validation.schemas import SCHEMAS, SourceKind
 
 NS_PER_DAY = 86_400_000_000_000
 PARTITION_COLUMNS = ("subject_id", "date")
-_PART_NAME = re.compile(r"part-(?P<path_key>[0-9a-f]{12})-(?P<sha>[0-9a-f]{12})-(?P<run_id>[0-9a-f]+)\.parquet")
+# Parts written before the lake had tables carry no run id (`adopt_parts` commits them).
+_PART_NAME = re.compile(r"part-(?P<path_key>[0-9a-f]{12})-(?P<sha>[0-9a-f]{12})(?:-(?P<run_id>[0-9a-f]+))?\.parquet")
 
 
 @dataclass(frozen=True)
@@ -269,6 +270,46 @@ def commit_version(lake_root: Path, staged: StagedVersion | None, *, source: str
     return DeltaTable(str(table_root)).version()
 
 
+def adopt_parts(lake_root: Path, source: str, parts: list[str]) -> int | None:
+    """Make a source folder written before the lake had tables (plain Parquet parts) a table.
+
+    Only `parts` (relative to the lake root: the catalog's current outcomes) are committed, in
+    one commit; any other part in the folder, such as one an interrupted write left behind,
+    is listed by no snapshot and removed by `sweep_orphans`. Call it under `table_lock`;
+    returns the table version, or None when the folder is a table already or `parts` is empty.
+    """
+    from deltalake import Schema
+    from deltalake.transaction import AddAction, CommitProperties, create_table_with_add_actions
+
+    table_root = lake_root / table_folder(source)
+    if _is_table(table_root) or not parts:
+        return None
+    prefix = f"{table_folder(source)}/"
+    relative = sorted(part.removeprefix(prefix) for part in parts)
+    now_ms = int(time.time() * 1000)
+    actions, schemas = [], []
+    for path in relative:
+        partition = dict(segment.split("=", 1) for segment in path.split("/")[:-1])
+        metadata = pq.read_metadata(table_root / path)
+        schemas.append(_file_schema(metadata.schema.to_arrow_schema().remove_metadata()))
+        actions.append(AddAction(path, (table_root / path).stat().st_size, partition, now_ms, True,
+                                 json.dumps({"numRecords": metadata.num_rows})))
+    partitioned = bool(actions[0].partition_values)
+    schema = pa.unify_schemas(schemas, promote_options="permissive")
+    if partitioned:
+        schema = schema.append(pa.field("subject_id", pa.string())).append(pa.field("date", pa.string()))
+    create_table_with_add_actions(str(table_root), Schema.from_arrow(schema), actions, mode="error",
+                                  partition_by=list(PARTITION_COLUMNS) if partitioned else [],
+                                  commit_properties=CommitProperties(custom_metadata={"adopted_parts": len(actions)}))
+    return 0
+
+
+def is_legacy_folder(lake_root: Path, source: str) -> bool:
+    """Whether a source folder holds parts but no table (a lake written by an earlier release)."""
+    table_root = lake_root / table_folder(source)
+    return table_root.is_dir() and not _is_table(table_root) and any(table_root.rglob("part-*.parquet"))
+
+
 def discard(lake_root: Path, staged: StagedVersion) -> None:
     """Delete staged parts that will not be committed (their version was superseded first)."""
     for part in staged.parts:
@@ -382,12 +423,16 @@ def sweep_orphans(lake_root: Path, run_is_live: Callable[[str], bool], recorded:
     root; superseded versions' parts stay for time travel). Returns what was deleted.
 
     A live run's parts are never touched, whatever their age: they may be about to be committed.
+    Unlisted parts without a run id were left by an earlier release's interrupted writes (its
+    runs are all over once its lake has been adopted) and are removed too.
     """
     removed: list[str] = []
     if not lake_root.is_dir():
         return removed
     liveness: dict[str, bool] = {}
     for table_root in sorted(lake_root.glob("source=*")):
+        if not _is_table(table_root):  # an earlier release's folder, not adopted yet: nothing is listed
+            continue
         listed = set(table_parts(lake_root, table_root.name.removeprefix("source="))) if _is_table(table_root) else set()
         for path in table_root.rglob("part-*.parquet"):
             relative = path.relative_to(lake_root).as_posix()
@@ -395,9 +440,9 @@ def sweep_orphans(lake_root: Path, run_is_live: Callable[[str], bool], recorded:
             if match is None or relative in listed or relative in recorded:
                 continue
             run_id = match["run_id"]
-            if run_id not in liveness:
+            if run_id is not None and run_id not in liveness:
                 liveness[run_id] = run_is_live(run_id)
-            if not liveness[run_id]:
+            if run_id is None or not liveness[run_id]:
                 path.unlink(missing_ok=True)
                 removed.append(relative)
     return removed

@@ -102,3 +102,40 @@ def test_a_build_records_its_lake_snapshot_and_rebuilds_it_after_the_lake_moved_
         rebuilt = pd.read_parquet(tmp_path / "again" / f"{name}.parquet").drop(columns="created_timestamp")
         original = pd.read_parquet(tmp_path / "first" / f"{name}.parquet").drop(columns="created_timestamp")
         pd.testing.assert_frame_equal(rebuilt, original, obj=name)
+
+
+def test_a_lake_of_an_earlier_release_is_adopted_without_its_orphans(tiny_study: Path) -> None:
+    import shutil
+
+    import sqlalchemy as sa
+
+    from pipelines.catalog import Catalog
+
+    config = load_study(tiny_study)
+    ingest_study(config)
+    # Rewrite the lake as the earlier release left it: plain parts named without a run id, no
+    # tables, and an orphan part of S0002 that an interrupted write left behind.
+    engine = sa.create_engine(config.catalog)
+    with Catalog(config.catalog) as catalog, engine.begin() as conn:
+        for record in catalog.files():
+            legacy = [part.replace(f"-{record.run_id}.parquet", ".parquet") for part in record.curated_paths]
+            for old, new in zip(record.curated_paths, legacy, strict=True):
+                (config.lake_root / old).rename(config.lake_root / new)
+            conn.execute(sa.text("UPDATE catalog_files SET curated_paths = :paths WHERE id = :id"),
+                         {"paths": json.dumps(legacy), "id": record.id})
+    engine.dispose()
+    for log in config.lake_root.glob("source=*/_delta_log"):
+        shutil.rmtree(log)
+    s0002 = next((config.lake_root / "source=minute_wearable" / "subject_id=S0002").rglob("part-*.parquet"))
+    orphan = s0002.with_name(s0002.name[:18] + "0" * 12 + ".parquet")
+    shutil.copyfile(s0002, orphan)
+
+    again = ingest_study(config)
+
+    assert {o.status for o in again.outcomes} == {"skipped"}  # nothing to process again
+    assert not orphan.exists()
+    assert len(read_subject(config.lake_root, "minute_wearable", "S0002")) == 180  # once, not twice
+    write_minute_file(config.data_root / "raw" / "minute" / "S0002_minute.csv", 2, minutes=120)
+    ingest_study(config)
+    frame = read_subject(config.lake_root, "minute_wearable", "S0002")
+    assert len(frame) == 120 and not frame["timestamp"].duplicated().any()  # the adopted version replaced
