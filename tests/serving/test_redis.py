@@ -91,6 +91,19 @@ def test_scoring_on_redis_fails_fast_while_redis_is_down_and_is_not_ready_until_
         expected = [row["score"] for row in served.json()["scores"]]
         assert all(value is not None for value in expected)
 
+        private_redis.process.send_signal(signal.SIGSTOP)  # hung: connections open, no answer
+        try:
+            response, seconds = timed(lambda: client.post("/v1/score/risk", json=score, headers=auth))
+            assert response.status_code == 503 and seconds < 2.0, (response.text, seconds)
+            assert "Timeout" in response.json()["detail"] and response.headers["retry-after"]
+            ready, seconds = timed(lambda: client.get("/readyz"))
+            assert ready.status_code == 503 and seconds < 2.0, (ready.text, seconds)
+        finally:
+            private_redis.process.send_signal(signal.SIGCONT)
+        assert client.get("/readyz").status_code == 200  # answering again, with its data
+        assert [row["score"] for row in client.post("/v1/score/risk", json=score, headers=auth).json()["scores"]] \
+            == expected
+
         private_redis.kill()
         # A generous bound for "fails fast" (Redis's client retried for 5-11 s before): not a benchmark.
         ready, seconds = timed(lambda: client.get("/readyz"))
