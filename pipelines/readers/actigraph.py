@@ -63,7 +63,6 @@ import json
 import re
 import zipfile
 import zlib
-from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -71,7 +70,7 @@ import pandas as pd
 
 from pipelines.config import SourceConfig
 from pipelines.readers.base import RawRead, ReadError
-from pipelines.readers.signals import device_clock_offset, local_to_utc_ns, sample_offsets_ns
+from pipelines.readers.signals import device_clock_offset, local_to_utc_ns, parse_offset, sample_offsets_ns
 from pipelines.readers.tables import subject_from_name, utc_times
 
 _TICKS_AT_UNIX_EPOCH = 621_355_968_000_000_000  # .NET ticks (100 ns since 0001-01-01) at 1970-01-01T00:00
@@ -125,7 +124,7 @@ def read_gt3x(path: Path, source: SourceConfig) -> RawRead:
         raise ReadError(f"{path.name}: not a .gt3x file with samples: the archive holds neither log.bin nor "
                         f"activity.bin (members: {', '.join(sorted(members)) or 'none'})")
 
-    offset = device_clock_offset(path, start_local_ns, source.timezone, _declared_offset(info),
+    offset = device_clock_offset(path, start_local_ns, source.timezone, parse_offset(info.get("TimeZone", "")),
                                  f"info.txt TimeZone {info.get('TimeZone')}")
     columns = {"timestamp": utc_times(local_to_utc_ns(local_ns, offset))}
     for i, axis in enumerate("xyz"):
@@ -176,14 +175,6 @@ def _info_scale(info: dict[str, str], serial: str) -> float:
     if info.get("Acceleration Scale"):
         return float(info["Acceleration Scale"])
     return _SCALE_BY_SERIAL_PREFIX.get(serial[:3], 341.0)
-
-
-def _declared_offset(info: dict[str, str]) -> timedelta | None:
-    """info.txt ``TimeZone`` (``-05:00:00``): the UTC offset the device clock was set with."""
-    match = re.fullmatch(r"(-?)(\d{1,2}):(\d{2})(?::\d{2})?", info.get("TimeZone", ""))
-    if match is None:
-        return None
-    return (-1 if match.group(1) else 1) * timedelta(hours=int(match.group(2)), minutes=int(match.group(3)))
 
 
 def _unpack_12bit(packed: np.ndarray) -> np.ndarray:

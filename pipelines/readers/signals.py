@@ -157,6 +157,14 @@ def local_to_utc_ns(local_ns: np.ndarray, offset: timedelta) -> np.ndarray:
     return local_ns - np.int64(offset // timedelta(microseconds=1)) * 1000
 
 
+def parse_offset(text: str) -> timedelta | None:
+    """A UTC offset as device headers write it (``-05:00:00``, ``GMT +01:00``); ``None`` if none."""
+    match = re.fullmatch(r"(?:GMT|UTC)?\s*([+-]?)(\d{1,2}):(\d{2})(?::\d{2})?", text.strip())
+    if match is None:
+        return None
+    return (-1 if match.group(1) == "-" else 1) * timedelta(hours=int(match.group(2)), minutes=int(match.group(3)))
+
+
 def format_offset(offset: timedelta) -> str:
     """``+02:00``, ``-05:00``."""
     minutes = int(offset // timedelta(minutes=1))

@@ -31,14 +31,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
 
 from pipelines.config import FileFormat, SourceConfig
 from pipelines.readers.base import RawRead, ReadError
-from pipelines.readers.signals import CsvLayout, read_signal_file
+from pipelines.readers.signals import CsvLayout, parse_offset, read_signal_file
 
 _HEADER_LINES_SCANNED = 200  # a GENEActiv header is ~100 lines; a file without data in 200 is not one
 _ACTILIFE_HEADER_LINES = 10
@@ -141,12 +141,14 @@ def _read_geneactiv(path: Path, source: SourceConfig, header: list[str]) -> RawR
     if frequency is None:
         raise ReadError(f"{path.name}: the GENEActiv header has no 'Measurement Frequency' (e.g. '100 Hz')")
     columns = len(header[data_line].split(","))
-    names = _GENEACTIV_COLUMNS[:columns] + tuple(f"extra_{i}" for i in range(columns - len(_GENEACTIV_COLUMNS)))
+    if columns != len(_GENEACTIV_COLUMNS):
+        # The software's epoch export (x mean, ..., SVMg, x sd, ...) has the same header and 12 columns.
+        raise ReadError(f"{path.name}: GENEActiv raw-data rows have {len(_GENEACTIV_COLUMNS)} columns "
+                        f"({','.join(_GENEACTIV_COLUMNS)}), line {data_line + 1} has {columns}: an epoch summary "
+                        "export? export raw data from GENEActiv PC software")
     preset = _preset_source(source, _GENEACTIV_MAPPING, _GENEACTIV_TIME_FORMAT, float(frequency.group(1)))
-    zone = re.fullmatch(r"GMT\s*([+-])(\d{1,2}):(\d{2})", fields.get("Time Zone", ""))
-    declared = None if zone is None else \
-        (-1 if zone.group(1) == "-" else 1) * timedelta(hours=int(zone.group(2)), minutes=int(zone.group(3)))
-    layout = CsvLayout(skip_rows=data_line, column_names=names, device_clock=True, declared_offset=declared,
+    layout = CsvLayout(skip_rows=data_line, column_names=_GENEACTIV_COLUMNS, device_clock=True,
+                       declared_offset=parse_offset(fields.get("Time Zone", "")),
                        declared_where=f"header Time Zone {fields.get('Time Zone')}")
     raw = read_signal_file(path, preset, layout)
     raw.source_fields = [*raw.source_fields, *(key for key, value in fields.items() if value not in _UNSET_VALUES)]

@@ -290,6 +290,8 @@ def test_geneactiv_csv_without_its_header_block_is_refused(tmp_path: Path) -> No
     not_geneactiv.write_text("\n".join(lines[100:]) + "\n")
     header_only = tmp_path / "S0001_header.csv"
     header_only.write_text("\n".join(lines[:100]) + "\n")
+    epochs = tmp_path / "S0001_epochs.csv"
+    epochs.write_text("\n".join(lines[:100] + [row + ",1.02,0.01,0.01,0.01,800" for row in lines[100:]]) + "\n")
 
     source = GENEACTIV_PARIS
     with pytest.raises(ReadError, match="S0001_no_rate.csv: the GENEActiv header has no 'Measurement Frequency'"):
@@ -298,6 +300,9 @@ def test_geneactiv_csv_without_its_header_block_is_refused(tmp_path: Path) -> No
         read_raw(not_geneactiv, source)
     with pytest.raises(ReadError, match="S0001_header.csv: no GENEActiv data rows"):
         read_raw(header_only, source)
+    with pytest.raises(ReadError, match="S0001_epochs.csv: GENEActiv raw-data rows have 7 columns .* line 101 has 12: "
+                                        "an epoch summary export"):
+        read_raw(epochs, source)
 
 
 # --- .gt3x: log.bin layout --------------------------------------------------------------------------------
