@@ -16,7 +16,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from serving.alerts import AlertStore
 from serving.middleware import RequestMetrics
 from serving.models import ModelRegistry
-from serving.online import KnownSubjects
+from serving.online import KnownSubjects, StoreReadiness
 from serving.settings import ApiKey, ServingSettings, hash_api_key
 
 _bearer = HTTPBearer(auto_error=False, description="An API key scoped to this study: `Authorization: Bearer <key>`")
@@ -45,6 +45,11 @@ async def get_alerts(request: Request) -> AlertStore:
 async def get_known_subjects(request: Request) -> KnownSubjects:
     """The app's cache of subjects the online store knows."""
     return request.app.state.known_subjects
+
+
+async def get_readiness(request: Request) -> StoreReadiness:
+    """The app's online store readiness probe."""
+    return request.app.state.readiness
 
 
 async def get_metrics(request: Request) -> RequestMetrics:
@@ -81,3 +86,4 @@ RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
 AlertsDep = Annotated[AlertStore, Depends(get_alerts)]
 MetricsDep = Annotated[RequestMetrics, Depends(get_metrics)]
 KnownSubjectsDep = Annotated[KnownSubjects, Depends(get_known_subjects)]
+ReadinessDep = Annotated[StoreReadiness, Depends(get_readiness)]

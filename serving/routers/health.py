@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from serving.dependencies import RegistryDep, StoreDep
+from serving.dependencies import ReadinessDep, RegistryDep, StoreDep
 from serving.schemas import Health, Readiness
 
 router = APIRouter(tags=["health"])
@@ -20,10 +20,10 @@ async def healthz() -> Health:  # async: answers even while every request thread
 @router.get("/readyz", response_model=Readiness,
             summary="The online store answers and holds the served views' rows, and every model is loaded",
             responses={503: {"model": Readiness, "description": "not ready; each failed check says why"}})
-async def readyz(request: Request, store: StoreDep, registry: RegistryDep):
+async def readyz(store: StoreDep, registry: RegistryDep, readiness: ReadinessDep):
     # async, its store probe in asyncio's thread pool: it answers while every request thread is busy.
     loaded = registry.models
-    checks = await request.app.state.readiness(store, [model.feature_service for model in loaded.values()])
+    checks = await readiness(store, [model.feature_service for model in loaded.values()])
     errors = registry.errors
     for name, reference in registry.references.items():
         if name in loaded:
@@ -37,5 +37,5 @@ async def readyz(request: Request, store: StoreDep, registry: RegistryDep):
 
 @router.get("/metrics", summary="Prometheus metrics: requests, latency, loaded model versions",
             response_class=Response, responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})
-def metrics(request: Request) -> Response:
+async def metrics(request: Request) -> Response:  # async too: a scrape does not wait behind scoring
     return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -160,6 +160,7 @@ def test_health_and_readiness_answer_while_the_one_request_thread_is_busy(setup,
         try:
             assert entered.wait(30), "the slow request never started"
             assert client.get("/healthz").status_code == 200
+            assert client.get("/metrics").status_code == 200
             ready = client.get("/readyz")
             assert ready.status_code == 200, ready.text
             assert worker.is_alive() and not slow  # both answered while the request still held the thread
