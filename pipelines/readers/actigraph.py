@@ -27,7 +27,8 @@ A ``.gt3x`` file is a zip archive holding ``info.txt`` (``Key: value`` lines: ``
   between records may occur and are skipped.
 - ``activity.bin`` (GT3X+ "NEO" and ActiSleep+ "MRA" devices with firmware 2.5.0 or earlier,
   as used by NHANES): the samples only, 12-bit packed in Y, X, Z order, continuous from the
-  start date at the sample rate, 341 counts per g.
+  start date at the sample rate, 341 counts per g. Its ``lux.bin`` (ambient light) is not part
+  of the canonical accelerometry frame and is not read, nor are LUX, battery or epoch records.
 
 Counts are divided by the scale (``ACCEL_SCALE``, else info.txt's ``Acceleration Scale``,
 else 341 for NEO/CLE/MRA serials and 256 for MOS/TAS) and rounded to three decimals, as the
@@ -336,10 +337,10 @@ class _LogReader:
         for is_packed, size in {(bool(p), int(s)) for p, s in zip(packed[sampled], sizes[activity][sampled],
                                                                  strict=True)}:
             group = np.flatnonzero(sampled & (packed == is_packed) & (sizes[activity] == size))
-            payloads = self._payloads(activity[group], size)
-            counts_in_group = _unpack_12bit(payloads) if is_packed else \
-                payloads.view("<i2").reshape(len(group), size // 6, 3)
             take = int(counts[group[0]])
+            payloads = self._payloads(activity[group], size if is_packed else take * 6)  # whole samples only
+            counts_in_group = (_unpack_12bit(payloads) if is_packed
+                               else payloads.view("<i2").reshape(len(group), take, 3))
             rows = sample_rows[group][:, None] + np.arange(take)
             xyz[rows] = _scaled(counts_in_group[:, :take], self.scale)
         last_sample_row = np.maximum.accumulate(np.where(sampled, sample_rows + counts - 1, -1))

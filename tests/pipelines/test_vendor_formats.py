@@ -571,3 +571,10 @@ def test_a_gt3x_with_a_corrupt_record_is_quarantined_by_the_corrupt_blocks_check
     assert outcome.status == "quarantined"
     assert "corrupt_blocks" in outcome.reason
     assert "1 device data block failed the checksum; their 30 samples are missing" in outcome.reason
+
+
+def test_an_activity2_payload_with_a_partial_sample_keeps_its_whole_samples(tmp_path: Path) -> None:
+    records = PARAMETERS_256 + log_record(ACTIVITY2, START, second_of_samples((256, 0, 0), 3) + b"\x01\x02\x03")
+    raw = read_raw(write_gt3x(tmp_path / "S0001.gt3x", records, {"Sample Rate": "3"}),
+                   accel_source("gt3x", 3, timezone="Europe/Paris"))
+    assert raw.frame[ACCEL].to_numpy().tolist() == [[1, 0, 0]] * 3
