@@ -86,6 +86,13 @@ def test_vendor_text_times_parse_with_their_format(tmp_path: Path, time_format: 
     assert list(frame["timestamp"]) == list(expected)
 
 
+def test_vendor_text_times_with_an_offset_ignore_the_source_zone(tmp_path: Path) -> None:
+    path = write_signal_csv(tmp_path / "S0001.csv", ["2024-07-01 12:00:00+0100", "2024-07-01 12:00:01+0100"])
+    frame = read_raw(path, csv_source(timezone="Asia/Tokyo", timestamp_encoding="text",
+                                      timestamp_format="%Y-%m-%d %H:%M:%S%z")).frame
+    assert list(frame["timestamp"]) == [pd.Timestamp("2024-07-01T11:00:00Z"), pd.Timestamp("2024-07-01T11:00:01Z")]
+
+
 def test_a_time_that_does_not_match_the_format_names_the_file_and_line(tmp_path: Path) -> None:
     path = write_signal_csv(tmp_path / "S0001.csv", ["01.07.2024 12:00:00.000", "2024-07-01 12:00:00.020",
                                                      "01.07.2024 12:00:00.040"])
