@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
@@ -18,9 +18,14 @@ router = APIRouter(prefix="/v1", tags=["alerts"], dependencies=[Depends(require_
 
 
 def _aware(value: datetime | None) -> datetime | None:
-    if value is not None and value.tzinfo is None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
         raise ValueError("since has no time zone: send ISO 8601 with Z or an offset, e.g. 2026-01-01T08:00:00Z")
-    return value
+    try:
+        return value.astimezone(UTC)  # here, not in the database driver: a 422 rather than a 500
+    except OverflowError:  # year 9999 with a negative offset, year 1 with a positive one
+        raise ValueError(f"since {value.isoformat()} is not a time in UTC's range (years 1 to 9999)") from None
 
 
 @router.get("/alerts", response_model=list[AlertInfo], summary="Recorded alerts, newest first",

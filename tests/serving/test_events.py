@@ -455,3 +455,10 @@ def test_a_first_push_with_one_vital_sign_then_a_fold_then_full_events_and_a_mat
     assert live["news2_risk_band_last"] == expected_news2(URGENT)[1] and live["consciousness_last_avpu"] == "A"
     logged = pq.read_table(log.path).to_pandas()
     assert len(logged) == 7 and logged["consciousness_last_avpu"].isna().sum() == 1
+
+
+@pytest.mark.parametrize("since", ["9999-12-31T23:59:59-05:00", "0001-01-01T00:00:00+05:00"])
+def test_alerts_refuse_a_since_outside_utcs_range(client, auth, since):
+    response = client.get("/v1/alerts", params={"since": since}, headers=auth)
+    assert response.status_code == 422 and "UTC's range" in response.text
+    assert response.json()["detail"][0]["loc"] == ["query", "since"]
