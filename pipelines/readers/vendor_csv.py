@@ -20,11 +20,15 @@ download time and memory lines and a dashed line; then, optionally, a line of co
 (``Timestamp,Accelerometer X,Accelerometer Y,Accelerometer Z``; the ``Timestamp`` column is
 itself optional) and one row per sample in g.
 
-GENEActiv CSV (GENEActiv PC software, "raw data" export): about 100 ``key,value`` header lines
-in sections (``Device Identity``, ``Configuration Info`` with ``Measurement Frequency,100 Hz``
-and ``Start Time``, ``Subject Info`` with ``Subject Code``, ``Date of Birth``, ``Sex``, ...), then
-rows without column names: ``YYYY-MM-DD hh:mm:ss:mmm,x,y,z,lux,button,temperature`` with
-acceleration in g and temperature in degC.
+GENEActiv CSV (GENEActiv PC software, "raw data" export; Activinsights' GENEActiv instruction
+manual, "Understanding .csv files"): the first 100 rows hold the device, its firmware and the
+trial set-up as ``key,value`` lines in sections (``Device Identity``, ``Configuration Info`` with
+``Measurement Frequency,100 Hz``, ``Start Time`` and ``Time Zone``, ``Subject Info`` with
+``Subject Code``, ``Date of Birth``, ``Sex``, ...); the data starts on line 101, without column
+names: ``YYYY-MM-DD hh:mm:ss:mmm,x,y,z,lux,button,temperature`` with acceleration in g and
+temperature in degC. The "epoch compressed" export has the same header and 12 columns (means,
+SVMg, standard deviations) and is refused: it holds no raw samples. The reader looks for the
+first data row rather than trusting the line count.
 """
 
 from __future__ import annotations
