@@ -215,19 +215,17 @@ class PushLog:
         Raises
         ------
         ValueError
-            A column the view does not declare, a missing join key or time, or a value that does
-            not fit its column's type (the column named); nothing of the table should be stored.
+            A column the view does not declare, a missing join key or event time, or a value that
+            does not fit its column's type (the column named); nothing of the table should be stored.
         """
         if self.schema is None:
             return table
-        required = [*self.key_columns, *(name for name in self.schema.names if name not in self.key_columns
-                                         and pa.types.is_timestamp(self.schema.field(name).type))]
         unknown = [name for name in table.column_names if name not in self.schema.names]
-        missing = [name for name in required if name not in table.column_names]
-        if unknown or missing:
-            raise ValueError(f"push log {self.path.name}: "
-                             + "; ".join(([f"columns not declared by the view: {', '.join(unknown)}"] if unknown
-                                          else []) + ([f"missing {', '.join(missing)}"] if missing else [])))
+        missing = [name for name in self.key_columns if name not in table.column_names]
+        problems = ([f"columns not declared by the view: {', '.join(unknown)}"] if unknown else []) + \
+                   ([f"missing {', '.join(missing)}"] if missing else [])
+        if problems:
+            raise ValueError(f"push log {self.path.name}: {'; '.join(problems)}")
         return _in_schema(table, self.schema, f"push log {self.path.name}")
 
     def parts(self) -> list[Path]:
