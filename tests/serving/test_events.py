@@ -334,7 +334,7 @@ def test_an_event_dated_ahead_of_the_server_clock_is_422_naming_it_and_the_toler
     from serving.dependencies import get_settings
 
     now = datetime.now(UTC).replace(microsecond=0)
-    ahead = now + timedelta(minutes=30)
+    ahead = now + timedelta(seconds=400)  # past the default 300 s; accepted below, it pins S003 that long only
     body = {"events": [event("S003", now - timedelta(minutes=1), **NORMAL), event("S003", ahead, **URGENT)]}
     before = stored(client, auth, setup)
     response = client.post("/v1/events", json=body, headers=auth)
@@ -462,3 +462,33 @@ def test_alerts_refuse_a_since_outside_utcs_range(client, auth, since):
     response = client.get("/v1/alerts", params={"since": since}, headers=auth)
     assert response.status_code == 422 and "UTC's range" in response.text
     assert response.json()["detail"][0]["loc"] == ["query", "since"]
+
+
+def test_an_online_write_that_fails_after_the_log_is_completed_by_the_retry_storing_nothing_twice(
+        client, auth, setup, monkeypatch):
+    import serving.events
+    from serving.online import OnlineStoreUnavailableError
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    when = now - timedelta(seconds=5)
+    body = {"events": [event("S002", when, **URGENT)]}
+
+    def unreachable(*args):
+        raise OnlineStoreUnavailableError("online store unavailable while pushing live vital signs: test")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(serving.events, "push_online", unreachable)
+        response = client.post("/v1/events", json=body, headers=auth)
+    assert response.status_code == 503 and response.headers["retry-after"]
+    online_time = live_features(client, auth, "S002")["event_timestamps"]["vital_signs_live"]
+    assert online_time is None or pd.Timestamp(online_time) < pd.Timestamp(when)
+    log = setup.live_log()
+    assert len(log[(log["subject_id"] == "S002") & (log["event_timestamp"] == pd.Timestamp(when))]) == 1  # the record
+    retried = client.post("/v1/events", json=body, headers=auth)
+    assert retried.status_code == 200, retried.text
+    assert pd.Timestamp(live_features(client, auth, "S002")["event_timestamps"]["vital_signs_live"]) == \
+        pd.Timestamp(when)
+    log = setup.live_log()
+    assert len(log[(log["subject_id"] == "S002") & (log["event_timestamp"] == pd.Timestamp(when))]) == 1
+    assert len([alert for alert in alerts_of(client, auth, "S002")
+                if pd.Timestamp(alert["event_time"]) == pd.Timestamp(when)]) == 1
