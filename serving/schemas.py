@@ -211,7 +211,8 @@ def conflicting_events(events: Sequence[VitalSignEvent]) -> list[tuple[int, int,
         if earlier == index or events[earlier] == event:
             continue
         differ = ", ".join(f"{name} {getattr(events[earlier], name)!r} vs {getattr(event, name)!r}"
-                           for name in VitalSignEvent.model_fields if getattr(events[earlier], name) != getattr(event, name))
+                           for name in VitalSignEvent.model_fields
+                           if getattr(events[earlier], name) != getattr(event, name))
         conflicts.append((earlier, index, f"are both subject {event.subject_id!r} at {event.timestamp.isoformat()} "
                                           f"with different values ({differ})"))
     return conflicts

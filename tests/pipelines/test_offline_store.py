@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 from feast import Entity, FeatureStore, FeatureView, Field, FileSource, ValueType
 from feast.infra.offline_stores.file_source import SavedDatasetFileStorage
@@ -180,11 +181,9 @@ def _live_log(store, tmp_path):
     return view, PushLog.of(view, tmp_path)
 
 
-def _pushed(subject: str, minute: int, **values) -> "pa.Table":
+def _pushed(subject: str, minute: int, **values) -> pa.Table:
     """One pushed row with only ``values`` among the features: what pandas gives Arrow (an all-None
     text column is Arrow ``null``)."""
-    import pyarrow as pa
-
     frame = pd.DataFrame({"subject_id": [subject],
                           "event_timestamp": [pd.Timestamp("2024-05-01", tz="UTC") + pd.Timedelta(minutes=minute)],
                           "created_timestamp": [pd.Timestamp("2024-05-02", tz="UTC")]})
@@ -198,7 +197,6 @@ def _pushed(subject: str, minute: int, **values) -> "pa.Table":
 def test_the_push_log_keeps_the_views_declared_types_whatever_a_batch_holds(store, tmp_path) -> None:
     """A first push with one measurement and its text columns all missing (Arrow ``null`` from pandas)
     stores typed nulls; pushes with strings then fold into it, and Feast materializes the log."""
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     from features.tables import LIVE_VITALS
@@ -229,7 +227,6 @@ def test_the_push_log_keeps_the_views_declared_types_whatever_a_batch_holds(stor
 
 def test_a_log_stored_with_null_columns_by_an_older_version_folds_and_reads_in_the_declared_types(store,
                                                                                                    tmp_path) -> None:
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     view, log = _live_log(store, tmp_path)
