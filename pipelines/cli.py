@@ -507,7 +507,8 @@ def serving_settings(config, feast_repo: Path, feature_store_yaml: Path | None):
         max_body_bytes=config.serving.max_body_bytes, reload_seconds=config.serving.reload_seconds,
         request_threads=config.serving.request_threads, alerts_url=alerts_url(config),
         events_anomaly_model=config.serving.events_anomaly_model,
-        max_event_clock_skew_seconds=config.serving.max_event_clock_skew_seconds)
+        max_event_clock_skew_seconds=config.serving.max_event_clock_skew_seconds,
+        online_store_timeout_s=config.serving.online_store_timeout_s)
 
 
 def _follow_aliases(models, every_s: float) -> None:

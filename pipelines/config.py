@@ -253,6 +253,9 @@ class ServingConfig(BaseModel):
     max_event_clock_skew_seconds: float = Field(300.0, ge=0, description="how far ahead of the server's clock a "
                                                                           "live event may be dated (seconds); later "
                                                                           "ones are refused (HTTP 422, dead letter)")
+    online_store_timeout_s: float = Field(0.5, gt=0, le=30, description="connect and read timeout of each online "
+                                                                      "store call on the request path (seconds, no "
+                                                                      "retries): a store that is down gets a 503 fast")
 
 
 class SparkConfig(BaseModel):

@@ -119,3 +119,27 @@ def test_ingest_names_an_unknown_key_inside_a_source(tmp_path):
     output = result.stdout + result.stderr
     assert "sources.minute.colums: unknown key" in output
     assert str(study) in output
+
+
+def test_the_serving_settings_come_from_the_study(tmp_path):
+    from pipelines.cli import serving_settings
+    from pipelines.config import load_study
+
+    (tmp_path / "subjects.csv").write_text("subject_id\nS0001\n")
+    (tmp_path / "endpoints.csv").write_text("subject_id,index_time,endpoint,outcome\n")
+    study = tmp_path / "study.yaml"
+    study.write_text(
+        "study_id: tiny\n"
+        "data_root: .\n"
+        "subjects: {path: subjects.csv}\n"
+        "endpoints: {path: endpoints.csv}\n"
+        "sources: {}\n"
+        "serving: {online_store_timeout_s: 0.25, max_event_clock_skew_seconds: 60, request_threads: 2}\n"
+    )
+
+    settings = serving_settings(load_study(study), tmp_path / "feast", None)
+
+    assert settings.online_store_timeout_s == 0.25
+    assert settings.max_event_clock_skew_seconds == 60
+    assert settings.request_threads == 2
+    assert settings.study_id == "tiny"
