@@ -145,6 +145,8 @@ def write_parts(
 
 def _partitions(frame: pd.DataFrame, subject_id: str | None):
     """Yield ((subject, YYYY-MM-DD), rows) without the partition columns."""
+    if frame.empty:  # no partition at all (an empty file is quarantined before; this is a guard)
+        return
     if "subject_id" in frame:
         # Integer days, formatted once per partition: strftime per row costs more than the write.
         days = frame["timestamp"].array.asi8 // NS_PER_DAY
