@@ -2,7 +2,8 @@
 
 One row per (path, content). A path whose content changes gets a new row with the next
 ``version``; when that version reaches a final status the older ones are marked
-``superseded`` and the caller removes their curated parts. Ingestion is idempotent and safe
+``superseded`` (the lake commit of the new version removed their parts from the lake's
+current snapshot, in the same step as it added the new ones). Ingestion is idempotent and safe
 across processes because the database itself enforces the race rules:
 
 - at most one live (not superseded) row per ``(path, sha256)``: two runs that claim the same
@@ -603,10 +604,11 @@ class Catalog:
         -------
         FileRecord
             The finished record. Older versions of the path that were CURATED, QUARANTINED,
-            FAILED (or abandoned ``processing`` with an expired lease) are now SUPERSEDED;
-            remove their parts, listed by `superseded_parts`. If a newer version of the path
-            finished first, this record itself is returned SUPERSEDED and its own
-            ``curated_paths`` are the ones to remove.
+            FAILED (or abandoned ``processing`` by a dead run) are now SUPERSEDED; their parts,
+            listed by `superseded_parts`, are out of the lake's current snapshot and stay on disk
+            for time travel. If a newer version of the path finished first, this record itself
+            is returned SUPERSEDED (ingestion checks `newer_version_finished` first, under the
+            table's lock, so as never to commit such a version to the lake).
 
         Raises
         ------
