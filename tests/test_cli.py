@@ -13,7 +13,7 @@ import pytest
 REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
 HEAVY_MODULES = ("pandas", "numpy", "great_expectations", "feast", "mlflow", "torch", "pyarrow", "sklearn", "skdh")
 SUB_COMMANDS = ("generate-demo", "ingest", "demo", "build-features", "materialize", "train", "promote", "lineage",
-                "reproduce", "score", "serve", "stream", "api-key", "report")
+                "reproduce", "score", "serve", "stream", "api-key", "report", "status")
 
 
 def biomarkers(*arguments: str) -> subprocess.CompletedProcess:
@@ -96,15 +96,19 @@ def test_ingest_refuses_a_study_with_an_unknown_key(tmp_path):
     assert not (tmp_path / ".platform").exists()  # nothing was ingested
 
 
+def tiny_study(folder: Path, rest: str) -> Path:
+    """A study.yaml with one enrolled subject and no endpoints, then ``rest`` (YAML lines)."""
+    (folder / "subjects.csv").write_text("subject_id\nS0001\n")
+    (folder / "endpoints.csv").write_text("subject_id,index_time,endpoint,outcome\n")
+    study = folder / "study.yaml"
+    study.write_text("study_id: tiny\ndata_root: .\nsubjects: {path: subjects.csv}\n"
+                     "endpoints: {path: endpoints.csv}\n" + rest)
+    return study
+
+
 def test_ingest_names_an_unknown_key_inside_a_source(tmp_path):
-    (tmp_path / "subjects.csv").write_text("subject_id\nS0001\n")
-    (tmp_path / "endpoints.csv").write_text("subject_id,index_time,endpoint,outcome\n")
-    study = tmp_path / "study.yaml"
-    study.write_text(
-        "study_id: tiny\n"
-        "data_root: .\n"
-        "subjects: {path: subjects.csv}\n"
-        "endpoints: {path: endpoints.csv}\n"
+    study = tiny_study(
+        tmp_path,
         "sources:\n"
         "  minute:\n"
         "    kind: minute_wearable\n"
@@ -125,17 +129,8 @@ def test_the_serving_settings_come_from_the_study(tmp_path):
     from pipelines.cli import serving_settings
     from pipelines.config import load_study
 
-    (tmp_path / "subjects.csv").write_text("subject_id\nS0001\n")
-    (tmp_path / "endpoints.csv").write_text("subject_id,index_time,endpoint,outcome\n")
-    study = tmp_path / "study.yaml"
-    study.write_text(
-        "study_id: tiny\n"
-        "data_root: .\n"
-        "subjects: {path: subjects.csv}\n"
-        "endpoints: {path: endpoints.csv}\n"
-        "sources: {}\n"
-        "serving: {online_store_timeout_s: 0.25, max_event_clock_skew_seconds: 60, request_threads: 2}\n"
-    )
+    study = tiny_study(tmp_path, "sources: {}\n"
+                       "serving: {online_store_timeout_s: 0.25, max_event_clock_skew_seconds: 60, request_threads: 2}\n")
 
     settings = serving_settings(load_study(study), tmp_path / "feast", None)
 
