@@ -198,19 +198,25 @@ def build_features(
     if not summary.rejected:
         _write_json(manifest, {"fingerprint": fingerprint, "tables": summary.tables,
                                "built_at": created.isoformat(), "study_id": config.study_id, "engine": engine,
-                               "lake_versions": lake_versions, "inputs": build_inputs(config, keys)})
+                               "lake_versions": lake_versions, "inputs": build_inputs(config, keys, lake_versions)})
     return summary
 
 
-def build_inputs(config: StudyConfig, keys: dict[str, list[str]]) -> list[dict]:
-    """The raw files behind a build: every curated file of its sources and the enrollment and
-    endpoint tables, as the catalog records them (path, SHA-256, report id and outcome, parts)."""
+def build_inputs(config: StudyConfig, keys: dict[str, list[str]], lake_versions: dict[str, int]) -> list[dict]:
+    """The raw files behind a build: every file version whose curated parts the build's lake snapshot
+    lists, from its sources and the enrollment and endpoint tables, as the catalog records them
+    (path, SHA-256, report id and outcome, parts). A build from an older snapshot names the
+    versions it read, superseded since or not."""
     from pipelines.catalog import Catalog, FileStatus
 
-    sources = set(_lake_sources(keys))
+    sources = _lake_sources(keys)
+    in_snapshot = {part for source in sources if source in lake_versions
+                   for part in table_parts(config.lake_root, source, lake_versions[source])}
     outcomes = {}
     with Catalog(config.catalog) as catalog:
-        records = [r for r in catalog.latest() if r.status is FileStatus.CURATED and r.source in sources]
+        records = [r for r in catalog.files() if r.status in (FileStatus.CURATED, FileStatus.SUPERSEDED)
+                   and r.curated_paths and in_snapshot.issuperset(r.curated_paths)]
+    records.sort(key=lambda r: (r.path, r.version))
     for record in records:
         report = config.reports_root / f"{record.report_id}.json" if record.report_id else None
         outcomes[record.id] = (json.loads(report.read_text()).get("outcome") if report and report.is_file()

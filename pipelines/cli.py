@@ -221,13 +221,25 @@ def build_features_command(
              "study's spark: section, default local[2]; needs the spark extra)")] = "local",
     workers: Annotated[int, typer.Option(help="engine local: processes computing subjects in parallel")] = 2,
     force: Annotated[bool, typer.Option(help="rebuild even when no curated data changed")] = False,
+    lake_versions_of: Annotated[str | None, typer.Option(
+        help="build from the lake as a training run read it (its recorded table versions): the run's id, or its "
+             "model version NAME@ALIAS or NAME/VERSION; `reproduce` then matches after newer data arrived. Build "
+             "again without it to return to the newest lake")] = None,
 ) -> None:
     """Compute every biomarker feature table from the curated lake, one subject per task.
 
     Example: biomarkers build-features studies/demo/study.yaml --engine spark
     """
     config = _load(study, data_root)
-    _build_features(config, workers, force, engine)
+    lake_versions = None
+    if lake_versions_of is not None:
+        with _registry_errors(), _quiet_mlflow():
+            from pipelines.registry import recorded_lake_versions
+
+            lake_versions = recorded_lake_versions(config, lake_versions_of)
+        console.print("building from the lake as it was: "
+                      + ", ".join(f"{source} v{version}" for source, version in sorted(lake_versions.items())))
+    _build_features(config, workers, force, engine, lake_versions)
 
 
 @app.command("materialize")
@@ -762,7 +774,8 @@ def _print_lineage(chain: dict, raw_files_shown: int | None = None) -> None:
                   + f"; study configuration SHA-256 {code.get('study_config_sha256')}")
 
 
-def _build_features(config, workers: int, force: bool, engine: str = "local"):
+def _build_features(config, workers: int, force: bool, engine: str = "local",
+                    lake_versions: dict[str, int] | None = None):
     from rich.markup import escape
     from rich.progress import Progress
 
@@ -775,7 +788,8 @@ def _build_features(config, workers: int, force: bool, engine: str = "local"):
         with Progress(console=console, transient=True) as bar:
             task = bar.add_task(f"building features{where}", total=None)
             summary = build_features(config, FEATURE_TABLES_DIR, engine=engine, workers=workers, force=force,
-                                     progress=lambda done, total: bar.update(task, completed=done, total=total))
+                                     progress=lambda done, total: bar.update(task, completed=done, total=total),
+                                     lake_versions=lake_versions)
     except (SparkNotInstalledError, SubjectsFailedError) as error:
         console.print(f"[red]{escape(str(error))}[/red]", soft_wrap=True, highlight=False)
         if isinstance(error, SubjectsFailedError):

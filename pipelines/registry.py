@@ -231,9 +231,24 @@ def reproduce(config: StudyConfig, reference: str, *, repo_path: Path = REPOSITO
         versions = record["feature_build"].get("lake_versions")
         result["hint"] = ("the feature tables were rebuilt since this run (new curated data or feature code): "
                           "rebuild them from the recorded inputs to reproduce it"
-                          + (f" (the lake as it was: build_features(..., lake_versions={versions}))" if versions
-                             else ""))
+                          + (f" (the lake as it was: biomarkers build-features STUDY --lake-versions-of {reference};"
+                             " without the option it returns to the newest lake)" if versions else ""))
     return result
+
+
+def recorded_lake_versions(config: StudyConfig, reference: str) -> dict[str, int]:
+    """The lake snapshot (source -> Delta table version) that a training run's feature tables were built from.
+
+    ``reference`` is the run's id or its model version (``NAME@ALIAS``, ``NAME/VERSION``). Those
+    versions stay readable (time travel) while the lake moves on: superseded parts are kept.
+    """
+    _, version, run_id = resolve(config, reference)
+    run_id = version.run_id if version is not None else run_id
+    versions = (run_artifact_json(run_id, "lineage.json").get("feature_build") or {}).get("lake_versions")
+    if not versions:
+        raise RegistryError(f"run {run_id} recorded no lake versions: it was trained before the curated lake "
+                            "had versioned tables, so the lake as it read it cannot be named")
+    return {str(source): int(number) for source, number in versions.items()}
 
 
 def _current_build(training_set, repo_path: Path, yaml_file: Path | None) -> dict:

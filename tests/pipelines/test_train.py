@@ -305,6 +305,49 @@ def test_a_run_is_reproduced_and_a_changed_feature_table_is_detected(study, trai
     assert not changed["checks"]["training_frame_sha256"]["match"]
 
 
+def test_a_run_is_reproduced_from_the_lake_as_it_was_after_the_lake_moved_on(study, trained) -> None:
+    """A re-exported raw file moves the lake on and a build publishes it; the run's recorded table
+    versions still rebuild its training set exactly (time travel). The raw file and the published
+    tables are put back afterwards, byte for byte, for the other tests of the module."""
+    from pipelines.build_features import MANIFEST
+    from pipelines.registry import recorded_lake_versions, reproduce
+
+    config, result = trained
+    _, repo, tables = study
+    raw = config.data_root / "raw" / "minute" / "S0001_minute.csv"
+    original = raw.read_bytes()
+    published = {path: path.read_bytes() for path in tables.iterdir() if path.is_file()}
+    recorded = recorded_lake_versions(config, f"{result.registered_name}/{result.version}")
+    assert recorded == recorded_lake_versions(config, result.run_id)
+    try:
+        minutes = pd.read_csv(raw)
+        minutes.loc[minutes["worn"] == 1, "steps"] += 7  # the vendor re-exported the file with corrected steps
+        minutes.to_csv(raw, index=False)
+        assert ingest_study(config, workers=1).by_source()["minute_wearable"]["curated"] == 1
+        build_features(config, tables, workers=1)
+
+        moved_on = reproduce(config, result.run_id, repo_path=repo)
+        assert not moved_on["reproduced"]
+        assert f"--lake-versions-of {result.run_id}" in moved_on["hint"]
+
+        build_features(config, tables, workers=1, lake_versions=recorded)
+        manifest = json.loads((tables / MANIFEST).read_text())
+        behind = [i["sha256"] for i in manifest["inputs"] if i["raw_path"] == "raw/minute/S0001_minute.csv"]
+        assert behind == [hashlib.sha256(original).hexdigest()]  # the version it read, superseded since
+        assert manifest["lake_versions"] == recorded
+        again = reproduce(config, result.run_id, repo_path=repo)
+        assert again["reproduced"], again
+        assert again["checks"]["training_frame_sha256"]["rebuilt"] == result.training_sha256
+    finally:
+        raw.write_bytes(original)
+        ingest_study(config, workers=1)
+        for path in tables.iterdir():
+            if path.is_file() and path not in published:
+                path.unlink()
+        for path, content in published.items():
+            path.write_bytes(content)
+
+
 @pytest.fixture
 def mlflow_server(tmp_path):
     """``mlflow server`` on 127.0.0.1 with a PostgreSQL backend store of its own (the real server)."""
