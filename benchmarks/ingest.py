@@ -90,7 +90,7 @@ def measure_ingest(study: str, recording: str, warmup: str, queue) -> None:
     """In a fresh process pinned to one core: ingest the warm-up file, then the week."""
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     from pipelines.config import load_study
-    from pipelines.ingest import Ingestor, _Task, read_known_subjects
+    from pipelines.ingest.run import Ingestor, _Task, read_known_subjects
 
     config = load_study(study)
     ingestor = Ingestor(config, run_id=_start_run(config), known_subjects=read_known_subjects(config))
@@ -119,7 +119,7 @@ def measure_reference(recording: str, out_dir: str, queue) -> None:
 
 
 def _start_run(config) -> str:
-    from pipelines.catalog import Catalog
+    from pipelines.ingest.catalog import Catalog
 
     with Catalog(config.catalog) as catalog:
         return catalog.start_run(config.study_id)

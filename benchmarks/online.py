@@ -4,7 +4,7 @@ Generates the eight feature tables of ``features.tables.TABLES`` (``benchmarks.r
 default 2,000 subjects x 10 days), applies ``features.definitions.build_definitions(tables_dir)``
 to a temporary Feast repo whose online store is the Redis server at 127.0.0.1:6379 (a Feast
 project of its own per run, torn down at the end), materializes every view
-(``pipelines.feature_store.materialize``: the bulk Redis loader) and registers a small scikit-learn
+(``adapters.feast_repo.materialize``: the bulk Redis loader) and registers a small scikit-learn
 pipeline (SimpleImputer, StandardScaler, HistGradientBoostingClassifier, fitted on random values)
 trained on the features of the feature service ``endpoint_v1`` in the order Feast returns them,
 with its ``lineage.json``, in an MLflow registry on SQLite in the same temporary folder.
@@ -84,7 +84,7 @@ def prepare(repo: str, tables_dir: str, root: str, end: str, queue) -> None:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from pipelines.feature_store import materialize
+    from adapters.feast_repo import materialize
 
     apply(Path(repo), Path(tables_dir))
     started = time.perf_counter()

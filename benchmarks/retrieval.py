@@ -5,7 +5,7 @@ Generates the eight feature tables of ``features.tables.TABLES`` with realistic 
 random floats, a few rows with a missing reason; ``event_timestamp`` and ``created_timestamp``
 tz-aware UTC in microseconds) into a temporary folder, builds three temporary Feast repos from
 ``features.definitions.build_definitions(tables_dir)`` (the project's offline store,
-``pipelines.offline_store.AsofDuckDBOfflineStore``; Feast's own ``duckdb`` store, for reference;
+``adapters.offline_store.AsofDuckDBOfflineStore``; Feast's own ``duckdb`` store, for reference;
 Feast's default ``file`` store, the target's baseline), applies them, then times
 ``get_historical_features(...).to_df()`` of random entity rows (random subjects, random times in
 the tables' span) on each store, alternately, each run in a fresh child process after a small
@@ -20,7 +20,7 @@ labelled as such, and our store is also timed on that smaller count for a like-f
 
 Then times ``store.materialize(start, end)`` of every view into the SQLite online store (from
 each offline store), and into Redis at 127.0.0.1:6379, alternately, Feast's ``materialize``
-against our bulk loader (``pipelines.redis_loader``, what ``biomarkers materialize`` uses on
+against our bulk loader (``adapters.redis_loader``, what ``biomarkers materialize`` uses on
 Redis), when the ``redis`` package is importable and the server answers (otherwise says why
 it was skipped). The target, 100,000 online rows/s into Redis, is for ours.
 
@@ -46,7 +46,7 @@ sys.path.insert(0, str(REPOSITORY))
 from benchmarks.child import in_child  # noqa: E402  (needs the path above)
 
 START = "2024-03-04T00:00:00Z"
-OURS = "pipelines.offline_store.AsofDuckDBOfflineStore"
+OURS = "adapters.offline_store.AsofDuckDBOfflineStore"
 REDIS = ("127.0.0.1", 6379)
 
 
@@ -156,12 +156,12 @@ def measure_materialize(repo: str, loader: str, queue) -> None:
     """In a fresh process: materialize every view over the tables' whole span; count the online rows.
 
     ``loader``: ``"feast"`` for ``store.materialize``, ``"ours"`` for the bulk Redis loader
-    (``pipelines.redis_loader.load_latest``, what ``biomarkers materialize`` uses on Redis).
+    (``adapters.redis_loader.load_latest``, what ``biomarkers materialize`` uses on Redis).
     """
     import pandas as pd
     from feast import FeatureStore
 
-    from pipelines.feature_store import clear_online_view
+    from adapters.feast_repo import clear_online_view
 
     store = FeatureStore(repo_path=repo)
     for view in table_views(store):  # an empty online store: no row is skipped as already stored
@@ -170,7 +170,7 @@ def measure_materialize(repo: str, loader: str, queue) -> None:
     end = pd.Timestamp("2024-06-01T00:00:00Z").to_pydatetime()
     started = time.perf_counter()
     if loader == "ours":
-        from pipelines.redis_loader import load_latest
+        from adapters.redis_loader import load_latest
 
         for view in table_views(store):  # a full load into emptied views, as materialize does
             load_latest(store, view, start, end, emptied=True)

@@ -2,7 +2,7 @@
 
 Generates the demo study (``pipelines.demo.generate.generate_demo``: minute wearable data, wrist
 and lower-back accelerometry, ECG, vitals and labs; default 8 subjects x 7 days), ingests it, and
-then builds every feature table of it (``pipelines.build_features.build_features``, ``force=True``,
+then builds every feature table of it (``pipelines.build.local.build_features``, ``force=True``,
 into a folder of its own each time) with:
 
 * the local engine, ``workers=1`` (in the process) and ``workers=2`` (a spawn process pool);
@@ -38,8 +38,8 @@ SETUPS = (("local", 1), ("local", 2), ("spark", 1), ("spark", 2))
 
 def spark_for(cores: int):
     """A fresh Spark session on ``local[cores]``, warmed up: (session, start seconds, warm-up seconds)."""
+    from adapters.spark import spark_session
     from pipelines.config import SparkConfig
-    from pipelines.spark import spark_session
 
     started = time.perf_counter()
     session = spark_session(SparkConfig(master=f"local[{cores}]", conf={"spark.ui.enabled": False}))
@@ -52,7 +52,7 @@ def spark_for(cores: int):
 
 def _import_project(_: int) -> int:
     import features.compute  # noqa: F401
-    import pipelines.build_features  # noqa: F401
+    import pipelines.build.local  # noqa: F401
 
     return 0
 
@@ -64,17 +64,17 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     try:
-        from pipelines.spark import require_pyspark
+        from adapters.spark import require_pyspark
 
         require_pyspark()
     except ImportError as error:
         print(f"skipped: {error}")
         return
 
-    from pipelines.build_features import build_features
+    from pipelines.build.local import build_features
     from pipelines.config import load_study
     from pipelines.demo.generate import generate_demo
-    from pipelines.ingest import ingest_study
+    from pipelines.ingest.run import ingest_study
 
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as folder:
         root = Path(folder)

@@ -112,7 +112,7 @@ def main() -> None:
     import numpy as np
     from confluent_kafka import Producer
 
-    from pipelines.feature_store import apply_repo, materialize, open_store
+    from adapters.feast_repo import apply_repo, materialize, open_store
     from serving.alerts import AlertStore
     from serving.settings import StreamSettings
     from tests.kafka_broker import create_topics, tansu_broker
@@ -124,7 +124,7 @@ def main() -> None:
         tables = folder / "tables"
         tables.mkdir()
         build_tables(tables, args.subjects, days=3, vitals_share=0.1)
-        repo = write_repo(folder / f"stream_{uuid.uuid4().hex[:8]}", "pipelines.offline_store.AsofDuckDBOfflineStore",
+        repo = write_repo(folder / f"stream_{uuid.uuid4().hex[:8]}", "adapters.offline_store.AsofDuckDBOfflineStore",
                           f"{{type: redis, connection_string: '{REDIS[0]}:{REDIS[1]}'}}")
         apply_repo(repo, tables)
         materialize(repo, end=datetime(2024, 4, 1, tzinfo=UTC))

@@ -108,7 +108,7 @@ def status_command(
 
     Example: biomarkers status studies/demo/study.yaml --json
     """
-    from pipelines.ingest import study_status
+    from pipelines.ingest.run import study_status
 
     config = _load(study, data_root)
     status = study_status(config)
@@ -159,7 +159,7 @@ def demo_command(
     _show_online(["S0001", "S0002"])
     results = {name: _train(config, name, DEMO_STUDY, reuse=True) for name in config.models}
     endpoint = next(name for name, model in config.models.items() if model.task == "endpoint")
-    from pipelines.registry import lineage, promote
+    from pipelines.models.registry import lineage, promote
 
     champion = f"{results[endpoint].registered_name}@champion"
     with _registry_errors(), _quiet_mlflow():
@@ -184,7 +184,7 @@ def demo_command(
 
 def _print_where_to_look(config, report: Path, out_dir: Path, champion: str) -> None:
     """The demo's last word: the pages to open and the commands to run next, each on one line as typed."""
-    from pipelines.quality_page import data_docs_site
+    from pipelines.ingest.quality_page import data_docs_site
 
     here = Path.cwd()
 
@@ -234,7 +234,7 @@ def build_features_command(
     lake_versions = None
     if lake_versions_of is not None:
         with _registry_errors(), _quiet_mlflow():
-            from pipelines.registry import recorded_lake_versions
+            from pipelines.models.registry import recorded_lake_versions
 
             lake_versions = recorded_lake_versions(config, lake_versions_of)
         console.print("building from the lake as it was: "
@@ -296,7 +296,7 @@ def promote_command(
     """
     config = _load(study, data_root)
     with _registry_errors(), _quiet_mlflow():
-        from pipelines.registry import promote
+        from pipelines.models.registry import promote
 
         result = promote(config, name, version, approver=approver, reason=reason)
     _print_promotion(result)
@@ -317,7 +317,7 @@ def lineage_command(
     """
     config = _load(study, data_root)
     with _registry_errors(), _quiet_mlflow():
-        from pipelines.registry import lineage
+        from pipelines.models.registry import lineage
 
         chain = lineage(config, reference)
     if as_json:
@@ -339,7 +339,7 @@ def reproduce_command(
     """
     config = _load(study, data_root)
     with _registry_errors(), _quiet_mlflow():
-        from pipelines.registry import reproduce
+        from pipelines.models.registry import reproduce
 
         result = reproduce(config, reference)
     run_id = result["run_id"]
@@ -388,7 +388,7 @@ def _score(config, model: str, as_of: str, cohort: Path | None = None, out: Path
     import pandas as pd
     from rich.progress import Progress
 
-    from pipelines.scoring import score_cohort
+    from pipelines.models.scoring import score_cohort
 
     with _registry_errors():
         try:
@@ -438,7 +438,7 @@ def report_command(
 
 
 def _report(config, out: Path | None = None) -> Path:
-    from pipelines.report import ReportError, report_path, write_report
+    from pipelines.report.page import ReportError, report_path, write_report
 
     try:
         report_path(config, out)  # refused before anything is read
@@ -459,7 +459,7 @@ def _report_alerts(config):
     import pandas as pd
     import sqlalchemy as sa
 
-    from pipelines.report import sqlite_file_missing
+    from pipelines.report.page import sqlite_file_missing
     from serving.alerts import MAX_ALERTS_PER_LIST, Alert, AlertStore
 
     url = alerts_url(config)
@@ -507,7 +507,7 @@ def serve_command(
 
 def serving_settings(config, feast_repo: Path, feature_store_yaml: Path | None):
     """The online API's settings from the study configuration."""
-    from pipelines.train import registered_name
+    from pipelines.models.train import registered_name
     from serving.settings import ApiKey, ServingSettings
 
     models = config.serving.models or {name: f"{registered_name(config, name)}@champion" for name in config.models}
@@ -671,9 +671,9 @@ def api_key_command(
 
 @contextlib.contextmanager
 def _registry_errors():
-    from pipelines.registry import RegistryError
-    from pipelines.spark import SparkNotInstalledError
-    from pipelines.train import TrainingError
+    from adapters.spark import SparkNotInstalledError
+    from pipelines.models.registry import RegistryError
+    from pipelines.models.train import TrainingError
 
     try:
         yield
@@ -683,10 +683,10 @@ def _registry_errors():
 
 
 def _train(config, model: str, study: Path, reuse: bool = False, feature_store_yaml: Path | None = None):
-    from pipelines.feature_store import REPOSITORY_ROOT
+    from adapters.feast_repo import REPOSITORY_ROOT
 
     with _registry_errors(), console.status(f"training {model}"), _quiet_mlflow():
-        from pipelines.train import train
+        from pipelines.models.train import train
 
         result = train(config, model, repo_path=REPOSITORY_ROOT, yaml_file=feature_store_yaml, study_path=study,
                        reuse=reuse)
@@ -724,7 +724,7 @@ def _reference(chain: dict) -> str:
 
 
 def _champion_version(config, name: str) -> str | None:
-    from pipelines.registry import CHAMPION, alias_version
+    from pipelines.models.registry import CHAMPION, alias_version
 
     return alias_version(config, name, CHAMPION)
 
@@ -779,9 +779,9 @@ def _build_features(config, workers: int, force: bool, engine: str = "local",
     from rich.markup import escape
     from rich.progress import Progress
 
+    from adapters.spark import SparkNotInstalledError
     from features.definitions import FEATURE_TABLES_DIR
-    from pipelines.build_features import SubjectsFailedError, build_features
-    from pipelines.spark import SparkNotInstalledError
+    from pipelines.build.local import SubjectsFailedError, build_features
 
     where = f" on Spark ({config.spark.master})" if engine == "spark" else ""
     try:
@@ -811,7 +811,7 @@ def _build_features(config, workers: int, force: bool, engine: str = "local",
 
 
 def _materialize(yaml_file: Path | None = None):
-    from pipelines.feature_store import REPOSITORY_ROOT, apply_repo, materialize
+    from adapters.feast_repo import REPOSITORY_ROOT, apply_repo, materialize
 
     with console.status("feast apply"):
         registered = apply_repo(REPOSITORY_ROOT, yaml_file=yaml_file)
@@ -824,7 +824,7 @@ def _materialize(yaml_file: Path | None = None):
 
 
 def _show_online(subject_ids: list[str]) -> None:
-    from pipelines.feature_store import online_features
+    from adapters.feast_repo import online_features
 
     frame = online_features(subject_ids, service="endpoint_v1")
     table = Table(title="Online features (feature service endpoint_v1), read back through Feast")
@@ -869,7 +869,7 @@ def _ingest(config, workers: int, retry_failed: bool = False):
     from rich.progress import Progress
 
     from pipelines.config import ConfigError
-    from pipelines.ingest import ingest_study
+    from pipelines.ingest.run import ingest_study
 
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task(f"ingesting {config.study_id}", total=None)

@@ -15,9 +15,13 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from pipelines.units import check_units
+from pipelines.ingest.units import check_units
 from training.acceptance import AcceptanceCriteria
 from validation.schemas import SCHEMAS, SourceKind
+
+SUBJECTS_SOURCE = "subjects"
+ENDPOINTS_SOURCE = "endpoints"
+"""The lake tables of the enrollment and endpoints files: names no source of a study may take."""
 
 
 class ConfigError(ValueError):
@@ -343,7 +347,7 @@ class StudyConfig(BaseModel):
     @field_validator("sources")
     @classmethod
     def _reserved_names(cls, value: dict[str, SourceConfig]) -> dict[str, SourceConfig]:
-        reserved = {"subjects", "endpoints"} & set(value)
+        reserved = {SUBJECTS_SOURCE, ENDPOINTS_SOURCE} & set(value)
         if reserved:
             raise ValueError(f"source names {sorted(reserved)} are reserved for the enrollment and endpoint files")
         return value

@@ -13,33 +13,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Dialect
-from sqlalchemy.pool import StaticPool
+
+from adapters.sql import UTCDateTime, sql_engine
 
 MAX_ALERTS_PER_LIST = 1000
-
-
-class _UTCDateTime(sa.types.TypeDecorator[datetime]):
-    """Timezone-aware UTC in, timezone-aware UTC out, on every backend."""
-
-    impl = sa.DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError(f"naive datetime {value!r}: the alerts store keeps timezone-aware UTC only")
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 _metadata = sa.MetaData()
@@ -50,8 +29,8 @@ _alerts = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("study_id", sa.String, nullable=False),
     sa.Column("subject_id", sa.String, nullable=False),
-    sa.Column("event_time", _UTCDateTime, nullable=False),
-    sa.Column("recorded_at", _UTCDateTime, nullable=False),
+    sa.Column("event_time", UTCDateTime, nullable=False),
+    sa.Column("recorded_at", UTCDateTime, nullable=False),
     sa.Column("news2", sa.Float),  # null when a parameter was missing and a single parameter scored 3
     sa.Column("risk_band", sa.String(16)),
     sa.Column("reason", sa.Text, nullable=False),
@@ -91,25 +70,6 @@ class NewAlert:
     reason: str
 
 
-def alerts_engine(url: str | None) -> sa.Engine:
-    """An engine on ``url``; ``None``: an in-memory SQLite database (one connection, kept for the engine's life)."""
-    if url is None:
-        return sa.create_engine("sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False})
-    parsed = sa.make_url(url)
-    backend = parsed.get_backend_name()
-    if backend == "sqlite":
-        database = parsed.database
-        if database and database != ":memory:" and not database.startswith("file:"):
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
-        return sa.create_engine(parsed, connect_args={"timeout": 30.0})
-    if backend == "postgresql":
-        if parsed.drivername == "postgresql":
-            parsed = parsed.set(drivername="postgresql+psycopg")
-        return sa.create_engine(parsed, pool_pre_ping=True)
-    raise ValueError(f"alerts URL {parsed.render_as_string(hide_password=True)!r}: only sqlite:/// and "
-                     "postgresql+psycopg:// are supported")
-
-
 def _dialect_insert(backend: str):
     """The backend's INSERT with ``on_conflict_do_nothing`` (SQLite and PostgreSQL)."""
     if backend == "sqlite":
@@ -134,7 +94,7 @@ class AlertStore:
     def __init__(self, url: str | None, study_id: str):
         self.url = url
         self.study_id = study_id
-        self._engine = alerts_engine(url)
+        self._engine = sql_engine(url, "alerts")
         _metadata.create_all(self._engine)
 
     def record(self, subject_id: str, event_time: datetime, news2: float | None, risk_band: str | None,

@@ -203,7 +203,7 @@ def push_offline(store, view, rows: pd.DataFrame) -> None:
     """Upsert every row of ``rows`` into the view's offline log.
 
     Through the offline store's ``offline_write_batch`` (ours appends a part to the log, which
-    keeps one row per subject and observation time; see ``pipelines.offline_store.PushLog``), as
+    keeps one row per subject and observation time; see ``adapters.offline_store.PushLog``), as
     ``FeatureStore.write_to_offline_store`` does minus its check of the columns against the log
     file, which does not exist before the first event.
     """

@@ -15,7 +15,7 @@ processed (the latency that matters to an early-warning score). Every ``commit_i
 the events since the last commit are handed to a committer thread, which writes them to the
 view's offline log in one push and awaits the broker's acknowledgement of every dead letter
 and alert while the loop goes on consuming; only then does the loop commit their offsets. A push
-costs one small part of the log whatever its size (``pipelines.offline_store.PushLog``), and no
+costs one small part of the log whatever its size (``adapters.offline_store.PushLog``), and no
 event waits for it.
 
 Delivery is at least once, and nothing is counted twice:

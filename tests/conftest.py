@@ -30,8 +30,8 @@ def spark():
     Skips only where pyspark is not installed; ``make test`` installs it (the ``spark`` extra).
     """
     pytest.importorskip("pyspark", reason="pyspark is not installed: pip install -c constraints.txt -e '.[test,spark]'")
+    from adapters.spark import spark_session
     from pipelines.config import SparkConfig
-    from pipelines.spark import spark_session
 
     # No web UI: parallel test sessions on one machine would race for its port, and no one looks at it.
     settings = SparkConfig(

@@ -129,8 +129,8 @@ def test_the_serving_settings_come_from_the_study(tmp_path):
     from pipelines.cli import serving_settings
     from pipelines.config import load_study
 
-    study = tiny_study(tmp_path, "sources: {}\n"
-                       "serving: {online_store_timeout_s: 0.25, max_event_clock_skew_seconds: 60, request_threads: 2}\n")
+    study = tiny_study(tmp_path, "sources: {}\nserving: {online_store_timeout_s: 0.25, "
+                                 "max_event_clock_skew_seconds: 60, request_threads: 2}\n")
 
     settings = serving_settings(load_study(study), tmp_path / "feast", None)
 

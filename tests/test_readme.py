@@ -262,7 +262,7 @@ def test_the_readme_study_yaml_example_ingests_real_recordings(tmp_path, devices
     """"Bringing a real study", step by step: the README's study.yaml over a real AX6 .cwa file, a real
     ActiGraph .gt3x file and ActiLife's CSV export of it."""
     from pipelines.config import load_study
-    from pipelines.ingest import ingest_study
+    from pipelines.ingest.run import ingest_study
 
     example = re.search(r"```yaml\n(\s*study_id: my_study\n.*?)\s*```", README.read_text(), re.S)
     assert example, "the README's study.yaml example"

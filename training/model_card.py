@@ -48,7 +48,7 @@ def model_card_markdown(*, name: str, study_id: str, model: dict, metrics: dict,
     model : the model's configuration (task, estimator, feature service, split, acceptance...).
     metrics : evaluation metrics (``training.metrics.endpoint_metrics`` or the anomaly metrics).
     subgroups : ``training.metrics.subgroup_metrics`` table, or None.
-    lineage : the run's lineage record (``pipelines.train.lineage_record`` plus the split).
+    lineage : the run's lineage record (``pipelines.models.train.lineage_record`` plus the split).
     """
     task = model["task"]
     entity, split = lineage["entity_frame"], lineage.get("split", {})

@@ -11,7 +11,7 @@ for an entity row at time ``t`` a feature row qualifies when
 
 - DuckDB (ibis ``point_in_time_join``): ``feature_ts <= entity_ts`` and
   ``feature_ts + ttl >= entity_ts``;
-- the project's ``pipelines.offline_store.AsofDuckDBOfflineStore`` (ASOF join):
+- the project's ``adapters.offline_store.AsofDuckDBOfflineStore`` (ASOF join):
   ``feature_ts <= entity_ts`` and ``entity_ts - feature_ts <= ttl``, in integer nanoseconds;
 - file / Dask (``_filter_ttl``): ``feature_ts >= entity_ts - ttl`` and ``feature_ts <= entity_ts``;
 - Spark (its ``MULTIPLE_FEATURE_VIEW_POINT_IN_TIME_JOIN`` template): ``feature_ts <= entity_ts`` and
@@ -247,7 +247,7 @@ def test_randomized_fixture_covers_the_edge_cases(data) -> None:
     _assert_fixture_covers_the_edges(data)
 
 
-ASOF_STORE = "pipelines.offline_store.AsofDuckDBOfflineStore"
+ASOF_STORE = "adapters.offline_store.AsofDuckDBOfflineStore"
 
 
 @pytest.mark.parametrize("offline_store", [ASOF_STORE, "duckdb"], ids=["asof_duckdb", "feast_duckdb"])
@@ -264,8 +264,8 @@ def test_spark_historical_retrieval_matches_brute_force(tmp_path, data, spark) -
 
     It differs in form only: rows come back in no set order (a SQL join), and ``event_timestamp``
     comes back naive, at nanosecond resolution, as wall-clock times in the Spark session's time
-    zone: UTC here (``pipelines.spark.DEFAULT_CONF``), so the same instants.
-    ``pipelines.feature_store.historical_features`` restores the order and UTC microseconds.
+    zone: UTC here (``adapters.spark.DEFAULT_CONF``), so the same instants.
+    ``adapters.feast_repo.historical_features`` restores the order and UTC microseconds.
     """
     got = _retrieve(tmp_path, "spark", data)
     assert str(got["event_timestamp"].dtype) == "datetime64[ns]"

@@ -85,10 +85,10 @@ def demo_build(tmp_path_factory):
     Returns ``(manifest, config, summary, tables)``: the generator's manifest, the study, the
     local build's summary and the folder of its published tables.
     """
-    from pipelines.build_features import build_features
+    from pipelines.build.local import build_features
     from pipelines.config import load_study
     from pipelines.demo.generate import generate_demo
-    from pipelines.ingest import ingest_study
+    from pipelines.ingest.run import ingest_study
 
     root = tmp_path_factory.mktemp("features")
     manifest = generate_demo(root / "study", seed=5, n_subjects=5, days=4)
@@ -128,14 +128,14 @@ def postgres_url(postgres_database: str) -> str:
 def feast_repo(repo: Path, project: str, tables: Path) -> Path:
     """A Feast repo of a test's own on embedded defaults (the project's offline store, SQLite
     online store, local registry) with every definition applied over the feature tables in ``tables``."""
-    from pipelines.feature_store import apply_repo
+    from adapters.feast_repo import apply_repo
 
     repo.mkdir()
     (repo / "feature_store.yaml").write_text(f"""
 project: {project}
 provider: local
 registry: {repo / 'registry.db'}
-offline_store: {{type: pipelines.offline_store.AsofDuckDBOfflineStore}}
+offline_store: {{type: adapters.offline_store.AsofDuckDBOfflineStore}}
 online_store: {{type: sqlite, path: {repo / 'online.db'}}}
 entity_key_serialization_version: 3
 """)

@@ -17,7 +17,7 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
-from pipelines.audit import GENESIS_HASH, AuditEntry, AuditLog, Decision
+from pipelines.models.audit import GENESIS_HASH, AuditEntry, AuditLog, Decision
 from training.acceptance import AcceptanceCriteria, evaluate_criteria, results_as_dicts
 
 STUDY = "demo"
@@ -212,7 +212,7 @@ def test_postgres_restores_a_changed_trigger_function(
                     "LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$"
                 )
                 conn.exec_driver_sql("UPDATE model_alias_moves SET reason = 'edited'")
-            with caplog.at_level(logging.WARNING, logger="pipelines.audit"), AuditLog(postgres_url):
+            with caplog.at_level(logging.WARNING, logger="pipelines.models.audit"), AuditLog(postgres_url):
                 pass
             with pytest.raises(sa.exc.DBAPIError, match="append-only"), engine.begin() as conn:
                 conn.exec_driver_sql("UPDATE model_alias_moves SET reason = 'edited again'")
@@ -276,7 +276,7 @@ def test_an_edit_made_around_the_triggers_is_detected(
     assert problems[1].startswith(f"entry {third.id}: prev_hash does not match the hash of entry {second.id}")
 
     # Opening the log puts the triggers back, and says they were missing.
-    with caplog.at_level(logging.WARNING, logger="pipelines.audit"), AuditLog(url):
+    with caplog.at_level(logging.WARNING, logger="pipelines.models.audit"), AuditLog(url):
         pass
     assert "or function model_alias_moves_no_update, model_alias_moves_no_delete" in caplog.text
     assert "were missing, disabled or changed and are restored" in caplog.text

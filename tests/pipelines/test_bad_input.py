@@ -19,11 +19,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipelines.config import FileFormat, SourceConfig, TableFile, load_study
-from pipelines.readers import ReadError, read_raw
-from pipelines.readers import labs as lab_readers
-from pipelines.readers.devices import CWA_BLOCK_BYTES, cwa_corrupt_blocks
-from pipelines.readers.labs import MAX_JSON_DEPTH, _json_depth
-from pipelines.readers.tables import read_table
+from pipelines.ingest.readers import ReadError, read_raw
+from pipelines.ingest.readers import labs as lab_readers
+from pipelines.ingest.readers.devices import CWA_BLOCK_BYTES, cwa_corrupt_blocks
+from pipelines.ingest.readers.labs import MAX_JSON_DEPTH, _json_depth
+from pipelines.ingest.readers.tables import read_table
 from tests.pipelines.conftest import make_study
 from validation.report import ValidationReport
 from validation.schemas import SourceKind
@@ -399,7 +399,7 @@ def assert_quarantined(config, outcome, reason: str) -> ValidationReport:
 
 @pytest.fixture(scope="module")
 def ingested_with_rejecting_blocks(tmp_path_factory, devices_dir: Path):
-    from pipelines.ingest import ingest_study
+    from pipelines.ingest.run import ingest_study
 
     study, reasons = study_with_bad_files(tmp_path_factory.mktemp("bad"), devices_dir, "reject")
     config = load_study(study)
@@ -421,7 +421,7 @@ def test_the_rest_of_the_study_is_still_curated(ingested_with_rejecting_blocks) 
     assert len(good) == 6 and all(o.status == "curated" and o.rows > 0 for o in good), good
     quarantined = {p for p, o in outcomes.items() if o.status == "quarantined"}
     assert quarantined == set(reasons) | {"raw/device/S0001_wrist.cwa"}
-    from pipelines.lake import read_subject
+    from pipelines.ingest.lake import read_subject
 
     assert read_subject(config.lake_root, "minute_wearable", "S0001") is not None
     for source in ("vitals", "axivity", "wrist", "lowback"):
@@ -440,8 +440,8 @@ def test_corrupt_blocks_rejecting_names_blocks_and_seconds(ingested_with_rejecti
 
 
 def test_corrupt_blocks_set_to_warn_curate_the_file_with_its_samples_missing(tmp_path: Path, devices_dir: Path) -> None:
-    from pipelines.ingest import ingest_study
-    from pipelines.lake import read_subject
+    from pipelines.ingest.lake import read_subject
+    from pipelines.ingest.run import ingest_study
 
     study, _ = study_with_bad_files(tmp_path / "warn", devices_dir, "warn")
     config = load_study(study)
@@ -460,7 +460,7 @@ def test_corrupt_blocks_set_to_warn_curate_the_file_with_its_samples_missing(tmp
 
 def test_a_bad_enrollment_file_is_a_configuration_error(tmp_path: Path) -> None:
     from pipelines.config import ConfigError
-    from pipelines.ingest import ingest_study
+    from pipelines.ingest.run import ingest_study
 
     study = make_study(tmp_path / "tiny")
     write(tmp_path / "tiny" / "raw" / "subjects.csv", "subject_id,site,arm,sex,birth_year,enrolled_on\n")
@@ -470,7 +470,7 @@ def test_a_bad_enrollment_file_is_a_configuration_error(tmp_path: Path) -> None:
 
 
 def test_a_header_only_endpoints_file_is_quarantined_and_the_rest_curated(tmp_path: Path) -> None:
-    from pipelines.ingest import ingest_study
+    from pipelines.ingest.run import ingest_study
 
     study = make_study(tmp_path / "tiny", n_subjects=2)
     write(tmp_path / "tiny" / "raw" / "endpoints.csv", "subject_id,index_time,endpoint,outcome\n")

@@ -15,7 +15,7 @@ from datetime import UTC
 
 import pytest
 
-from pipelines.catalog import Catalog, ClaimLostError, FileRecord, FileStatus
+from pipelines.ingest.catalog import Catalog, ClaimLostError, FileRecord, FileStatus
 
 STUDY = "demo"
 

@@ -439,7 +439,7 @@ def test_a_link_made_after_load_is_refused_before_any_write(tmp_path: Path, data
 
 
 def test_ingest_refuses_a_quarantine_link_made_after_load_and_writes_nothing_there(tmp_path: Path) -> None:
-    from pipelines.ingest import ingest_study
+    from pipelines.ingest.run import ingest_study
     from tests.pipelines.conftest import make_study
 
     root = tmp_path / "tiny"

@@ -22,11 +22,11 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from pipelines.catalog import Catalog, FileStatus
 from pipelines.cli import INGEST_UNPROCESSED_EXIT, app
 from pipelines.config import load_study
-from pipelines.ingest import PAUSE_AT_ENV, PAUSE_FILE_ENV, ingest_study
-from pipelines.lake import lake_versions, read_subject, sweep_orphans, table_parts
+from pipelines.ingest.catalog import Catalog, FileStatus
+from pipelines.ingest.lake import lake_versions, read_subject, sweep_orphans, table_parts
+from pipelines.ingest.run import PAUSE_AT_ENV, PAUSE_FILE_ENV, ingest_study
 from tests.pipelines.conftest import make_study, write_minute_file
 
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -168,14 +168,14 @@ def test_a_file_held_by_a_live_run_is_busy_and_its_parts_are_left_alone(study: P
 def test_failed_is_retried_on_request_and_under_a_new_code_version(study: Path, monkeypatch) -> None:
     config = load_study(study)
     broken = "raw/minute/S0002_minute.csv"
-    real_read = __import__("pipelines.ingest", fromlist=["_read"])._read
+    real_read = __import__("pipelines.ingest.run", fromlist=["_read"])._read
 
     def read_breaking_one(path, spec, kind):
         if path.name == Path(broken).name:
             raise MemoryError("simulated fault of the platform")
         return real_read(path, spec, kind)
 
-    monkeypatch.setattr("pipelines.ingest._read", read_breaking_one)
+    monkeypatch.setattr("pipelines.ingest.run._read", read_breaking_one)
     first = {o.path: o for o in ingest_study(config).outcomes}
     assert first[broken].status == "failed" and "MemoryError: simulated fault" in first[broken].reason
     assert broken in first[broken].reason and "--retry-failed" in first[broken].reason
@@ -183,7 +183,7 @@ def test_failed_is_retried_on_request_and_under_a_new_code_version(study: Path, 
     assert (quarantined / Path(broken).name).read_bytes() == (config.data_root / broken).read_bytes()
     assert json.loads((quarantined / "report.json").read_text())["file"] == broken
     assert first["raw/minute/S0001_minute.csv"].status == "curated"  # nothing else was lost
-    monkeypatch.setattr("pipelines.ingest._read", real_read)
+    monkeypatch.setattr("pipelines.ingest.run._read", real_read)
 
     same_code = {o.path: o.status for o in ingest_study(config).outcomes}
     assert same_code[broken] == "skipped"  # the same code would fail again: not retried on its own
@@ -198,10 +198,10 @@ def test_failed_is_retried_on_request_and_under_a_new_code_version(study: Path, 
 
 def test_a_failure_is_retried_when_the_code_version_changes(study: Path, monkeypatch) -> None:
     config = load_study(study)
-    monkeypatch.setattr("pipelines.ingest._read", lambda *args: (_ for _ in ()).throw(RuntimeError("bug")))
+    monkeypatch.setattr("pipelines.ingest.run._read", lambda *args: (_ for _ in ()).throw(RuntimeError("bug")))
     assert {o.status for o in ingest_study(config).outcomes} == {"failed"}
     monkeypatch.undo()
-    monkeypatch.setattr("pipelines.ingest.code_version", lambda: "fixed")
+    monkeypatch.setattr("pipelines.ingest.run.code_version", lambda: "fixed")
 
     retried = ingest_study(config)
 

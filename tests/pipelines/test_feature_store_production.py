@@ -11,8 +11,8 @@ import pandas as pd
 import psycopg
 import pytest
 
+from adapters.feast_repo import apply_repo, materialize, online_features, open_store
 from features.tables import TABLES
-from pipelines.feature_store import apply_repo, materialize, online_features, open_store
 from tests.pipelines.conftest import PG_ADMIN_DSN
 
 pytestmark = pytest.mark.postgres
@@ -66,7 +66,7 @@ registry:
   registry_type: sql
   path: {registry_database}
   cache_ttl_seconds: 0
-offline_store: {{type: pipelines.offline_store.AsofDuckDBOfflineStore}}
+offline_store: {{type: adapters.offline_store.AsofDuckDBOfflineStore}}
 online_store: {{type: redis, connection_string: "127.0.0.1:6379"}}
 entity_key_serialization_version: 3
 """)

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines.build_features import build_features
-from pipelines.feature_store import materialize, online_features, open_store
+from adapters.feast_repo import materialize, online_features, open_store
+from pipelines.build.local import build_features
 from tests.pipelines.conftest import feast_repo
 
 
@@ -51,7 +51,7 @@ def test_daily_steps_equal_the_raw_minute_file(built) -> None:
 def test_the_build_manifest_names_the_raw_files_behind_it(built) -> None:
     import json
 
-    from pipelines.build_features import MANIFEST
+    from pipelines.build.local import MANIFEST
 
     _, config, _, tables, _ = built
     inputs = json.loads((tables / MANIFEST).read_text())["inputs"]

@@ -12,11 +12,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.catalog import Catalog, FileStatus
 from pipelines.config import load_study
 from pipelines.demo.generate import generate_demo
-from pipelines.ingest import ingest_study
-from pipelines.lake import lake_versions, read_subject, table_parts
+from pipelines.ingest.catalog import Catalog, FileStatus
+from pipelines.ingest.lake import lake_versions, read_subject, table_parts
+from pipelines.ingest.run import ingest_study
 from tests.pipelines.conftest import make_study, write_minute_file
 from validation.report import ValidationReport
 

@@ -10,8 +10,8 @@ import pytest
 
 from pipelines.config import FileFormat, SourceConfig
 from pipelines.demo.lab_messages import write_fhir_bundle, write_hl7v2, write_lims_csv
-from pipelines.readers.base import ReadError
-from pipelines.readers.labs import READERS, read_fhir, read_hl7v2, read_lims_csv
+from pipelines.ingest.readers.base import ReadError
+from pipelines.ingest.readers.labs import READERS, read_fhir, read_hl7v2, read_lims_csv
 from validation.analytes import ANALYTES, CANONICAL_UNIT_BY_ANALYTE, to_canonical
 from validation.schemas import DIRECT_IDENTIFIER_PATTERN, SCHEMAS, SourceKind
 

@@ -9,10 +9,9 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 
-from pipelines.build_features import MANIFEST, build_features
+from pipelines.build.local import MANIFEST, build_features
 from pipelines.config import load_study
-from pipelines.ingest import ingest_study
-from pipelines.lake import (
+from pipelines.ingest.lake import (
     commit_version,
     lake_versions,
     read_subject,
@@ -21,6 +20,7 @@ from pipelines.lake import (
     table_parts,
     write_parts,
 )
+from pipelines.ingest.run import ingest_study
 from tests.pipelines.conftest import write_minute_file
 from validation.schemas import SourceKind
 
@@ -109,7 +109,7 @@ def test_a_lake_of_an_earlier_release_is_adopted_without_its_orphans(tiny_study:
 
     import sqlalchemy as sa
 
-    from pipelines.catalog import Catalog
+    from pipelines.ingest.catalog import Catalog
 
     config = load_study(tiny_study)
     ingest_study(config)

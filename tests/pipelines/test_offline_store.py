@@ -12,9 +12,9 @@ from feast import Entity, FeatureStore, FeatureView, Field, FileSource, ValueTyp
 from feast.infra.offline_stores.file_source import SavedDatasetFileStorage
 from feast.types import Float64, String
 
-from pipelines.offline_store import AsofDuckDBOfflineStore, PushLog
+from adapters.offline_store import AsofDuckDBOfflineStore, PushLog
 
-STORE = "pipelines.offline_store.AsofDuckDBOfflineStore"
+STORE = "adapters.offline_store.AsofDuckDBOfflineStore"
 
 
 @pytest.fixture

@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 
 from pipelines.config import FileFormat, SourceConfig, TableFile
-from pipelines.readers import RawRead, ReadError, read_raw
-from pipelines.readers.tables import read_table
-from pipelines.units import STANDARD_GRAVITY_M_S2
+from pipelines.ingest.readers import RawRead, ReadError, read_raw
+from pipelines.ingest.readers.tables import read_table
+from pipelines.ingest.units import STANDARD_GRAVITY_M_S2
 from validation.schemas import SourceKind
 
 ACCEL = ["accel_x_g", "accel_y_g", "accel_z_g"]

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipelines.feature_store import apply_repo, open_store
-from pipelines.redis_loader import load_latest
+from adapters.feast_repo import apply_repo, open_store
+from adapters.redis_loader import load_latest
 from tests.pipelines.test_feature_store_production import redis_server  # noqa: F401  (fixture)
 
 START = datetime(2024, 3, 1, tzinfo=UTC)
@@ -50,7 +50,7 @@ def repo(path: Path, project: str, tables: Path) -> Path:
 project: {project}
 provider: local
 registry: {path / 'registry.db'}
-offline_store: {{type: pipelines.offline_store.AsofDuckDBOfflineStore}}
+offline_store: {{type: adapters.offline_store.AsofDuckDBOfflineStore}}
 online_store: {{type: redis, connection_string: "127.0.0.1:6379"}}
 entity_key_serialization_version: 3
 """)

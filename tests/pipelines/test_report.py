@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 from pipelines.config import load_study
-from pipelines.report import KEY_BIOMARKERS, SECTIONS, TRAJECTORY_SUBJECTS, ReportError, report_path, write_report
+from pipelines.report.page import KEY_BIOMARKERS, SECTIONS, TRAJECTORY_SUBJECTS, ReportError, report_path, write_report
 from tests.browser import headless_chromium_command
 
 ALERTS = pd.DataFrame({

@@ -16,9 +16,8 @@ import pytest
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
-from pipelines.build_features import MANIFEST, SubjectsFailedError, build_features
-from pipelines.config import SparkConfig
-from pipelines.ingest import SUBJECTS_SOURCE
+from pipelines.build.local import MANIFEST, SubjectsFailedError, build_features
+from pipelines.config import SUBJECTS_SOURCE, SparkConfig
 
 
 def published(tables: Path) -> dict[str, bytes]:

@@ -17,11 +17,11 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
+from adapters.feast_repo import REPOSITORY_ROOT, apply_repo, materialize, offline_kind, online_features, open_store
+from adapters.offline_store import PushLog
+from adapters.spark import SparkNotInstalledError
 from features.tables import LIVE_VITALS
-from pipelines.feature_store import REPOSITORY_ROOT, apply_repo, materialize, offline_kind, online_features, open_store
-from pipelines.offline_store import PushLog
-from pipelines.spark import SparkNotInstalledError
-from pipelines.train import build_training_set
+from pipelines.models.train import build_training_set
 from tests.pipelines.conftest import feast_repo
 
 SPARK_YAML = REPOSITORY_ROOT / "deploy" / "feature_store.spark.yaml"
@@ -132,7 +132,7 @@ def test_the_spark_repo_materializes_before_the_first_push(spark, demo_build, tm
 
 def test_without_pyspark_the_spark_repo_says_how_to_install_it(tmp_path, monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "pyspark", None)  # `import pyspark` now fails as if it were not installed
-    for module in ("feast.infra.offline_stores.contrib.spark_offline_store.spark", "pipelines.spark_offline_store"):
+    for module in ("feast.infra.offline_stores.contrib.spark_offline_store.spark", "adapters.spark_offline_store"):
         monkeypatch.delitem(sys.modules, module, raising=False)  # imported by an earlier test: import them again
     with pytest.raises(SparkNotInstalledError, match=r"feature_store\.spark\.yaml configures Feast's Spark .*"
                                                      r"pip install 'digital-biomarkers\[spark\]'"):

@@ -17,10 +17,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipelines.build_features import build_features
+from pipelines.build.local import build_features
 from pipelines.config import load_study
 from pipelines.demo.generate import generate_demo
-from pipelines.ingest import ingest_study
+from pipelines.ingest.run import ingest_study
 from tests.mlflow_ui import assert_lineage_visible, mlflow_ui
 from tests.pipelines.conftest import feast_repo
 
@@ -53,7 +53,7 @@ def with_model(config, name: str, **changes):
 
 @pytest.fixture(scope="module")
 def trained(study):
-    from pipelines.train import train
+    from pipelines.models.train import train
 
     config, repo, _ = study
     # lenient criteria for this small cohort: promotion is tested on both sides below
@@ -150,7 +150,7 @@ def test_a_pytorch_autoencoder_on_vital_sign_windows_ships_with_its_code(study, 
     without torch (inference runs in numpy)."""
     import mlflow
 
-    from pipelines.train import build_training_set, train
+    from pipelines.models.train import build_training_set, train
 
     config, repo, _ = study
     result = train(with_model(config, "vitals_anomaly", params={"max_epochs": 5, "batch_size": 256}),
@@ -169,8 +169,8 @@ def test_a_pytorch_autoencoder_on_vital_sign_windows_ships_with_its_code(study, 
 def test_promotion_refused_then_accepted_and_every_request_audited(trained) -> None:
     from mlflow import MlflowClient
 
-    from pipelines.audit import AuditLog
-    from pipelines.registry import promote
+    from pipelines.models.audit import AuditLog
+    from pipelines.models.registry import promote
 
     config, result = trained
     strict = with_model(config, ENDPOINT, acceptance={"min_auroc": 0.999})
@@ -197,7 +197,7 @@ def test_lineage_from_the_alias_and_from_the_run(trained) -> None:
     from typer.testing import CliRunner
 
     from pipelines.cli import app
-    from pipelines.registry import lineage
+    from pipelines.models.registry import lineage
 
     config, result = trained
     by_run = lineage(config, result.run_id)
@@ -219,7 +219,7 @@ def test_lineage_from_the_alias_and_from_the_run(trained) -> None:
 def test_an_anomaly_model_is_evaluated_against_the_labelled_episodes(study) -> None:
     import mlflow
 
-    from pipelines.train import build_training_set, train
+    from pipelines.models.train import build_training_set, train
 
     config, repo, _ = study
     result = train(config, "daily_anomaly", repo_path=repo)
@@ -241,8 +241,8 @@ def test_an_anomaly_model_is_evaluated_against_the_labelled_episodes(study) -> N
 def test_bad_training_inputs_fail_before_anything_is_registered(study, monkeypatch) -> None:
     from mlflow import MlflowClient
 
-    from pipelines import train as training
-    from pipelines.train import TrainingError, use_tracking
+    from pipelines.models import train as training
+    from pipelines.models.train import TrainingError, use_tracking
 
     config, repo, _ = study
     use_tracking(config)
@@ -280,8 +280,8 @@ def test_a_run_is_reproduced_and_a_changed_feature_table_is_detected(study, trai
     """Reproduced after the repo was applied again, as every `biomarkers materialize` does (Feast then
     stamps new times into the on-demand view's spec: not a change of definitions), and by the model
     version's reference as well as the run id; a changed feature table is detected."""
-    from pipelines.feature_store import apply_repo
-    from pipelines.registry import reproduce
+    from adapters.feast_repo import apply_repo
+    from pipelines.models.registry import reproduce
 
     config, result = trained
     _, repo, tables = study
@@ -309,8 +309,8 @@ def test_a_run_is_reproduced_from_the_lake_as_it_was_after_the_lake_moved_on(stu
     """A re-exported raw file moves the lake on and a build publishes it; the run's recorded table
     versions still rebuild its training set exactly (time travel). The raw file and the published
     tables are put back afterwards, byte for byte, for the other tests of the module."""
-    from pipelines.build_features import MANIFEST
-    from pipelines.registry import recorded_lake_versions, reproduce
+    from pipelines.build.local import MANIFEST
+    from pipelines.models.registry import recorded_lake_versions, reproduce
 
     config, result = trained
     _, repo, tables = study
@@ -401,8 +401,8 @@ def test_train_promote_and_read_lineage_through_an_mlflow_server(study, mlflow_s
     """Production tracking: an MLflow server with its PostgreSQL backend store, artifacts proxied."""
     import mlflow
 
-    from pipelines.registry import lineage, promote
-    from pipelines.train import train
+    from pipelines.models.registry import lineage, promote
+    from pipelines.models.train import train
 
     config, repo, _ = study
     remote = with_model(config.model_copy(update={"mlflow_tracking_uri": mlflow_server}), ENDPOINT,
@@ -424,7 +424,7 @@ def test_train_promote_and_read_lineage_through_an_mlflow_server(study, mlflow_s
 
 
 def test_training_again_on_the_same_set_settings_and_code_reuses_the_version(study, monkeypatch) -> None:
-    from pipelines import train as training
+    from pipelines.models import train as training
 
     config, repo, _ = study
     monkeypatch.setattr(training, "_code_version", lambda: {"git_commit": "0" * 40, "git_dirty": False})
@@ -443,9 +443,9 @@ def test_training_again_on_the_same_set_settings_and_code_reuses_the_version(stu
 def test_a_cohort_is_scored_point_in_time_with_feature_ages_and_lineage(study, trained) -> None:
     import mlflow
 
-    from pipelines.registry import RegistryError, lineage
-    from pipelines.scoring import score_cohort
-    from pipelines.train import build_training_set
+    from pipelines.models.registry import RegistryError, lineage
+    from pipelines.models.scoring import score_cohort
+    from pipelines.models.train import build_training_set
 
     config, result = trained
     _, repo, _ = study
@@ -483,8 +483,8 @@ def test_a_cohort_is_scored_point_in_time_with_feature_ages_and_lineage(study, t
 def test_the_study_report_shows_the_model_run_and_the_highest_risks(study, trained) -> None:
     import re
 
-    from pipelines.report import HIGHEST_RISK_SHOWN, write_report
-    from pipelines.scoring import score_cohort
+    from pipelines.models.scoring import score_cohort
+    from pipelines.report.page import HIGHEST_RISK_SHOWN, write_report
     from tests.pipelines.test_report import Page, plots, section
 
     config, result = trained
@@ -510,7 +510,7 @@ def test_the_study_report_shows_the_model_run_and_the_highest_risks(study, train
 
 def test_a_whole_site_can_be_held_out(study) -> None:
     from pipelines.config import SplitConfig
-    from pipelines.train import subject_attributes, train
+    from pipelines.models.train import subject_attributes, train
 
     config, repo, _ = study
     sites = subject_attributes(config).set_index("subject_id")["site"]
@@ -533,8 +533,8 @@ def test_biomarkers_serve_answers_scores_over_http(study, trained, tmp_path) -> 
 
     from typer.testing import CliRunner
 
+    from adapters.feast_repo import materialize
     from pipelines.cli import app
-    from pipelines.feature_store import materialize
     from serving.settings import hash_api_key
 
     config, result = trained
@@ -608,9 +608,9 @@ def test_spark_scoring_gives_the_local_scores(spark, study, trained, tmp_path) -
     """``--engine spark``: features from Feast's Spark offline store, scored in Spark tasks (the
     on-demand change-from-baseline features derived there too): the local engine's scores, ages
     and output digest."""
-    from pipelines.feature_store import REPOSITORY_ROOT, apply_repo
-    from pipelines.registry import RegistryError
-    from pipelines.scoring import score_cohort
+    from adapters.feast_repo import REPOSITORY_ROOT, apply_repo
+    from pipelines.models.registry import RegistryError
+    from pipelines.models.scoring import score_cohort
 
     spark_yaml = REPOSITORY_ROOT / "deploy" / "feature_store.spark.yaml"
     config, result = trained

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipelines.units import QUANTITY_OF_COLUMN, STANDARD_GRAVITY_M_S2, UnitError, check_units, to_canonical
+from pipelines.ingest.units import QUANTITY_OF_COLUMN, STANDARD_GRAVITY_M_S2, UnitError, check_units, to_canonical
 from validation.schemas import SCHEMAS
 
 

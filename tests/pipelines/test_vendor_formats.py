@@ -18,8 +18,8 @@ import pandas as pd
 import pytest
 
 from pipelines.config import ConfigError, FileFormat, SourceConfig, load_study
-from pipelines.readers import READERS, ReadError, read_raw
-from pipelines.readers.actigraph import ACTIVITY, ACTIVITY2, PARAMETERS, _decode_parameter_float, _unpack_12bit
+from pipelines.ingest.readers import READERS, ReadError, read_raw
+from pipelines.ingest.readers.actigraph import ACTIVITY, ACTIVITY2, PARAMETERS, _decode_parameter_float, _unpack_12bit
 from validation.batches import normalise_field
 from validation.schemas import DIRECT_IDENTIFIER_PATTERN
 
@@ -514,8 +514,8 @@ def source_yaml(name: str, pattern: str, file_format: str, extra: str = "timezon
 
 def test_a_study_with_vendor_formats_curates_them_and_quarantines_identifiers(tmp_path: Path,
                                                                              devices_dir: Path) -> None:
-    from pipelines.ingest import ingest_study
-    from pipelines.lake import read_subject
+    from pipelines.ingest.lake import read_subject
+    from pipelines.ingest.run import ingest_study
     from tests.pipelines.conftest import make_study
 
     study = make_study(tmp_path / "study", n_subjects=4)
@@ -562,7 +562,7 @@ def test_a_preset_with_column_options_is_a_configuration_error_naming_the_key(tm
 
 
 def test_a_gt3x_with_a_corrupt_record_is_quarantined_by_the_corrupt_blocks_check(tmp_path: Path) -> None:
-    from pipelines.ingest import ingest_study
+    from pipelines.ingest.run import ingest_study
     from tests.pipelines.conftest import make_study
 
     study = make_study(tmp_path / "study", n_subjects=2)

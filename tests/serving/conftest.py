@@ -63,7 +63,7 @@ class Setup:
 
     def live_log(self) -> pd.DataFrame:
         """The log of pushed vital signs as its readers see it (pushes not yet folded included)."""
-        from pipelines.offline_store import PushLog
+        from adapters.offline_store import PushLog
 
         logged = PushLog(self.root / "vital_signs_live.parquet", ["subject_id", "event_timestamp"]).read()
         return pd.DataFrame(columns=["subject_id", "event_timestamp"]) if logged is None else logged.to_pandas()
@@ -128,7 +128,7 @@ def feast_repo(repo: Path, tables_dir: Path, project: str, online_store_yaml: st
     repo.mkdir(parents=True, exist_ok=True)
     (repo / "feature_store.yaml").write_text(
         f"project: {project}\nprovider: local\nregistry: registry.db\n"
-        "offline_store:\n  type: pipelines.offline_store.AsofDuckDBOfflineStore\n"
+        "offline_store:\n  type: adapters.offline_store.AsofDuckDBOfflineStore\n"
         f"{online_store_yaml}entity_key_serialization_version: 3\n")
     subject = Entity(name="subject", join_keys=["subject_id"], value_type=ValueType.STRING)
     views = []

@@ -384,7 +384,7 @@ def test_two_different_events_of_one_subject_and_time_are_refused_naming_both_an
 def test_a_failed_offline_write_leaves_the_online_store_untouched_and_a_retry_stores_the_batch(client, auth, setup):
     """The log is written first: when it cannot be (here its pending folder is blocked by a file),
     the request fails before the online store is written, and the same batch retried stores it."""
-    from pipelines.offline_store import PushLog
+    from adapters.offline_store import PushLog
 
     now = datetime.now(UTC).replace(microsecond=0)
     body = {"events": [event("S004", now - timedelta(seconds=30), **URGENT)]}
@@ -429,9 +429,9 @@ def test_a_first_push_with_one_vital_sign_then_a_fold_then_full_events_and_a_mat
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from adapters.feast_repo import materialize, open_store
+    from adapters.offline_store import PushLog
     from features.tables import LIVE_VITALS
-    from pipelines.feature_store import materialize, open_store
-    from pipelines.offline_store import PushLog
 
     root, client = fresh_study
     now = datetime.now(UTC).replace(microsecond=0)

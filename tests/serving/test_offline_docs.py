@@ -87,8 +87,8 @@ def test_the_quality_page_links_every_validation_page_offline(tmp_path):
     """Great Expectations' Data Docs index lists its pages with scripts from CDNs (empty offline);
     the study's quality page links each of them itself, replaced versions included."""
     from pipelines.config import load_study
-    from pipelines.ingest import ingest_study
-    from pipelines.quality_page import data_docs_site
+    from pipelines.ingest.quality_page import data_docs_site
+    from pipelines.ingest.run import ingest_study
     from tests.pipelines.conftest import make_study, write_minute_file
 
     root = tmp_path / "study"

@@ -2,14 +2,14 @@
 
 Feast's Spark store appends a push to the source's Parquet file with Spark, which fails on a log
 that does not exist yet and on a single file (Spark writes folders), and would store a redelivered
-event twice. This store writes pushes as ``pipelines.offline_store`` does (small parts of the log,
+event twice. This store writes pushes as ``adapters.offline_store`` does (small parts of the log,
 folded into its file in bulk) and folds them before Spark reads a log, so point-in-time retrieval
 and materialization see every push. Everything else is Feast's Spark store.
 
 Select it in ``deploy/feature_store.spark.yaml``::
 
     offline_store:
-      type: pipelines.spark_offline_store.SparkPushLogOfflineStore
+      type: adapters.spark_offline_store.SparkPushLogOfflineStore
       spark_conf: {...}
 
 Importing this module needs pyspark (Feast's Spark store imports it).
@@ -26,11 +26,11 @@ from feast.infra.offline_stores.offline_store import RetrievalJob
 from feast.repo_config import RepoConfig
 from pydantic import StrictStr
 
-from pipelines.offline_store import fold_push_logs, is_push_log, read_push_log, unwritten_push_log, write_push
+from adapters.offline_store import fold_push_logs, is_push_log, read_push_log, unwritten_push_log, write_push
 
 
 class SparkPushLogOfflineStoreConfig(SparkOfflineStoreConfig):
-    type: StrictStr = "pipelines.spark_offline_store.SparkPushLogOfflineStore"
+    type: StrictStr = "adapters.spark_offline_store.SparkPushLogOfflineStore"
 
 
 class SparkPushLogOfflineStore(SparkOfflineStore):

@@ -50,7 +50,7 @@ def open_store(repo_path: Path = REPOSITORY_ROOT, yaml_file: Path | None = None)
     except FeastModuleImportError as error:
         if getattr(error.__cause__, "name", None) != "pyspark":
             raise
-        from pipelines.spark import INSTALL_HINT, SparkNotInstalledError
+        from adapters.spark import INSTALL_HINT, SparkNotInstalledError
 
         raise SparkNotInstalledError(f"{yaml_file or Path(repo_path) / 'feature_store.yaml'} configures Feast's "
                                      f"Spark offline store or compute engine, which needs pyspark: {INSTALL_HINT}"
@@ -69,7 +69,7 @@ def _prepare_spark(config) -> None:
     workers run this interpreter, and the project's defaults (session time zone UTC, which the
     naive times Spark hands back to pandas are read in) apply unless the YAML sets them.
     """
-    from pipelines.spark import DEFAULT_CONF, use_this_python
+    from adapters.spark import DEFAULT_CONF, use_this_python
 
     use_this_python()
     for settings in (config.offline_store, config.batch_engine):
@@ -111,7 +111,7 @@ def materialize(repo_path: Path = REPOSITORY_ROOT, end: datetime | None = None,
 
     import pyarrow.parquet as pq
 
-    from pipelines.offline_store import fold_push_logs
+    from adapters.offline_store import fold_push_logs
 
     store = open_store(repo_path, yaml_file)
     end = end or datetime.now(UTC)
@@ -150,14 +150,14 @@ def materialize(repo_path: Path = REPOSITORY_ROOT, end: datetime | None = None,
 def _load(store, view, start: datetime, end: datetime, *, emptied: bool) -> None:
     """Materialize one view over ``[start, end]``: Feast's own path, or the bulk Redis loader.
 
-    The loader writes what Feast writes, some 20x faster (``pipelines.redis_loader``), reading
+    The loader writes what Feast writes, some 20x faster (``adapters.redis_loader``), reading
     the Parquet file itself with DuckDB; every other online store, and every store of a repo on
     Spark (whose compute engine is there to do the reading), gets Feast's ``materialize``.
     """
     from feast.infra.online_stores.redis import RedisOnlineStoreConfig
 
     if isinstance(store.config.online_store, RedisOnlineStoreConfig) and offline_kind(store) == "file":
-        from pipelines.redis_loader import load_latest
+        from adapters.redis_loader import load_latest
 
         load_latest(store, view, start, end, emptied=emptied)
     else:

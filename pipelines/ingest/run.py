@@ -32,9 +32,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pipelines.catalog import Catalog, FileStatus
-from pipelines.config import CheckName, ConfigError, SourceConfig, StudyConfig, TableFile
-from pipelines.lake import (
+from pipelines.config import (
+    ENDPOINTS_SOURCE,
+    SUBJECTS_SOURCE,
+    CheckName,
+    ConfigError,
+    SourceConfig,
+    StudyConfig,
+    TableFile,
+)
+from pipelines.ingest.catalog import Catalog, FileStatus
+from pipelines.ingest.lake import (
     StagedVersion,
     adopt_parts,
     commit_version,
@@ -44,9 +52,9 @@ from pipelines.lake import (
     table_lock,
     write_parts,
 )
-from pipelines.quality_page import write_quality_page
-from pipelines.readers import RawRead, ReadError, read_raw
-from pipelines.readers.tables import read_table
+from pipelines.ingest.quality_page import write_quality_page
+from pipelines.ingest.readers import RawRead, ReadError, read_raw
+from pipelines.ingest.readers.tables import read_table
 from validation.batches import file_batch, rows_batch, seconds_batch
 from validation.report import Outcome, ValidationReport
 from validation.schemas import SCHEMAS, SourceKind
@@ -54,8 +62,6 @@ from validation.suites import FILE_BATCH, ROWS_BATCH, SECONDS_BATCH, SuiteParame
 
 logger = logging.getLogger(__name__)
 
-SUBJECTS_SOURCE = "subjects"
-ENDPOINTS_SOURCE = "endpoints"
 _HASH_CHUNK_BYTES = 4 * 1024 * 1024
 # Environment variable naming a point of `Ingestor.process` where the process stops and waits to
 # be killed (crash tests): ``<point>`` or ``<point>@<relative path of one file>``; the file named
@@ -527,7 +533,7 @@ def study_status(config: StudyConfig) -> dict:
     subject, the lake table version whose commit made the outcome visible (``lake_version``),
     and the code version that recorded it; ``lake_versions`` the current version of each table.
     """
-    from pipelines.lake import lake_versions
+    from pipelines.ingest.lake import lake_versions
 
     with Catalog(config.catalog) as catalog:
         records = catalog.latest()

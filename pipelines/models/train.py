@@ -34,10 +34,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipelines.config import ModelConfig, StudyConfig
-from pipelines.feature_store import REPOSITORY_ROOT, historical_features, open_store
-from pipelines.ingest import ENDPOINTS_SOURCE, SUBJECTS_SOURCE
-from pipelines.lake import read_table
+from adapters.feast_repo import REPOSITORY_ROOT, historical_features, open_store
+from pipelines.config import ENDPOINTS_SOURCE, SUBJECTS_SOURCE, ModelConfig, StudyConfig
+from pipelines.ingest.lake import read_table
 
 KEYS = ["subject_id", "event_timestamp"]
 LABEL = "label"
@@ -361,7 +360,7 @@ def _anomaly(training_set, frame, x, train_index, test_index) -> Evaluation:
 def lineage_record(config: StudyConfig, training_set: TrainingSet, feature_tables: Path,
                    study_path: Path | None) -> dict:
     """Everything that fed the training set, from the raw files to the code (``lineage.json``)."""
-    from pipelines.build_features import MANIFEST, MANIFEST_BUILD_KEYS
+    from pipelines.build.local import MANIFEST, MANIFEST_BUILD_KEYS
 
     manifest_path = feature_tables / MANIFEST
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}

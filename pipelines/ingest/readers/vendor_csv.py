@@ -2,7 +2,7 @@
 
 A study names the format (``format: actilife_csv`` or ``format: geneactiv_csv``); the header
 block gives the sampling rate, the start of the recording and the date format, and this module
-turns it into the column layout that ``pipelines.readers.signals`` streams. Both vendors write
+turns it into the column layout that ``pipelines.ingest.readers.signals`` streams. Both vendors write
 the device clock's local time without a zone, and a device clock does not follow daylight
 saving: one UTC offset converts the whole file, GENEActiv's header ``Time Zone`` when the
 source's ``timezone`` uses it, else the zone's offset at the start of the recording.
@@ -41,8 +41,8 @@ from pathlib import Path
 import pandas as pd
 
 from pipelines.config import FileFormat, SourceConfig
-from pipelines.readers.base import RawRead, ReadError
-from pipelines.readers.signals import CsvLayout, parse_offset, read_signal_file
+from pipelines.ingest.readers.base import RawRead, ReadError
+from pipelines.ingest.readers.signals import CsvLayout, parse_offset, read_signal_file
 
 _HEADER_LINES_SCANNED = 200  # a GENEActiv header is ~100 lines; a file without data in 200 is not one
 _ACTILIFE_HEADER_LINES = 10
@@ -119,7 +119,7 @@ def _read_actilife(path: Path, source: SourceConfig, header: list[str]) -> RawRe
     raw = read_signal_file(path, preset, layout)
     raw.source_fields = [*raw.source_fields, *fields]
     raw.sampling_rate_hz = rate
-    raw.metadata.update({"reader": "pipelines.readers.vendor_csv", "device_format": "actilife_csv",
+    raw.metadata.update({"reader": "pipelines.ingest.readers.vendor_csv", "device_format": "actilife_csv",
                          "device_serial": _header_text(header, "Serial Number") or "",
                          "exported_by": header[0].strip("- ").split(" date format")[0]})
     return raw
@@ -157,7 +157,7 @@ def _read_geneactiv(path: Path, source: SourceConfig, header: list[str]) -> RawR
     raw = read_signal_file(path, preset, layout)
     raw.source_fields = [*raw.source_fields, *(key for key, value in fields.items() if value not in _UNSET_VALUES)]
     raw.sampling_rate_hz = float(frequency.group(1))
-    raw.metadata.update({"reader": "pipelines.readers.vendor_csv", "device_format": "geneactiv_csv",
+    raw.metadata.update({"reader": "pipelines.ingest.readers.vendor_csv", "device_format": "geneactiv_csv",
                          "device_serial": fields.get("Device Unique Serial Code", ""),
                          "device_time_zone": fields.get("Time Zone", "")})
     return raw

@@ -16,7 +16,7 @@ Appends are serialised so that the chain stays linear when several processes rec
 (a transaction-level advisory lock on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite), and a unique
 ``prev_hash`` makes the database refuse a fork should an append ever skip that.
 SQLite (a file, the default) and PostgreSQL (production) are supported, with the same URL
-forms as `pipelines.catalog.Catalog`; the log can share the catalog's database.
+forms as `pipelines.ingest.catalog.Catalog`; the log can share the catalog's database.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from typing import Any, Self
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
-from pipelines.catalog import _DDL_LOCK_KEY, _UTCDateTime, catalog_engine
+from adapters.sql import DDL_LOCK_KEY, UTCDateTime, sql_engine
 from training.acceptance import CriterionResult, results_as_dicts
 
 logger = logging.getLogger(__name__)
@@ -106,7 +106,7 @@ _moves = sa.Table(
     TABLE,
     _metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("moved_at", _UTCDateTime, nullable=False),
+    sa.Column("moved_at", UTCDateTime, nullable=False),
     sa.Column("study_id", sa.String, nullable=False),
     sa.Column("model_name", sa.String, nullable=False),
     sa.Column("alias", sa.String, nullable=False),
@@ -266,7 +266,7 @@ class AuditLog:
 
     def __init__(self, url: str) -> None:
         # On SQLite, BEGIN IMMEDIATE takes the write lock before the last hash is read: appends are serial.
-        self._engine = catalog_engine(url, "audit log")
+        self._engine = sql_engine(url, "audit log", serialize_writers=True)
         self._create_tables()
 
     def _create_tables(self) -> None:
@@ -275,7 +275,7 @@ class AuditLog:
             if postgres:
                 # Without the lock, two processes starting at once both see no table (or no
                 # trigger) and one fails on the duplicate; CREATE OR REPLACE FUNCTION races too.
-                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _DDL_LOCK_KEY})
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": DDL_LOCK_KEY})
             _metadata.create_all(conn)
             present = self._trigger_states(conn)
             wanted = _PG_TRIGGERS if postgres else _SQLITE_TRIGGERS

@@ -16,8 +16,6 @@ Python that ``spark.pyspark.python`` (or ``PYSPARK_PYTHON``) names, and read acc
 from __future__ import annotations
 
 import functools
-import os
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -25,14 +23,12 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from adapters.spark import spark_session
+from pipelines.build.subjects import SubjectResult
 from pipelines.config import SparkConfig
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
-
-    from pipelines.build_features import SubjectResult
-
-INSTALL_HINT = "pip install 'digital-biomarkers[spark]'"
 
 # One row per subject going in: its id and its enrollment row (Arrow IPC).
 TASK_SCHEMA = "subject_id string, subject_row binary"
@@ -41,52 +37,7 @@ TASK_SCHEMA = "subject_id string, subject_row binary"
 RESULT_SCHEMA = "subject_id string, table string, rows binary, error string"
 RESULT_COLUMNS = ["subject_id", "table", "rows", "error"]
 
-# The engine's settings unless the study's `spark.conf` says otherwise.
-DEFAULT_CONF = {
-    "spark.sql.session.timeZone": "UTC",  # the platform's timestamps are UTC; Spark's default is the host's zone
-    "spark.ui.showConsoleProgress": "false",  # the command line draws its own progress bar
-}
-
 POLL_SECONDS = 0.5
-
-
-class SparkNotInstalledError(ImportError):
-    """``--engine spark`` was asked for where pyspark is not installed."""
-
-
-def require_pyspark() -> None:
-    """Raise ``SparkNotInstalledError`` (saying how to install it) unless pyspark can be imported."""
-    try:
-        import pyspark  # noqa: F401
-    except ImportError as error:
-        raise SparkNotInstalledError(f"the Spark engine needs pyspark: {INSTALL_HINT}") from error
-
-
-def use_this_python() -> None:
-    """Point Spark's Python workers at this interpreter (``PYSPARK_PYTHON``, ``PYSPARK_DRIVER_PYTHON``)
-    unless those are already set.
-
-    The workers import the project, so on this machine they must run in its virtual environment,
-    not whatever ``python3`` is first on the path. pyspark reads the variable when it starts its
-    context (``spark.pyspark.python`` only reaches a job launched by spark-submit), so this must
-    run before any session starts, ours or Feast's.
-    """
-    for variable in ("PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON"):
-        os.environ.setdefault(variable, sys.executable)
-
-
-def spark_session(settings: SparkConfig) -> SparkSession:
-    """Start (or join) the Spark session the study's ``spark:`` section describes, its Python
-    workers running this interpreter (:func:`use_this_python`)."""
-    require_pyspark()
-    from pyspark.sql import SparkSession
-
-    use_this_python()
-    builder = SparkSession.builder.master(settings.master).appName(settings.app_name)
-    for key, value in {**DEFAULT_CONF, **settings.conf}.items():
-        # Spark parses its booleans from "true"/"false"; Python's str() would write "True".
-        builder = builder.config(key, str(value).lower() if isinstance(value, bool) else str(value))
-    return builder.getOrCreate()
 
 
 def map_subjects(
@@ -154,8 +105,6 @@ def _compute_partition(compute, batches: Iterator[pd.DataFrame]) -> Iterator[pd.
 
 
 def _decode(subject_id: str, rows: list) -> SubjectResult:
-    from pipelines.build_features import SubjectResult
-
     errors = [row.error for row in rows if row.error is not None]
     if errors:
         return SubjectResult(subject_id, error=errors[0])

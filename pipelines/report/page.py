@@ -41,9 +41,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipelines.config import ConfigError, StudyConfig
-from pipelines.ingest import ENDPOINTS_SOURCE, SUBJECTS_SOURCE
-from pipelines.lake import read_table
+from pipelines.config import ENDPOINTS_SOURCE, SUBJECTS_SOURCE, ConfigError, StudyConfig
+from pipelines.ingest.lake import read_table
 
 logger = logging.getLogger(__name__)
 
@@ -196,7 +195,7 @@ class _Study:
     @cached_property
     def endpoint_models(self) -> dict[str, str]:
         """Endpoint model name -> its registered name."""
-        from pipelines.train import registered_name
+        from pipelines.models.train import registered_name
 
         return {name: registered_name(self.config, name) for name, model in self.config.models.items()
                 if model.task == "endpoint"}
@@ -205,7 +204,7 @@ class _Study:
     def biomarkers(self) -> tuple[pd.DataFrame | None, str]:
         """The key biomarkers, long (subject_id, event_timestamp, biomarker, value) and only of
         enrolled subjects; or None. The sentence says where they come from, or why there are none."""
-        from pipelines.build_features import MANIFEST
+        from pipelines.build.local import MANIFEST
 
         manifest_path = self.tables / MANIFEST
         if not manifest_path.is_file():
@@ -298,8 +297,8 @@ def _section(anchor: str, title: str, build: Callable[[_Study], str], study: _St
 
 
 def _quality_section(study: _Study) -> str:
-    from pipelines.catalog import Catalog, FileStatus
-    from pipelines.report_plots import quality_plot
+    from pipelines.ingest.catalog import Catalog, FileStatus
+    from pipelines.report.plots import quality_plot
 
     config = study.config
     if sqlite_file_missing(config.catalog):
@@ -350,7 +349,7 @@ def _validation_outcome(config: StudyConfig, report_id: str | None) -> str | Non
 
 
 def _distributions_section(study: _Study) -> str:
-    from pipelines.report_plots import distribution_plot
+    from pipelines.report.plots import distribution_plot
 
     rows, source = study.biomarkers
     if rows is None:
@@ -374,7 +373,7 @@ def _distributions_section(study: _Study) -> str:
 
 
 def _trajectories_section(study: _Study) -> str:
-    from pipelines.report_plots import trajectory_plot
+    from pipelines.report.plots import trajectory_plot
 
     rows, source = study.biomarkers
     if rows is None:
@@ -486,7 +485,7 @@ def _shown_version(client, registered: str):
     """The version to report and why it: the champion, else the candidate, else the newest; (None, None) if none."""
     from mlflow.exceptions import MlflowException
 
-    from pipelines.registry import CANDIDATE, CHAMPION
+    from pipelines.models.registry import CANDIDATE, CHAMPION
 
     for alias in (CHAMPION, CANDIDATE):
         try:

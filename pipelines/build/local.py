@@ -2,7 +2,7 @@
 
 Each subject's curated frames are read from its own lake partition and turned into feature rows
 by ``features.compute``, in a process pool (engine ``local``) or as Spark tasks (engine
-``spark``, ``pipelines.spark``); the rows of all subjects are gathered into one Parquet file per
+``spark``, ``pipelines.build.spark``); the rows of all subjects are gathered into one Parquet file per
 table under the feature repo's table folder, each checked by a plausibility suite before it is
 published (written to a temporary file, then renamed). A table that fails its suite is not
 published: the previous version stays, and the report says why. A subject whose computation
@@ -40,10 +40,10 @@ from typing import TYPE_CHECKING, Literal
 
 import pandas as pd
 
-from pipelines.config import StudyConfig
-from pipelines.ingest import ENDPOINTS_SOURCE, SUBJECTS_SOURCE
-from pipelines.lake import lake_versions as current_lake_versions
-from pipelines.lake import read_subject, read_table, subject_parts, table_parts
+from pipelines.build.subjects import SubjectResult
+from pipelines.config import ENDPOINTS_SOURCE, SUBJECTS_SOURCE, StudyConfig
+from pipelines.ingest.lake import lake_versions as current_lake_versions
+from pipelines.ingest.lake import read_subject, read_table, subject_parts, table_parts
 from validation.schemas import SCHEMAS, SourceKind
 
 if TYPE_CHECKING:
@@ -66,15 +66,6 @@ class BuildSummary:
     skipped: bool = False
     subjects: int = 0
     out_dir: Path | None = None
-
-
-@dataclass
-class SubjectResult:
-    """One subject's feature rows (table name -> frame), or the traceback of its failure."""
-
-    subject_id: str
-    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
-    error: str | None = None
 
 
 class SubjectsFailedError(RuntimeError):
@@ -133,13 +124,13 @@ def build_features(
     ------
     SubjectsFailedError
         naming every subject whose computation failed; nothing is published then.
-    pipelines.spark.SparkNotInstalledError
+    adapters.spark.SparkNotInstalledError
         engine ``spark`` without pyspark installed, before anything is read.
     """
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}")
     if engine == "spark":  # say so before any work, not after a build that is then skipped
-        from pipelines.spark import require_pyspark
+        from adapters.spark import require_pyspark
 
         require_pyspark()
     keys = input_sources(config)
@@ -160,7 +151,7 @@ def build_features(
     subject_rows = {sid: subjects[subjects["subject_id"] == sid].reset_index(drop=True) for sid in subject_ids}
     compute = functools.partial(_subject_result, config, keys, lake_versions)
     if engine == "spark":
-        from pipelines.spark import map_subjects
+        from pipelines.build.spark import map_subjects
 
         outcomes = map_subjects(compute, subject_rows, session=spark, settings=config.spark, progress=progress)
     else:
@@ -180,7 +171,7 @@ def build_features(
     created = pd.Timestamp(datetime.now(UTC))
     out_dir.mkdir(parents=True, exist_ok=True)
     from features.tables import TABLES
-    from pipelines.feature_checks import check_feature_table
+    from pipelines.build.checks import check_feature_table
 
     for table in TABLES:
         frames = results.get(table.name)
@@ -207,7 +198,7 @@ def build_inputs(config: StudyConfig, keys: dict[str, list[str]], lake_versions:
     lists, from its sources and the enrollment and endpoint tables, as the catalog records them
     (path, SHA-256, report id and outcome, parts). A build from an older snapshot names the
     versions it read, superseded since or not."""
-    from pipelines.catalog import Catalog, FileStatus
+    from pipelines.ingest.catalog import Catalog, FileStatus
 
     sources = _lake_sources(keys)
     in_snapshot = {part for source in sources if source in lake_versions

@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines.config import FileFormat, SourceConfig
-from pipelines.readers.base import RawRead, ReadError, check_signature, require_rows
+from pipelines.ingest.readers.base import RawRead, ReadError, check_signature, require_rows
 from validation.analytes import Analyte, Conversion, abnormal_flag, analyte_for, conversion_for
 from validation.schemas import SCHEMAS, SourceKind
 

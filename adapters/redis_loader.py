@@ -13,7 +13,7 @@ so Feast reads it back (``get_online_features``, ``feast serve``) as if it had w
 * ``key_ttl_seconds`` of the store configuration sets the hashes' expiry, as Feast does.
 
 The latest row per entity in ``[start, end]`` (ties by the latest ``created_timestamp``) comes
-from DuckDB (:func:`pipelines.offline_store.latest_rows`), values are serialized a column at a
+from DuckDB (:func:`adapters.offline_store.latest_rows`), values are serialized a column at a
 time with the protobuf classes' C implementation, and the writes go out in pipelined batches.
 The materialized interval is then recorded in the registry as ``feast materialize`` records it,
 so `feast materialize-incremental` continues from there. The equivalence with Feast's own
@@ -34,7 +34,7 @@ from feast.type_map import python_values_to_proto_values
 from feast.value_type import ValueType
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from pipelines.offline_store import latest_rows
+from adapters.offline_store import latest_rows
 
 BATCH_ROWS = 2000
 EMPTY = Value().SerializeToString()  # what Feast stores for a null

@@ -23,7 +23,7 @@ substrait mode, and ``filter_by_created_timestamp`` (an extra predicate an ASOF 
 Select it in ``feature_store.yaml``::
 
     offline_store:
-      type: pipelines.offline_store.AsofDuckDBOfflineStore
+      type: adapters.offline_store.AsofDuckDBOfflineStore
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ TIME_NS = "__entity_time_ns"
 
 
 class AsofDuckDBOfflineStoreConfig(DuckDBOfflineStoreConfig):
-    type: StrictStr = "pipelines.offline_store.AsofDuckDBOfflineStore"
+    type: StrictStr = "adapters.offline_store.AsofDuckDBOfflineStore"
 
 
 @dataclass(frozen=True)

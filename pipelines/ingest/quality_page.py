@@ -14,8 +14,8 @@ import os
 from collections import Counter
 from pathlib import Path
 
-from pipelines.catalog import Catalog, FileStatus
 from pipelines.config import StudyConfig
+from pipelines.ingest.catalog import Catalog, FileStatus
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem; color: #1d2433; }

@@ -12,8 +12,8 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from pipelines.config import FileFormat, TableSpec
-from pipelines.readers.base import RawRead, ReadError, check_signature, require_rows
-from pipelines.units import QUANTITY_OF_COLUMN, to_canonical
+from pipelines.ingest.readers.base import RawRead, ReadError, check_signature, require_rows
+from pipelines.ingest.units import QUANTITY_OF_COLUMN, to_canonical
 from validation.schemas import SCHEMAS, CanonicalSchema, Column, SourceKind
 
 _TRUE = {"1", "true", "t", "yes", "y"}

@@ -18,12 +18,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipelines.config import ConfigError, StudyConfig
-from pipelines.feature_store import REPOSITORY_ROOT, offline_kind, open_store
-from pipelines.ingest import SUBJECTS_SOURCE
-from pipelines.lake import read_table
-from pipelines.registry import RegistryError, resolve, run_artifact_json
-from pipelines.train import use_tracking
+from adapters.feast_repo import REPOSITORY_ROOT, offline_kind, open_store
+from pipelines.config import SUBJECTS_SOURCE, ConfigError, StudyConfig
+from pipelines.ingest.lake import read_table
+from pipelines.models.registry import RegistryError, resolve, run_artifact_json
+from pipelines.models.train import use_tracking
 
 CHUNK_ROWS = 2000
 
@@ -76,12 +75,12 @@ def score_cohort(config: StudyConfig, reference: str, as_of: datetime | None, *,
     ``engine``: ``local`` retrieves and scores in this process, in chunks of ``CHUNK_ROWS``
     subjects; ``spark`` needs a repo on Feast's Spark offline store (``yaml_file``, e.g.
     ``deploy/feature_store.spark.yaml``): the point-in-time features stay a Spark DataFrame and
-    the shared scoring function runs in Spark tasks (``pipelines.spark.score_in_spark``). Both
+    the shared scoring function runs in Spark tasks (``pipelines.build.spark.score_in_spark``). Both
     write the same scores.
     """
     import mlflow
 
-    from pipelines.offline_store import feature_event_times
+    from adapters.offline_store import feature_event_times
     from training.digests import frame_sha256
     from training.scoring import score
 
@@ -108,7 +107,7 @@ def score_cohort(config: StudyConfig, reference: str, as_of: datetime | None, *,
     entity["event_timestamp"] = pd.to_datetime(entity["event_timestamp"], utc=True)
     model = mlflow.sklearn.load_model(f"models:/{model_version.name}/{model_version.version}")
     if engine == "spark":
-        from pipelines.spark import score_in_spark
+        from pipelines.build.spark import score_in_spark
 
         job = store.get_historical_features(entity_df=entity, features=service)
         scored = score_in_spark(job, model, lineage["features"], lineage["task"])

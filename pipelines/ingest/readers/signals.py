@@ -25,9 +25,9 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from pipelines.config import FileFormat, SourceConfig
-from pipelines.readers.base import RawRead, ReadError
-from pipelines.readers.tables import subject_from_name, utc_times
-from pipelines.units import QUANTITY_OF_COLUMN, to_canonical
+from pipelines.ingest.readers.base import RawRead, ReadError
+from pipelines.ingest.readers.tables import subject_from_name, utc_times
+from pipelines.ingest.units import QUANTITY_OF_COLUMN, to_canonical
 from validation.schemas import SCHEMAS
 
 _SIGNAL_DTYPE = np.float32  # device resolution is 12-16 bits: float32 loses nothing and halves memory
@@ -73,7 +73,7 @@ def read_signal_file(path: Path, source: SourceConfig, layout: CsvLayout | None 
     path : the file.
     source : the source: column mapping, timestamp encoding (``unix_s``, ``unix_ms``,
         ``iso8601`` or ``text`` with ``timestamp_format``), time zone of naive times, units.
-    layout : for vendor presets (``pipelines.readers.vendor_csv``): header block, column
+    layout : for vendor presets (``pipelines.ingest.readers.vendor_csv``): header block, column
         names, implicit clock.
 
     A cell that does not parse makes the whole file a ``ReadError`` naming the file and the row

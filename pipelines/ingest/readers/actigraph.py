@@ -55,7 +55,7 @@ daylight saving, so one UTC offset converts the whole file: the one ``info.txt``
 (``TimeZone``), provided the source's ``timezone`` uses it in some season (a device set up in
 winter and worn in summer keeps its winter offset), else the zone's offset at the start of the
 recording. A ``TimeZone`` that the source's zone never uses is refused, since the UTC times
-would be off by hours (``pipelines.readers.signals.device_clock_offset``).
+would be off by hours (``pipelines.ingest.readers.signals.device_clock_offset``).
 """
 
 from __future__ import annotations
@@ -70,9 +70,9 @@ import numpy as np
 import pandas as pd
 
 from pipelines.config import SourceConfig
-from pipelines.readers.base import RawRead, ReadError
-from pipelines.readers.signals import device_clock_offset, local_to_utc_ns, parse_offset, sample_offsets_ns
-from pipelines.readers.tables import subject_from_name, utc_times
+from pipelines.ingest.readers.base import RawRead, ReadError
+from pipelines.ingest.readers.signals import device_clock_offset, local_to_utc_ns, parse_offset, sample_offsets_ns
+from pipelines.ingest.readers.tables import subject_from_name, utc_times
 
 _TICKS_AT_UNIX_EPOCH = 621_355_968_000_000_000  # .NET ticks (100 ns since 0001-01-01) at 1970-01-01T00:00
 _NS_PER_TICK = 100
@@ -104,7 +104,7 @@ def read_gt3x(path: Path, source: SourceConfig) -> RawRead:
     except (KeyError, ValueError) as error:
         raise ReadError(f"{path.name}: info.txt lacks a valid 'Sample Rate' or 'Start Date' ({error})") from None
     serial = info.get("Serial Number", "")
-    metadata = {"reader": "pipelines.readers.actigraph", "device_format": "gt3x", "device_serial": serial,
+    metadata = {"reader": "pipelines.ingest.readers.actigraph", "device_format": "gt3x", "device_serial": serial,
                 "device_type": info.get("Device Type", ""), "firmware": info.get("Firmware", "")}
     identifier_fields = []
     if info.get("Subject Name") and info["Subject Name"] != serial:  # the serial is no person's name

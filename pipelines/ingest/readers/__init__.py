@@ -6,7 +6,7 @@ import importlib
 from pathlib import Path
 
 from pipelines.config import FileFormat, SourceConfig
-from pipelines.readers.base import RawRead, ReadError, check_signature, require_rows
+from pipelines.ingest.readers.base import RawRead, ReadError, check_signature, require_rows
 from validation.schemas import SCHEMAS
 
 __all__ = ["RawRead", "ReadError", "read_raw"]
@@ -26,14 +26,14 @@ def read_raw(path: Path, source: SourceConfig) -> RawRead:
 # One entry per format: "module:function", imported on first use so that reading a CSV never
 # pays for SKDH's import. A new format is one reader module plus one line here.
 READERS: dict[FileFormat, str] = {
-    FileFormat.CWA: "pipelines.readers.devices:read_device_file",
-    FileFormat.BIN: "pipelines.readers.devices:read_device_file",
-    FileFormat.GT3X: "pipelines.readers.actigraph:read_gt3x",
-    FileFormat.ACTILIFE_CSV: "pipelines.readers.vendor_csv:read_vendor_csv",
-    FileFormat.GENEACTIV_CSV: "pipelines.readers.vendor_csv:read_vendor_csv",
-    FileFormat.LIMS_CSV: "pipelines.readers.labs:read_lims_csv",
-    FileFormat.HL7V2: "pipelines.readers.labs:read_hl7v2",
-    FileFormat.FHIR: "pipelines.readers.labs:read_fhir",
+    FileFormat.CWA: "pipelines.ingest.readers.devices:read_device_file",
+    FileFormat.BIN: "pipelines.ingest.readers.devices:read_device_file",
+    FileFormat.GT3X: "pipelines.ingest.readers.actigraph:read_gt3x",
+    FileFormat.ACTILIFE_CSV: "pipelines.ingest.readers.vendor_csv:read_vendor_csv",
+    FileFormat.GENEACTIV_CSV: "pipelines.ingest.readers.vendor_csv:read_vendor_csv",
+    FileFormat.LIMS_CSV: "pipelines.ingest.readers.labs:read_lims_csv",
+    FileFormat.HL7V2: "pipelines.ingest.readers.labs:read_hl7v2",
+    FileFormat.FHIR: "pipelines.ingest.readers.labs:read_fhir",
 }
 
 
@@ -41,10 +41,10 @@ def _read_format(path: Path, source: SourceConfig) -> RawRead:
     if source.format in (FileFormat.CSV, FileFormat.PARQUET):
         # Plain tables serve every kind; high-rate signals stream into preallocated arrays instead.
         if SCHEMAS[source.kind].high_rate:
-            from pipelines.readers.signals import read_signal_file
+            from pipelines.ingest.readers.signals import read_signal_file
 
             return read_signal_file(path, source)
-        from pipelines.readers.tables import read_table
+        from pipelines.ingest.readers.tables import read_table
 
         return read_table(path, source, source.kind, source.format)
     module, function = READERS[source.format].split(":")

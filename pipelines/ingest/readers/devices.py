@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 
 from pipelines.config import FileFormat, SourceConfig
-from pipelines.readers.base import RawRead, ReadError, check_signature
-from pipelines.readers.tables import subject_from_name, utc_times
+from pipelines.ingest.readers.base import RawRead, ReadError, check_signature
+from pipelines.ingest.readers.tables import subject_from_name, utc_times
 
 CWA_BLOCK_BYTES = 512  # an Axivity file is a header and data blocks of exactly 512 bytes each
 _CWA_DATA_BLOCK = b"AX"

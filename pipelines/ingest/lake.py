@@ -435,7 +435,7 @@ def sweep_orphans(lake_root: Path, run_is_live: Callable[[str], bool], recorded:
     for table_root in sorted(lake_root.glob("source=*")):
         if not _is_table(table_root):  # an earlier release's folder, not adopted yet: nothing is listed
             continue
-        listed = set(table_parts(lake_root, table_root.name.removeprefix("source="))) if _is_table(table_root) else set()
+        listed = set(table_parts(lake_root, table_root.name.removeprefix("source=")))
         for path in table_root.rglob("part-*.parquet"):
             relative = path.relative_to(lake_root).as_posix()
             match = _PART_NAME.fullmatch(path.name)

@@ -35,12 +35,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from types import TracebackType
 from typing import Any, Self
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Dialect, Row
+from sqlalchemy.engine import Connection, Row
+
+from adapters.sql import DDL_LOCK_KEY, UTCDateTime, sql_engine
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +62,6 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 # than a handful of lost races in a row means something other than a race is wrong.
 _MAX_CLAIM_ATTEMPTS = 10
 # Any fixed number: PostgreSQL advisory locks are keyed by a bigint chosen by the application.
-_DDL_LOCK_KEY = 0x62696F6D61726B  # "biomark"
 
 
 class ClaimLostError(RuntimeError):
@@ -91,30 +92,6 @@ class FileRecord:
     lake_version: int | None = None
 
 
-class _UTCDateTime(sa.types.TypeDecorator[datetime]):
-    """Timezone-aware UTC in, timezone-aware UTC out, on every backend.
-
-    SQLite has no time zone type: values are stored as naive UTC text, whose fixed-width
-    format keeps SQL comparisons (lease expiry) correct.
-    """
-
-    impl = sa.DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError(f"naive datetime {value!r}: the catalog stores timezone-aware UTC only")
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 _metadata = sa.MetaData()
 
 _runs = sa.Table(
@@ -122,8 +99,8 @@ _runs = sa.Table(
     _metadata,
     sa.Column("run_id", sa.String(32), primary_key=True),
     sa.Column("study_id", sa.String, nullable=False),
-    sa.Column("started_at", _UTCDateTime, nullable=False),
-    sa.Column("finished_at", _UTCDateTime),
+    sa.Column("started_at", UTCDateTime, nullable=False),
+    sa.Column("finished_at", UTCDateTime),
     sa.Column("counts", sa.Text),  # JSON object, e.g. {"curated": 12, "quarantined": 1}
     # The owner, so that another run can tell at once whether it is still alive.
     sa.Column("host", sa.String),
@@ -147,9 +124,9 @@ _files = sa.Table(
     sa.Column("message", sa.Text),
     sa.Column("curated_paths", sa.Text, nullable=False),  # JSON array of strings
     sa.Column("run_id", sa.String(32), sa.ForeignKey("catalog_runs.run_id"), nullable=False),
-    sa.Column("discovered_at", _UTCDateTime, nullable=False),
-    sa.Column("processed_at", _UTCDateTime),
-    sa.Column("lease_expires_at", _UTCDateTime),  # set while processing, cleared by finish
+    sa.Column("discovered_at", UTCDateTime, nullable=False),
+    sa.Column("processed_at", UTCDateTime),
+    sa.Column("lease_expires_at", UTCDateTime),  # set while processing, cleared by finish
     sa.Column("code_version", sa.String),  # of the platform that recorded the outcome
     sa.Column("lake_version", sa.BigInteger),  # the lake table version that made the outcome visible
     sa.UniqueConstraint("path", "version", name="uq_catalog_files_path_version"),
@@ -245,43 +222,6 @@ def _record(row: Row[Any]) -> FileRecord:
     )
 
 
-def _sqlite_on_connect(dbapi_connection: Any, connection_record: Any) -> None:
-    # pysqlite's own BEGIN is deferred: two processes that both read and then write would
-    # deadlock on the lock upgrade, and one fails at once with "database is locked".
-    # Taking over BEGIN lets `_sqlite_begin` take the write lock up front instead.
-    dbapi_connection.isolation_level = None
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA foreign_keys = ON")
-    cursor.close()
-
-
-def _sqlite_begin(conn: Connection) -> None:
-    # IMMEDIATE serialises catalog transactions across processes; each one is a few
-    # statements, and the busy timeout makes the other process wait rather than fail.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-
-def catalog_engine(url: str, what: str) -> sa.Engine:
-    """An engine on the catalog database: ``sqlite:///path`` (folder created; writers serialized by
-    ``BEGIN IMMEDIATE``) or ``postgresql[+psycopg]://``. ``what`` names the user in the error."""
-    parsed = sa.make_url(url)
-    backend = parsed.get_backend_name()
-    if backend == "sqlite":
-        database = parsed.database
-        if database and database != ":memory:" and not database.startswith("file:"):
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(parsed, connect_args={"timeout": 30.0})
-        sa.event.listen(engine, "connect", _sqlite_on_connect)
-        sa.event.listen(engine, "begin", _sqlite_begin)
-        return engine
-    if backend == "postgresql":
-        if parsed.drivername == "postgresql":
-            parsed = parsed.set(drivername="postgresql+psycopg")
-        return sa.create_engine(parsed, pool_pre_ping=True)
-    raise ValueError(f"{what} URL {parsed.render_as_string(hide_password=True)!r}: only sqlite:/// and "
-                     "postgresql+psycopg:// are supported")
-
-
 class Catalog:
     """The catalog of a study's raw files, in SQLite or PostgreSQL.
 
@@ -308,7 +248,7 @@ class Catalog:
             raise ValueError(f"lease_seconds must be positive, got {lease_seconds!r}")
         self.lease_seconds = float(lease_seconds)
         # the race rules rely on partial unique indexes: SQLite and PostgreSQL have them
-        self._engine = catalog_engine(url, "catalog")
+        self._engine = sql_engine(url, "catalog", serialize_writers=True)
         self._create_tables()
 
     def _create_tables(self) -> None:
@@ -316,7 +256,7 @@ class Catalog:
             if conn.dialect.name == "postgresql":
                 # create_all checks, then creates: without the lock, two processes starting at
                 # once both see no table and one fails on the duplicate.
-                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _DDL_LOCK_KEY})
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": DDL_LOCK_KEY})
             _metadata.create_all(conn)
             inspector = sa.inspect(conn)
             for table, names in _ADDED_COLUMNS.items():

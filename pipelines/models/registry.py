@@ -2,7 +2,7 @@
 
 * :func:`promote` checks a model version against the acceptance criteria written in study.yaml
   (``training.acceptance``) and only then moves the ``champion`` alias. Every request, accepted
-  or refused, is appended to the audit log in the catalog database (``pipelines.audit``): who,
+  or refused, is appended to the audit log in the catalog database (``pipelines.models.audit``): who,
   when, model, from and to version, reason and every criterion's result. MLflow keeps no history
   of alias moves; the audit log does, hash-chained and append-only. The entry's hash is also set
   on the model version (tag ``audit.entry_hash``), an anchor outside the log.
@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from adapters.feast_repo import REPOSITORY_ROOT
 from pipelines.config import StudyConfig
-from pipelines.feature_store import REPOSITORY_ROOT
-from pipelines.train import TrainingError, build_training_set, model_config, registered_name, use_tracking
+from pipelines.models.train import TrainingError, build_training_set, model_config, registered_name, use_tracking
 
 CHAMPION = "champion"
 CANDIDATE = "candidate"
@@ -93,7 +93,7 @@ def run_artifact_json(run_id: str, path: str) -> dict:
 
 def promote(config: StudyConfig, name: str, version: str, *, approver: str, reason: str) -> Promotion:
     """Move ``champion`` to ``name`` version ``version`` if it meets the study's criteria; audit either way."""
-    from pipelines.audit import AuditLog, Decision
+    from pipelines.models.audit import AuditLog, Decision
     from training.acceptance import all_passed, evaluate_criteria, results_as_dicts
 
     if not approver.strip() or not reason.strip():
@@ -252,8 +252,8 @@ def recorded_lake_versions(config: StudyConfig, reference: str) -> dict[str, int
 
 
 def _current_build(training_set, repo_path: Path, yaml_file: Path | None) -> dict:
-    from pipelines.build_features import MANIFEST, MANIFEST_BUILD_KEYS
-    from pipelines.feature_store import open_store
+    from adapters.feast_repo import open_store
+    from pipelines.build.local import MANIFEST, MANIFEST_BUILD_KEYS
 
     tables = Path(open_store(repo_path, yaml_file).list_feature_views()[0].batch_source.path).parent
     manifest = json.loads((tables / MANIFEST).read_text()) if (tables / MANIFEST).is_file() else {}
