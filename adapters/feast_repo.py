@@ -1,18 +1,42 @@
-"""Feast at the edge: register the feature repo, materialize it, read online features back.
+"""Feast at the edge: a study's Feast repo folder, registering it, materializing it, reading it back.
 
-The repository root is the Feast repo (``feature_store.yaml`` there holds the infrastructure);
-``features.definitions`` holds every Feast object. Only this module and the CLI talk to Feast.
+Every study has a Feast repo folder of its own under its platform folder (:func:`write_study_repo`):
+a ``feature_store.yaml`` made from an infrastructure template with the study's project name, and a
+definitions entry point over the study's feature tables, so that the stock Feast CLI works per
+study (``feast -c FOLDER ui``) as the platform does. ``features.definitions`` builds the objects.
 """
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 
-REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
+EMBEDDED_TEMPLATE = Path(__file__).resolve().with_name("feature_store.yaml")
+"""The embedded defaults (the project's DuckDB offline store, SQLite online store, registry file),
+the repository's ``feature_store.yaml``, packaged with this module. Local paths in a template are
+relative to the study's Feast repo folder."""
+
+MAX_TEMPLATE_BYTES = 64 * 1024
+"""The largest infrastructure template read (a Feast YAML is well under a kilobyte or two)."""
+
+DEFINITIONS_ENTRY = "definitions.py"
+
+_ENTRY_POINT = '''"""Feast definitions of study {study_id}, written by `biomarkers`: `feast -c <this folder> plan`.
+
+The views read the study's feature tables in {tables!r}, relative to this folder.
+"""
+
+from pathlib import Path
+
+from features.definitions import build_definitions
+
+globals().update(build_definitions(Path({tables!r})))
+'''
 
 
 # The configuration class of Feast's Spark offline store, by name: matching it spares importing
@@ -20,12 +44,72 @@ REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
 SPARK_OFFLINE_CONFIG = "feast.infra.offline_stores.contrib.spark_offline_store.spark.SparkOfflineStoreConfig"
 
 
-def feast_objects(tables_dir: Path | None = None, offline: str = "file") -> list:
+def feast_objects(tables_dir: Path, offline: str = "file") -> list:
     """Every Feast object of the repo, as `feast apply` would find them (tables from ``tables_dir``,
     read through data sources of the ``offline`` kind, ``features.definitions.OFFLINE_KINDS``)."""
-    from features.definitions import FEATURE_TABLES_DIR, build_definitions
+    from features.definitions import build_definitions
 
-    return list(build_definitions(tables_dir or FEATURE_TABLES_DIR, offline).values())
+    return list(build_definitions(tables_dir, offline).values())
+
+
+def project_name(study_id: str) -> str:
+    """The study's Feast project: its id, with ``_`` for ``-`` (Feast's SQLite online store names
+    tables after the project and refuses hyphens)."""
+    return study_id.replace("-", "_")
+
+
+def write_study_repo(folder: Path, study_id: str, tables_dir: Path, template: Path | None = None) -> Path:
+    """Write (or refresh) a study's Feast repo folder; return the folder.
+
+    ``feature_store.yaml`` is ``template`` (production: a SQL registry and Redis shared by every
+    study) with the study's project (:func:`project_name`), so that studies on one registry and
+    online store stay apart; without a template the folder keeps the infrastructure it has, or
+    gets :data:`EMBEDDED_TEMPLATE`. ``definitions.py`` builds the study's
+    views over ``tables_dir``, given relative to the folder, so that the registry holds no
+    absolute path and the study's folder can be moved. Files are rewritten only when their
+    content changes (Feast caches the registry by the YAML's time stamp).
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    tables = Path(os.path.relpath(tables_dir, folder)).as_posix()
+    _write_if_changed(folder / DEFINITIONS_ENTRY, _ENTRY_POINT.format(study_id=study_id, tables=tables))
+    if template is None and (folder / "feature_store.yaml").is_file():
+        return folder  # the infrastructure it was written with stays until another template is given
+    template = Path(template) if template is not None else EMBEDDED_TEMPLATE
+    if template.stat().st_size > MAX_TEMPLATE_BYTES:
+        raise ValueError(f"Feast infrastructure template {template}: larger than {MAX_TEMPLATE_BYTES} bytes")
+    infrastructure = yaml.safe_load(template.read_text())
+    if not isinstance(infrastructure, dict):
+        raise ValueError(f"Feast infrastructure template {template}: not a mapping of settings")
+    infrastructure["project"] = project_name(study_id)
+    _write_if_changed(folder / "feature_store.yaml",
+                      f"# Study {study_id}: written by `biomarkers` from {template.name}; edit the template, not "
+                      "this file.\n" + yaml.safe_dump(infrastructure, sort_keys=False))
+    return folder
+
+
+def _write_if_changed(path: Path, text: str) -> None:
+    if path.is_file() and path.read_text() == text:
+        return
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
+def tables_for_sources(store, tables_dir: Path) -> Path:
+    """The feature tables folder as the store's data sources name it: relative to the repo folder
+    (the registry holds no absolute path) for the file-based stores, which resolve it against the
+    repo; absolute for Feast's Spark store, whose executors resolve paths against their own
+    working directory."""
+    if offline_kind(store) == "spark":
+        return Path(tables_dir).resolve()
+    return Path(os.path.relpath(Path(tables_dir).resolve(), Path(store.repo_path).resolve()))
+
+
+def feature_tables_dir(store) -> Path:
+    """The folder of the feature tables the store's views read (their paths resolved against the repo)."""
+    from adapters.offline_store import source_path
+
+    return source_path(store.list_feature_views()[0].batch_source, store.repo_path).parent
 
 
 def offline_kind(store) -> str:
@@ -36,7 +120,7 @@ def offline_kind(store) -> str:
     return "spark" if any(f"{cls.__module__}.{cls.__qualname__}" == SPARK_OFFLINE_CONFIG for cls in classes) else "file"
 
 
-def open_store(repo_path: Path = REPOSITORY_ROOT, yaml_file: Path | None = None):
+def open_store(repo_path: Path, yaml_file: Path | None = None):
     """The feature store of the repo; ``yaml_file`` selects other infrastructure (production, Spark)."""
     from feast import FeatureStore
     from feast.errors import FeastModuleImportError
@@ -77,8 +161,7 @@ def _prepare_spark(config) -> None:
             settings.spark_conf = {**DEFAULT_CONF, **(settings.spark_conf or {})}
 
 
-def apply_repo(repo_path: Path = REPOSITORY_ROOT, tables_dir: Path | None = None,
-               yaml_file: Path | None = None) -> list[str]:
+def apply_repo(repo_path: Path, tables_dir: Path, yaml_file: Path | None = None) -> list[str]:
     """Register every definition (what `feast apply` does); return the names registered.
 
     The views' data sources follow the store's offline store (:func:`offline_kind`): a repo on
@@ -89,12 +172,12 @@ def apply_repo(repo_path: Path = REPOSITORY_ROOT, tables_dir: Path | None = None
     if registry.registry_type == "file" and "://" not in registry.path:
         # Feast creates the registry file's folder but not its parents (data/feast/spark/ of the Spark YAML).
         (Path(store.repo_path) / registry.path).parent.mkdir(parents=True, exist_ok=True)
-    objects = feast_objects(tables_dir, offline_kind(store))
+    objects = feast_objects(tables_for_sources(store, tables_dir), offline_kind(store))
     store.apply(objects)
     return sorted(obj.name for obj in objects)
 
 
-def materialize(repo_path: Path = REPOSITORY_ROOT, end: datetime | None = None,
+def materialize(repo_path: Path, end: datetime | None = None,
                 yaml_file: Path | None = None) -> dict[str, str]:
     """Load the latest feature values into the online store, incrementally where that is right.
 
@@ -111,15 +194,15 @@ def materialize(repo_path: Path = REPOSITORY_ROOT, end: datetime | None = None,
 
     import pyarrow.parquet as pq
 
-    from adapters.offline_store import fold_push_logs
+    from adapters.offline_store import fold_push_logs, source_path
 
     store = open_store(repo_path, yaml_file)
     end = end or datetime.now(UTC)
     # Which table build each view was loaded from: beside the registry file, or for a SQL
-    # registry in the repo's data folder, one record per project. A relative registry path is
-    # the repo's, as Feast reads it, not the working directory's.
+    # registry in the repo folder, one record per project. A relative registry path is the
+    # repo's, as Feast reads it, not the working directory's.
     registry = Path(store.repo_path) / store.config.registry.path
-    folder = registry.parent if registry.suffix == ".db" else repo_path / "data" / "feast"
+    folder = registry.parent if registry.suffix == ".db" else Path(store.repo_path)
     record_path = folder / f"materialized_tables.{store.project}.json"
     record_path.parent.mkdir(parents=True, exist_ok=True)
     record = json.loads(record_path.read_text()) if record_path.is_file() else {}
@@ -127,7 +210,7 @@ def materialize(repo_path: Path = REPOSITORY_ROOT, end: datetime | None = None,
     views = store.list_feature_views()
     fold_push_logs(views, store.repo_path)  # pushes since the last fold are in the log file before it is read
     for view in views:
-        path = Path(view.batch_source.path)
+        path = source_path(view.batch_source, store.repo_path)
         if not path.is_file():
             done[view.name] = "no feature table yet"
             continue
@@ -206,8 +289,8 @@ def historical_features(store, entity: pd.DataFrame, features, time_column: str 
     return frame.drop(columns=row)
 
 
-def online_features(subject_ids: list[str], service: str = "endpoint_v1",
-                    repo_path: Path = REPOSITORY_ROOT, yaml_file: Path | None = None) -> pd.DataFrame:
+def online_features(subject_ids: list[str], service: str = "endpoint_v1", *, repo_path: Path,
+                    yaml_file: Path | None = None) -> pd.DataFrame:
     """The online feature values of a feature service for some subjects, read back through Feast."""
     store = open_store(repo_path, yaml_file)
     response = store.get_online_features(

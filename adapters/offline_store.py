@@ -29,6 +29,7 @@ Select it in ``feature_store.yaml``::
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import threading
 import time
@@ -116,8 +117,8 @@ class AsofDuckDBOfflineStore(DuckDBOfflineStore):
             return EmptyRetrievalJob.pulled(join_key_columns, feature_name_columns, timestamp_field,
                                             created_timestamp_column)
         return DuckDBOfflineStore.pull_latest_from_table_or_query(
-            config, data_source, join_key_columns, feature_name_columns, timestamp_field, created_timestamp_column,
-            start_date, end_date)
+            config, _resolved(data_source, config.repo_path), join_key_columns, feature_name_columns, timestamp_field,
+            created_timestamp_column, start_date, end_date)
 
     @staticmethod
     def pull_all_from_table_or_query(config: RepoConfig, data_source, join_key_columns: list[str],
@@ -129,8 +130,8 @@ class AsofDuckDBOfflineStore(DuckDBOfflineStore):
             return EmptyRetrievalJob.pulled(join_key_columns, feature_name_columns, timestamp_field,
                                             created_timestamp_column)
         return DuckDBOfflineStore.pull_all_from_table_or_query(
-            config, data_source, join_key_columns, feature_name_columns, timestamp_field, created_timestamp_column,
-            start_date, end_date)
+            config, _resolved(data_source, config.repo_path), join_key_columns, feature_name_columns, timestamp_field,
+            created_timestamp_column, start_date, end_date)
 
     @staticmethod
     def offline_write_batch(config: RepoConfig, feature_view: FeatureView, table: pa.Table, progress) -> None:
@@ -474,6 +475,18 @@ def is_push_log(source) -> bool:
     it is: folding first matters there too)."""
     path = getattr(source, "path", None)
     return source.tags.get("pushed") == "true" and bool(path) and "://" not in path
+
+
+def _resolved(source, repo_path: Path | str | None):
+    """``source`` with its file's path resolved against the repo folder, for Feast's own readers,
+    which read a relative path against the working directory (a study's views name their tables
+    relative to its repo folder)."""
+    path = getattr(source, "path", None)
+    if not path or "://" in path or Path(path).is_absolute() or repo_path is None:
+        return source
+    resolved = copy.deepcopy(source)
+    resolved.file_options.uri = str(source_path(source, repo_path))
+    return resolved
 
 
 def source_path(source: FileSource, repo_path: Path | str | None) -> Path:

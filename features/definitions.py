@@ -2,7 +2,8 @@
 live vital-signs view fed by a push source, the on-demand change-from-baseline view and the
 versioned feature services.
 
-Module-level declarations only (``feast apply`` imports this file): no I/O at import. Views and
+No I/O at import and no objects at module level: a study's Feast repo folder has an entry point
+that calls :func:`build_definitions` with the study's tables (``adapters.feast_repo``). Views and
 their fields are declared from ``features.tables``, where each column's description (unit,
 source, algorithm) is written once.
 """
@@ -20,9 +21,6 @@ from feast.on_demand_feature_view import OnDemandFeatureView
 from feast.types import Float64, String
 
 from features.tables import LIVE_VITALS, TABLES, TABLES_BY_NAME, FeatureTable
-
-# Feature tables live beside the repo's registry; the feature build writes them here.
-FEATURE_TABLES_DIR = Path(__file__).resolve().parent.parent / "data" / "feature_tables"
 
 LIVE_VITALS_PUSH_SOURCE = "vital_signs_push"
 """The push source of live vital-sign events (``FeatureStore.push`` takes its name)."""
@@ -142,8 +140,8 @@ def _change_analytes() -> list[tuple[str, str]]:
     return [tuple(name.split("_baseline_")) for name in TABLES_BY_NAME["labs"].columns if "_baseline_" in name]
 
 
-def build_definitions(tables_dir: Path = FEATURE_TABLES_DIR, offline: str = "file") -> dict[str, object]:
-    """Every Feast object of the repo, with feature tables read from ``tables_dir``, by name.
+def build_definitions(tables_dir: Path, offline: str = "file") -> dict[str, object]:
+    """Every Feast object of a study's repo, with feature tables read from ``tables_dir``, by name.
 
     ``offline`` is the kind of data source the views read their tables through (``OFFLINE_KINDS``):
     ``"spark"`` for a repo on Feast's Spark offline store. Views, fields and services are the same
@@ -217,21 +215,3 @@ def build_definitions(tables_dir: Path = FEATURE_TABLES_DIR, offline: str = "fil
     objects = {"subject": subject, **views, change.name: change}
     objects.update({service.name: service for service in services})
     return objects
-
-
-# Module-level names: what `feast apply` finds when it imports this file.
-_DEFINITIONS = build_definitions()
-daily_activity = _DEFINITIONS["daily_activity"]
-accel_activity = _DEFINITIONS["accel_activity"]
-gait = _DEFINITIONS["gait"]
-sleep = _DEFINITIONS["sleep"]
-accel_sleep = _DEFINITIONS["accel_sleep"]
-cardiac = _DEFINITIONS["cardiac"]
-hourly_vitals = _DEFINITIONS["hourly_vitals"]
-vital_signs_live = _DEFINITIONS["vital_signs_live"]
-labs = _DEFINITIONS["labs"]
-labs_change_from_baseline_view = _DEFINITIONS["labs_change_from_baseline"]
-endpoint_v1 = _DEFINITIONS["endpoint_v1"]
-anomaly_v1 = _DEFINITIONS["anomaly_v1"]
-vitals_anomaly_v1 = _DEFINITIONS["vitals_anomaly_v1"]
-vitals_live_v1 = _DEFINITIONS["vitals_live_v1"]

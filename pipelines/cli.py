@@ -34,9 +34,8 @@ app = typer.Typer(
 )
 console = Console()
 
-REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
-DEMO_STUDY = REPOSITORY_ROOT / "studies" / "demo" / "study.yaml"
-DEMO_DATA = REPOSITORY_ROOT / "data" / "demo"
+DEMO_STUDY = Path(__file__).parent / "demo" / "study.yaml"  # studies/demo/study.yaml, packaged
+DEMO_DATA = Path("data") / "demo"  # where `biomarkers demo` generates its study: in the working directory
 DEMO_MARKER = ".demo-generated.json"  # parameters of the last complete generation in that folder
 
 # `biomarkers ingest` exit status when files were left busy or failed (2: nothing could be ingested).
@@ -155,8 +154,8 @@ def demo_command(
     summary = _ingest(config, workers)
     _print_summary(config, summary)
     _build_features(config, workers, force=False)
-    _materialize()
-    _show_online(["S0001", "S0002"])
+    _materialize(config)
+    _show_online(config, ["S0001", "S0002"])
     results = {name: _train(config, name, DEMO_STUDY, reuse=True) for name in config.models}
     endpoint = next(name for name, model in config.models.items() if model.task == "endpoint")
     from pipelines.models.registry import lineage, promote
@@ -193,8 +192,9 @@ def _print_where_to_look(config, report: Path, out_dir: Path, champion: str) -> 
         return str(path.relative_to(here)) if path.is_relative_to(here) else str(path)
 
     tools = Path(sys.executable).parent
-    data_root = "" if out_dir.resolve() == DEMO_DATA.resolve() else f" --data-root {shown(out_dir)}"
-    study = shown(DEMO_STUDY) + data_root
+    study_file = DEMO_STUDY.resolve()  # studies/demo/study.yaml in a checkout
+    data_root = "" if out_dir.resolve() == _load(study_file, None).data_root else f" --data-root {shown(out_dir)}"
+    study = shown(study_file) + data_root
     name = champion.partition("@")[0]
     lines = [
         ("study report", f"{shown(report)}  (open it in a browser)"),
@@ -250,12 +250,13 @@ def materialize_command(
         help="Feast infrastructure to use instead of feature_store.yaml, e.g. "
              "deploy/feature_store.production.yaml (Redis online store, PostgreSQL registry)")] = None,
 ) -> None:
-    """Register the Feast feature repo (feast apply) and load the latest values online, incrementally.
+    """Register the study's Feast repo (feast apply) and load the latest values online, incrementally.
 
+    The repo folder is the study's own (<data_root>/.platform/feast, one Feast project per study);
+    --feature-store-yaml sets its infrastructure from then on.
     Example: biomarkers materialize studies/demo/study.yaml
     """
-    _load(study, data_root)
-    _materialize(feature_store_yaml)
+    _materialize(_load(study, data_root), feature_store_yaml)
 
 
 StudyOption = Annotated[Path, typer.Option("--study", help="the study's study.yaml")]
@@ -445,10 +446,8 @@ def _report(config, out: Path | None = None) -> Path:
     except ReportError as error:
         console.print(f"[red]{error}[/red]", soft_wrap=True, highlight=False)
         raise typer.Exit(2) from None
-    from features.definitions import FEATURE_TABLES_DIR  # imports Feast: after the quick refusal
-
     with console.status("writing the study report"), _quiet_mlflow():
-        return write_report(config, out=out, tables=FEATURE_TABLES_DIR, alerts=_report_alerts(config))
+        return write_report(config, out=out, tables=config.feature_tables_root, alerts=_report_alerts(config))
 
 
 def _report_alerts(config):
@@ -483,7 +482,8 @@ def serve_command(
     data_root: DataRootOption = None,
     host: Annotated[str | None, typer.Option(help="address to listen on (default: serving.host of study.yaml)")] = None,
     port: Annotated[int | None, typer.Option(help="port (default: serving.port of study.yaml)")] = None,
-    feast_repo: Annotated[Path, typer.Option(help="the Feast repo whose online store is read")] = REPOSITORY_ROOT,
+    feast_repo: Annotated[Path | None, typer.Option(
+        help="another Feast repo to read (default: the study's own, <data_root>/.platform/feast)")] = None,
     feature_store_yaml: Annotated[Path | None, typer.Option(
         help="Feast infrastructure instead of the repo's feature_store.yaml (production: Redis)")] = None,
 ) -> None:
@@ -505,14 +505,17 @@ def serve_command(
                 log_level="warning")
 
 
-def serving_settings(config, feast_repo: Path, feature_store_yaml: Path | None):
-    """The online API's settings from the study configuration."""
-    from pipelines.models.train import registered_name
+def serving_settings(config, feast_repo: Path | None, feature_store_yaml: Path | None):
+    """The online API's settings from the study configuration: the study's own Feast repo (its
+    infrastructure set from ``feature_store_yaml`` when given), or the repo ``feast_repo``."""
+    from pipelines.models.train import follow_moved_study, registered_name
     from serving.settings import ApiKey, ServingSettings
 
+    follow_moved_study(config)
     models = config.serving.models or {name: f"{registered_name(config, name)}@champion" for name in config.models}
     return ServingSettings(
-        study_id=config.study_id, feast_repo_path=feast_repo, feast_yaml_file=feature_store_yaml,
+        study_id=config.study_id, feast_repo_path=feast_repo or config.feast_repo(feature_store_yaml),
+        feast_yaml_file=feature_store_yaml if feast_repo else None,
         tracking_uri=config.tracking_uri, models=models,
         api_keys=tuple(ApiKey(name=key.name, sha256=key.sha256, studies=tuple(key.studies))
                        for key in [*config.serving.api_keys, *registered_api_keys(config).api_keys]),
@@ -570,7 +573,8 @@ def stream_command(
     commit_interval_ms: Annotated[int, typer.Option(
         help="how often processed events are written to the offline log and committed (ms)")] = 1000,
     session_timeout_ms: Annotated[int, typer.Option(help="Kafka consumer session timeout (ms)")] = 10_000,
-    feast_repo: Annotated[Path, typer.Option(help="the Feast repo whose stores are written")] = REPOSITORY_ROOT,
+    feast_repo: Annotated[Path | None, typer.Option(
+        help="another Feast repo to write (default: the study's own, <data_root>/.platform/feast)")] = None,
     feature_store_yaml: Annotated[Path | None, typer.Option(
         help="Feast infrastructure instead of the repo's feature_store.yaml (production: Redis)")] = None,
 ) -> None:
@@ -683,13 +687,10 @@ def _registry_errors():
 
 
 def _train(config, model: str, study: Path, reuse: bool = False, feature_store_yaml: Path | None = None):
-    from adapters.feast_repo import REPOSITORY_ROOT
-
     with _registry_errors(), console.status(f"training {model}"), _quiet_mlflow():
         from pipelines.models.train import train
 
-        result = train(config, model, repo_path=REPOSITORY_ROOT, yaml_file=feature_store_yaml, study_path=study,
-                       reuse=reuse)
+        result = train(config, model, yaml_file=feature_store_yaml, study_path=study, reuse=reuse)
     if result.reused:
         console.print(f"{model}: same training set, settings and code as run {result.run_id}: "
                       f"{result.registered_name} version {result.version} kept (not trained again)")
@@ -780,14 +781,13 @@ def _build_features(config, workers: int, force: bool, engine: str = "local",
     from rich.progress import Progress
 
     from adapters.spark import SparkNotInstalledError
-    from features.definitions import FEATURE_TABLES_DIR
     from pipelines.build.local import SubjectsFailedError, build_features
 
     where = f" on Spark ({config.spark.master})" if engine == "spark" else ""
     try:
         with Progress(console=console, transient=True) as bar:
             task = bar.add_task(f"building features{where}", total=None)
-            summary = build_features(config, FEATURE_TABLES_DIR, engine=engine, workers=workers, force=force,
+            summary = build_features(config, config.feature_tables_root, engine=engine, workers=workers, force=force,
                                      progress=lambda done, total: bar.update(task, completed=done, total=total),
                                      lake_versions=lake_versions)
     except (SparkNotInstalledError, SubjectsFailedError) as error:
@@ -810,23 +810,24 @@ def _build_features(config, workers: int, force: bool, engine: str = "local",
     return summary
 
 
-def _materialize(yaml_file: Path | None = None):
-    from adapters.feast_repo import REPOSITORY_ROOT, apply_repo, materialize
+def _materialize(config, yaml_file: Path | None = None):
+    from adapters.feast_repo import apply_repo, materialize, project_name
 
+    repo = config.feast_repo(yaml_file)
     with console.status("feast apply"):
-        registered = apply_repo(REPOSITORY_ROOT, yaml_file=yaml_file)
-    console.print(f"registered {len(registered)} Feast objects")
+        registered = apply_repo(repo, config.feature_tables_root)
+    console.print(f"registered {len(registered)} Feast objects in project {project_name(config.study_id)} ({repo})")
     # Feast prints a progress block per view; the summary below says what was done.
     with console.status("materializing into the online store"), contextlib.redirect_stdout(io.StringIO()):
-        done = materialize(REPOSITORY_ROOT, yaml_file=yaml_file)
+        done = materialize(repo)
     for view, span in sorted(done.items()):
         console.print(f"  {view}: {span}")
 
 
-def _show_online(subject_ids: list[str]) -> None:
+def _show_online(config, subject_ids: list[str]) -> None:
     from adapters.feast_repo import online_features
 
-    frame = online_features(subject_ids, service="endpoint_v1")
+    frame = online_features(subject_ids, service="endpoint_v1", repo_path=config.feast_repo())
     table = Table(title="Online features (feature service endpoint_v1), read back through Feast")
     table.add_column("feature")
     for subject_id in frame["subject_id"]:
@@ -858,6 +859,8 @@ def _generate(out_dir: Path, seed: int, subjects: int, days: int):
 def _load(study: Path, data_root: Path | None):
     from pipelines.config import ConfigError, load_study
 
+    if data_root is None and study == DEMO_STUDY:
+        data_root = DEMO_DATA  # the packaged demo study's data is where `biomarkers demo` generates it
     try:
         return load_study(study, data_root)
     except ConfigError as error:

@@ -376,6 +376,24 @@ class StudyConfig(BaseModel):
     def reports_root(self) -> Path:
         return self._platform_folder("reports")
 
+    @property
+    def feature_tables_root(self) -> Path:
+        """The study's feature tables and their build manifest."""
+        return self._platform_folder("feature_tables")
+
+    @property
+    def feast_repo_root(self) -> Path:
+        """The study's Feast repo folder: its feature_store.yaml, definitions entry point, and with
+        the embedded defaults its registry and online store."""
+        return self._platform_folder("feast")
+
+    def feast_repo(self, template: Path | None = None) -> Path:
+        """The study's Feast repo folder, written or refreshed (``adapters.feast_repo.write_study_repo``):
+        its infrastructure from ``template`` when given, else as it was, else the embedded defaults."""
+        from adapters.feast_repo import write_study_repo
+
+        return write_study_repo(self.feast_repo_root, self.study_id, self.feature_tables_root, template)
+
     def _platform_folder(self, name: str) -> Path:
         # Checked on every use, not only at load: a link made after the load must not redirect
         # the writes of a long-running process (watch, serve) outside the data root either.

@@ -21,7 +21,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -258,12 +257,13 @@ def _read_log(store, view, columns: list[str], filters):
     """
     import pyarrow.parquet as pq
 
+    from adapters.offline_store import source_path
+
     config = store.config
     read = getattr(store._get_provider().offline_store, "read_push_log", None)
     if read is not None:
         return read(config, view, columns, filters)
-    path = Path(view.batch_source.path)
-    path = path if path.is_absolute() else Path(store.repo_path) / path
+    path = source_path(view.batch_source, store.repo_path)
     return pq.read_table(path, columns=columns, filters=filters) if path.is_file() else None
 
 

@@ -22,9 +22,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from adapters.feast_repo import REPOSITORY_ROOT
 from pipelines.config import StudyConfig
-from pipelines.models.train import TrainingError, build_training_set, model_config, registered_name, use_tracking
+from pipelines.models.train import (
+    TrainingError,
+    build_training_set,
+    model_config,
+    registered_name,
+    study_store,
+    use_tracking,
+)
 
 CHAMPION = "champion"
 CANDIDATE = "candidate"
@@ -196,7 +202,7 @@ def _tag(tags, key: str) -> str | None:
     return None
 
 
-def reproduce(config: StudyConfig, reference: str, *, repo_path: Path = REPOSITORY_ROOT,
+def reproduce(config: StudyConfig, reference: str, *, repo_path: Path | None = None,
               yaml_file: Path | None = None) -> dict:
     """Rebuild a run's training set from its recorded labels; compare SHA-256s with the recorded ones.
 
@@ -227,7 +233,7 @@ def reproduce(config: StudyConfig, reference: str, *, repo_path: Path = REPOSITO
     result = {"run_id": run_id, "model": record["model"], "rows": len(rebuilt.frame),
               "checks": {key: {"recorded": a, "rebuilt": b, "match": a == b} for key, (a, b) in checks.items()}}
     result["reproduced"] = all(check["match"] for check in result["checks"].values())
-    if not result["reproduced"] and record["feature_build"] != _current_build(rebuilt, repo_path, yaml_file):
+    if not result["reproduced"] and record["feature_build"] != _current_build(config, repo_path, yaml_file):
         versions = record["feature_build"].get("lake_versions")
         result["hint"] = ("the feature tables were rebuilt since this run (new curated data or feature code): "
                           "rebuild them from the recorded inputs to reproduce it"
@@ -251,10 +257,10 @@ def recorded_lake_versions(config: StudyConfig, reference: str) -> dict[str, int
     return {str(source): int(number) for source, number in versions.items()}
 
 
-def _current_build(training_set, repo_path: Path, yaml_file: Path | None) -> dict:
-    from adapters.feast_repo import open_store
+def _current_build(config: StudyConfig, repo_path: Path | None, yaml_file: Path | None) -> dict:
+    from adapters.feast_repo import feature_tables_dir
     from pipelines.build.local import MANIFEST, MANIFEST_BUILD_KEYS
 
-    tables = Path(open_store(repo_path, yaml_file).list_feature_views()[0].batch_source.path).parent
+    tables = feature_tables_dir(study_store(config, repo_path, yaml_file))
     manifest = json.loads((tables / MANIFEST).read_text()) if (tables / MANIFEST).is_file() else {}
     return {key: manifest.get(key) for key in MANIFEST_BUILD_KEYS}

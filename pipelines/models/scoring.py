@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from adapters.feast_repo import REPOSITORY_ROOT, offline_kind, open_store
+from adapters.feast_repo import offline_kind
 from pipelines.config import SUBJECTS_SOURCE, ConfigError, StudyConfig
 from pipelines.ingest.lake import read_table
 from pipelines.models.registry import RegistryError, resolve, run_artifact_json
-from pipelines.models.train import use_tracking
+from pipelines.models.train import study_store, use_tracking
 
 CHUNK_ROWS = 2000
 
@@ -64,7 +64,7 @@ def cohort_subjects(config: StudyConfig, cohort: Path | None) -> list[str]:
 
 
 def score_cohort(config: StudyConfig, reference: str, as_of: datetime | None, *, cohort: Path | None = None,
-                 out: Path | None = None, repo_path: Path = REPOSITORY_ROOT, yaml_file: Path | None = None,
+                 out: Path | None = None, repo_path: Path | None = None, yaml_file: Path | None = None,
                  engine: str = "local", progress: Callable[[int, int], None] | None = None) -> ScoreResult:
     """Score a cohort with a registered model version (``NAME@ALIAS`` or ``NAME/VERSION``).
 
@@ -89,7 +89,7 @@ def score_cohort(config: StudyConfig, reference: str, as_of: datetime | None, *,
         raise RegistryError(f"{reference!r}: name a model version as NAME@ALIAS or NAME/VERSION")
     lineage = run_artifact_json(model_version.run_id, "lineage.json")
     subjects = cohort_subjects(config, cohort)
-    store = open_store(repo_path, yaml_file)
+    store = study_store(config, repo_path, yaml_file)
     if engine == "spark" and offline_kind(store) != "spark":
         raise RegistryError("--engine spark reads features through Feast's Spark offline store: pass "
                             "--feature-store-yaml deploy/feature_store.spark.yaml (registered with `biomarkers "
@@ -98,7 +98,7 @@ def score_cohort(config: StudyConfig, reference: str, as_of: datetime | None, *,
     views = [store.get_feature_view(name) for name in lineage["feature_views"]
              if name in {view.name for view in store.list_feature_views()}]
     if as_of is None:
-        when = _latest_per_subject(views, subjects)
+        when = _latest_per_subject(views, subjects, store.repo_path)
     else:
         moment = pd.Timestamp(as_of)
         when = pd.Series(moment.tz_localize("UTC") if moment.tzinfo is None else moment.tz_convert("UTC"),
@@ -126,7 +126,7 @@ def score_cohort(config: StudyConfig, reference: str, as_of: datetime | None, *,
             if progress:
                 progress(min(begin + CHUNK_ROWS, len(entity)), len(entity))
         scores = pd.concat(parts, ignore_index=True)
-    times = feature_event_times(views, entity, repo_path)
+    times = feature_event_times(views, entity, store.repo_path)
     for view in views:
         age = entity["event_timestamp"] - times[view.name]
         scores[f"feature_age_{view.name}_h"] = age.dt.total_seconds().to_numpy() / 3600.0
@@ -168,11 +168,13 @@ def score_cohort(config: StudyConfig, reference: str, as_of: datetime | None, *,
                        lineage["task"], input_sha256, output_sha256, scores)
 
 
-def _latest_per_subject(views, subjects: list[str]) -> pd.Series:
+def _latest_per_subject(views, subjects: list[str], repo_path: str) -> pd.Series:
     """Per subject, the end of its newest window in any of the views' tables."""
+    from adapters.offline_store import source_path
+
     latest = pd.Series(pd.NaT, index=pd.Index(subjects, name="subject_id"), dtype="datetime64[us, UTC]")
     for view in views:
-        path = Path(view.batch_source.path)
+        path = source_path(view.batch_source, repo_path)
         if path.is_file():
             rows = pd.read_parquet(path, columns=["subject_id", "event_timestamp"])
             newest = pd.to_datetime(rows.groupby("subject_id")["event_timestamp"].max(), utc=True)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import subprocess
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -34,9 +35,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from adapters.feast_repo import REPOSITORY_ROOT, historical_features, open_store
+from adapters.feast_repo import feature_tables_dir, historical_features, open_store
 from pipelines.config import ENDPOINTS_SOURCE, SUBJECTS_SOURCE, ModelConfig, StudyConfig
 from pipelines.ingest.lake import read_table
+
+logger = logging.getLogger(__name__)
 
 KEYS = ["subject_id", "event_timestamp"]
 LABEL = "label"
@@ -150,7 +153,15 @@ def anomaly_entities(config: StudyConfig, model: ModelConfig, feature_tables: Pa
     return entity.assign(**{LABEL: label})
 
 
-def build_training_set(config: StudyConfig, model_name: str, *, repo_path: Path = REPOSITORY_ROOT,
+def study_store(config: StudyConfig, repo_path: Path | None = None, yaml_file: Path | None = None):
+    """The feature store of the study's own Feast repo folder (``yaml_file``: its infrastructure
+    template), or of another repo (``repo_path``, with ``yaml_file`` selecting its infrastructure)."""
+    if repo_path is None:
+        return open_store(config.feast_repo(yaml_file))
+    return open_store(repo_path, yaml_file)
+
+
+def build_training_set(config: StudyConfig, model_name: str, *, repo_path: Path | None = None,
                        yaml_file: Path | None = None, entity: pd.DataFrame | None = None) -> TrainingSet:
     """Labels, then Feast's point-in-time features through the model's feature service.
 
@@ -158,7 +169,7 @@ def build_training_set(config: StudyConfig, model_name: str, *, repo_path: Path 
     recorded ones). Raises :class:`TrainingError` for anything that cannot train a model.
     """
     model = model_config(config, model_name)
-    store = open_store(repo_path, yaml_file)
+    store = study_store(config, repo_path, yaml_file)
     try:
         service = store.get_feature_service(model.feature_service)
     except Exception as error:  # Feast raises its own not-found type per registry kind
@@ -169,8 +180,7 @@ def build_training_set(config: StudyConfig, model_name: str, *, repo_path: Path 
         if model.task == "endpoint":
             entity = endpoint_labels(config, model)
         else:
-            tables = Path(store.list_feature_views()[0].batch_source.path).parent
-            entity = anomaly_entities(config, model, tables)
+            entity = anomaly_entities(config, model, feature_tables_dir(store))
     if entity.empty:
         raise TrainingError(f"model {model_name}: the training set is empty (no labelled rows)")
     if model.task == "endpoint" and entity[LABEL].nunique() < 2:
@@ -402,9 +412,12 @@ def study_config_sha256(config: StudyConfig) -> str:
 
 
 def _code_version() -> dict:
+    """The git commit of the project's source (``unknown`` when it is installed, not a checkout)."""
+    source = Path(__file__).resolve().parents[2]
+
     def git(*args: str) -> str | None:
         try:
-            done = subprocess.run(["git", *args], cwd=REPOSITORY_ROOT, capture_output=True, text=True, timeout=10)
+            done = subprocess.run(["git", *args], cwd=source, capture_output=True, text=True, timeout=10)
         except (OSError, subprocess.SubprocessError):
             return None
         return done.stdout.strip() if done.returncode == 0 else None
@@ -421,10 +434,24 @@ def _version(package: str) -> str | None:
         return None
 
 
+def follow_moved_study(config: StudyConfig) -> None:
+    """Re-root the study's embedded MLflow store at its platform folder, if the study was moved or
+    copied since it was last used (``adapters.tracking.reroot_artifacts``); a tracking server of
+    the study's own (``mlflow_tracking_uri``) is left alone."""
+    from adapters.tracking import reroot_artifacts
+
+    if config.mlflow_tracking_uri is None:
+        old = reroot_artifacts(config.tracking_uri, config.artifacts_root)
+        if old is not None:
+            logger.info("study %s moved: its MLflow artifact locations now point at %s (were %s)",
+                        config.study_id, config.artifacts_root, old)
+
+
 def use_tracking(config: StudyConfig) -> str:
     """Point MLflow at the study's tracking store; return the study's experiment id (one per study)."""
     import mlflow
 
+    follow_moved_study(config)
     mlflow.set_tracking_uri(config.tracking_uri)
     experiment = mlflow.get_experiment_by_name(config.study_id)
     if experiment is not None:
@@ -434,7 +461,7 @@ def use_tracking(config: StudyConfig) -> str:
                                     tags={"study_id": config.study_id})
 
 
-def train(config: StudyConfig, model_name: str, *, repo_path: Path = REPOSITORY_ROOT,
+def train(config: StudyConfig, model_name: str, *, repo_path: Path | None = None,
           yaml_file: Path | None = None, study_path: Path | None = None, reuse: bool = False) -> TrainResult:
     """Build the training set, fit, evaluate, log the run and register the model as ``candidate``.
 
@@ -447,8 +474,7 @@ def train(config: StudyConfig, model_name: str, *, repo_path: Path = REPOSITORY_
         if previous is not None:
             return previous
     evaluation = fit_and_evaluate(training_set, subject_attributes(config))
-    store = open_store(repo_path, yaml_file)
-    tables = Path(store.list_feature_views()[0].batch_source.path).parent
+    tables = feature_tables_dir(study_store(config, repo_path, yaml_file))
     lineage = lineage_record(config, training_set, tables, study_path)
     return record_run(config, training_set, evaluation, lineage)
 

@@ -103,7 +103,7 @@ def write_report(config: StudyConfig, *, out: str | Path | None = None, tables: 
     config : the study.
     out : the HTML file, inside the data root (see `report_path`); default
         ``<platform>/reports/study_report.html``.
-    tables : the feature tables folder (default: the feature repo's, ``features.definitions.FEATURE_TABLES_DIR``).
+    tables : the feature tables folder (default: the study's, ``StudyConfig.feature_tables_root``).
     alerts : the study's alerts, newest first: a frame with the fields of ``serving.alerts.Alert``
         (``subject_id``, ``event_time``, ``recorded_at``, ``news2``, ``risk_band``, ``reason``,
         ``source``); a sentence saying why they could not be read; or None when the study has
@@ -127,11 +127,7 @@ def write_report(config: StudyConfig, *, out: str | Path | None = None, tables: 
 def render_report(config: StudyConfig, *, tables: Path | None = None, alerts: pd.DataFrame | str | None = None,
                   now: datetime | None = None) -> str:
     """The report's HTML (arguments as for `write_report`)."""
-    if tables is None:
-        from features.definitions import FEATURE_TABLES_DIR
-
-        tables = FEATURE_TABLES_DIR
-    study = _Study(config, Path(tables), alerts)
+    study = _Study(config, Path(tables or config.feature_tables_root), alerts)
     body = "\n".join(_section(anchor, title, build, study) for anchor, title, build in SECTIONS)
     contents = " ".join(f'<a href="#{anchor}">{html.escape(title)}</a>' for anchor, title, _ in SECTIONS)
     written = (now or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC")

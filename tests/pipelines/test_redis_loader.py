@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from adapters.feast_repo import apply_repo, open_store
+from adapters.offline_store import source_path
 from adapters.redis_loader import load_latest
 from tests.pipelines.test_feature_store_production import redis_server  # noqa: F401  (fixture)
 
@@ -75,7 +76,7 @@ def test_bulk_load_equals_feast_materialize_byte_for_byte(tmp_path, redis_server
         feast_store.materialize(start_date=START, end_date=END)
         # Every view with a table: the live view's log is empty until events are pushed.
         written = sum(load_latest(ours_store, view, START, END) for view in ours_store.list_feature_views()
-                      if Path(view.batch_source.path).is_file())
+                      if source_path(view.batch_source, ours_store.repo_path).is_file())
         expected, got = hashes(redis_server, feast_project), hashes(redis_server, ours_project)
         assert written > 8 * 30 and len(got) == len(expected) == 40
         assert got == expected  # same fields, same serialized values and event times, for every subject

@@ -12,19 +12,20 @@ from __future__ import annotations
 
 import shutil
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
 import pytest
 
-from adapters.feast_repo import REPOSITORY_ROOT, apply_repo, materialize, offline_kind, online_features, open_store
-from adapters.offline_store import PushLog
+from adapters.feast_repo import apply_repo, materialize, offline_kind, online_features, open_store
+from adapters.offline_store import PushLog, source_path
 from adapters.spark import SparkNotInstalledError
 from features.tables import LIVE_VITALS
 from pipelines.models.train import build_training_set
 from tests.pipelines.conftest import feast_repo
 
-SPARK_YAML = REPOSITORY_ROOT / "deploy" / "feature_store.spark.yaml"
+SPARK_YAML = Path(__file__).resolve().parents[2] / "deploy" / "feature_store.spark.yaml"
 MODEL = "hospitalization_risk"  # the demo's endpoint model (feature service endpoint_v1)
 
 
@@ -78,8 +79,10 @@ def test_the_spark_repo_declares_the_same_views_over_spark_sources(repos) -> Non
     for view in spark_store.list_feature_views():
         source, local_source = view.batch_source, theirs[view.name].batch_source
         assert type(source).__name__ == "SparkSource" and source.file_format == "parquet"
+        # The same files: named relative to the repo folder for the file-based stores, absolute for Spark's.
         assert (source.path, source.timestamp_field, source.created_timestamp_column, source.tags) == (
-            local_source.path, local_source.timestamp_field, local_source.created_timestamp_column, local_source.tags)
+            str(source_path(local_source, local_store.repo_path).resolve()), local_source.timestamp_field,
+            local_source.created_timestamp_column, local_source.tags)
         assert view.features == theirs[view.name].features and view.ttl == theirs[view.name].ttl
     assert selections(spark_store) == selections(local_store)
 

@@ -608,11 +608,11 @@ def test_spark_scoring_gives_the_local_scores(spark, study, trained, tmp_path) -
     """``--engine spark``: features from Feast's Spark offline store, scored in Spark tasks (the
     on-demand change-from-baseline features derived there too): the local engine's scores, ages
     and output digest."""
-    from adapters.feast_repo import REPOSITORY_ROOT, apply_repo
+    from adapters.feast_repo import apply_repo
     from pipelines.models.registry import RegistryError
     from pipelines.models.scoring import score_cohort
 
-    spark_yaml = REPOSITORY_ROOT / "deploy" / "feature_store.spark.yaml"
+    spark_yaml = REPOSITORY / "deploy" / "feature_store.spark.yaml"
     config, result = trained
     _, repo, tables = study
     apply_repo(tmp_path / "spark_repo", tables, yaml_file=spark_yaml)
