@@ -59,13 +59,14 @@ def _describe_vital(name: str) -> str:
     if name == "desaturation_events_24h_count":
         return ("SpO2 desaturation events over the past 24 h, count; " + _VITALS
                 + "; >= 3 points below the 4 h median or < 90 % on 2 readings (after AASM 2012)")
-    for statistic, words in _STATISTICS.items():
-        marker = f"_{statistic}_"
-        if marker in name:
-            signal, rest = name.split(marker, 1)
-            window, unit = rest.split("_", 1)
-            return (f"{words} {signal.replace('_', ' ')} over the past {window}, {unit.replace('_', ' ')}; "
-                    + _VITALS + f"; window [T-{window}, T)")
+    # The first statistic in the name: "_min_" also occurs in units ("..._slope_1h_per_min_per_h").
+    found = [(name.index(f"_{statistic}_"), statistic) for statistic in _STATISTICS if f"_{statistic}_" in name]
+    if found:
+        statistic = min(found)[1]
+        signal, rest = name.split(f"_{statistic}_", 1)
+        window, unit = rest.split("_", 1)
+        return (f"{_STATISTICS[statistic]} {signal.replace('_', ' ')} over the past {window}, "
+                f"{unit.replace('_', ' ')}; " + _VITALS + f"; window [T-{window}, T)")
     raise ValueError(f"no description for vital-sign feature {name!r}")
 
 
