@@ -215,6 +215,11 @@ def materialize(repo_path: Path, end: datetime | None = None,
             done[view.name] = "no feature table yet"
             continue
         stamps = pq.read_table(path, columns=["event_timestamp", "created_timestamp"])
+        if stamps.num_rows == 0:  # no subject has rows in it (e.g. no source of its kind): nothing online either
+            clear_online_view(store, view)
+            record.pop(view.name, None)
+            done[view.name] = "empty feature table"
+            continue
         built = str(pd.Timestamp(stamps.column("created_timestamp")[0].as_py()))
         if view.materialization_intervals and record.get(view.name) == built:
             start = view.most_recent_end_time

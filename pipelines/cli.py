@@ -15,11 +15,13 @@ import os
 import sys
 import threading
 import warnings
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 app = typer.Typer(
@@ -68,7 +70,8 @@ def generate_demo_command(
     """
     manifest = _generate(out_dir, seed, subjects, days)
     console.print(f"wrote {len(manifest.files)} files for {len(manifest.subject_ids)} subjects under {out_dir}")
-    console.print(f"{len(manifest.broken_files)} deliberately broken files, each meant to be quarantined:")
+    console.print(f"{len(manifest.broken_files)} deliberately broken files, each meant to be quarantined by its "
+                  "check (a file of a subject not enrolled waits as pending instead):")
     for path, check in sorted(manifest.broken_files.items()):
         console.print(f"  {path}  ->  {check}")
 
@@ -83,7 +86,7 @@ def ingest_command(
 ) -> None:
     """Discover, validate and curate a study's new or changed raw files; quarantine bad ones.
 
-    Exit status: 0 when every file has an outcome (curated, quarantined or unchanged);
+    Exit status: 0 when every file has an outcome (curated, quarantined, pending or unchanged);
     3 when files were left unprocessed: busy (another live run holds them) or failed (the
     platform broke on them); 2 when the study cannot be ingested at all.
 
@@ -133,13 +136,13 @@ def demo_command(
     subjects: Annotated[int, typer.Option(help="subjects of the demo study (a smaller study runs faster)")] = 200,
     days: Annotated[int, typer.Option(help="days of data per subject")] = 28,
 ) -> None:
-    """The main job on embedded defaults: generate the demo study, ingest it, build its features,
-    register the Feast repo, materialize and read two subjects' online features back, train the
-    study's models, promote the endpoint model if it meets its criteria, print its lineage, score
-    the cohort and write the study report (biomarkers report).
+    """The main job on embedded defaults: generate the demo study, then `biomarkers run` it (ingest,
+    features, materialize, train, report), read two subjects' online features back, promote the
+    endpoint model if it meets the study's criteria, print its lineage, and run again (which
+    scores the cohort with the new champion and updates the report).
 
     A second run finds the study generated (the generator is deterministic: it would write the
-    same bytes) and the files ingested, so it processes nothing.
+    same bytes) and every step up to date, so it does nothing but say so.
 
     Example: biomarkers demo   (a smaller study, in about a minute: biomarkers demo --subjects 80 --days 8)
     """
@@ -151,22 +154,20 @@ def demo_command(
         _generate(out_dir, seed, subjects, days)
         marker.write_text(json.dumps(wanted))
     config = _load(DEMO_STUDY, out_dir)
-    summary = _ingest(config, workers)
-    _print_summary(config, summary)
-    _build_features(config, workers, force=False)
-    _materialize(config)
+    run = _run(config, DEMO_STUDY, workers)
     _show_online(config, ["S0001", "S0002"])
-    results = {name: _train(config, name, DEMO_STUDY, reuse=True) for name in config.models}
     endpoint = next(name for name, model in config.models.items() if model.task == "endpoint")
-    from pipelines.models.registry import lineage, promote
+    from pipelines.models.registry import CANDIDATE, alias_version, lineage, promote
+    from pipelines.models.train import registered_name
 
-    champion = f"{results[endpoint].registered_name}@champion"
+    name = registered_name(config, endpoint)
+    champion = f"{name}@champion"
     with _registry_errors(), _quiet_mlflow():
-        current = _champion_version(config, results[endpoint].registered_name)
+        current, candidate = _champion_version(config, name), alias_version(config, name, CANDIDATE)
         promotion = None
-        if current != results[endpoint].version:
-            promotion = promote(config, results[endpoint].registered_name, results[endpoint].version,
-                                approver="demo pipeline", reason="demo run: the study's acceptance criteria decide")
+        if candidate is not None and current != candidate:
+            promotion = promote(config, name, candidate, approver="demo pipeline",
+                                reason="demo run: the study's acceptance criteria decide")
     if promotion is None:
         console.print(f"{champion} is already version {current}")
     else:
@@ -176,9 +177,16 @@ def demo_command(
             chain = lineage(config, champion)
         console.print(f"\n[bold]biomarkers lineage {champion}[/bold]")
         _print_lineage(chain, raw_files_shown=8)
-    if promotion is None or promotion.accepted:
-        _score(config, champion, "latest")
-    _print_where_to_look(config, _report(config), out_dir, champion)
+    if promotion is not None and promotion.accepted:
+        run = _run(config, DEMO_STUDY, workers)  # scores with the new champion, updates the report
+    report = run.report or report_path_of(config)
+    _print_where_to_look(config, report, out_dir, champion)
+
+
+def report_path_of(config) -> Path:
+    from pipelines.report.page import report_path
+
+    return report_path(config, None)
 
 
 def _print_where_to_look(config, report: Path, out_dir: Path, champion: str) -> None:
@@ -192,8 +200,11 @@ def _print_where_to_look(config, report: Path, out_dir: Path, champion: str) -> 
         return str(path.relative_to(here)) if path.is_relative_to(here) else str(path)
 
     tools = Path(sys.executable).parent
+    from pipelines.config import load_yaml
+
     study_file = DEMO_STUDY.resolve()  # studies/demo/study.yaml in a checkout
-    data_root = "" if out_dir.resolve() == _load(study_file, None).data_root else f" --data-root {shown(out_dir)}"
+    own_root = (study_file.parent / load_yaml(study_file, "the demo study")["data_root"]).resolve()
+    data_root = "" if out_dir.resolve() == own_root else f" --data-root {shown(out_dir)}"
     study = shown(study_file) + data_root
     name = champion.partition("@")[0]
     lines = [
@@ -261,6 +272,87 @@ def materialize_command(
 
 StudyOption = Annotated[Path, typer.Option("--study", help="the study's study.yaml")]
 DataRootOption = Annotated[Path | None, typer.Option(help="override the data_root of study.yaml")]
+
+
+@app.command("run")
+def run_command(
+    study: StudyArgument,
+    data_root: DataRootOption = None,
+    workers: Annotated[int, typer.Option(help="processes for ingest and the feature build")] = 2,
+    engine: Annotated[str, typer.Option(help="feature build engine: local (process pool) or spark")] = "local",
+    feature_store_yaml: Annotated[Path | None, typer.Option(
+        help="Feast infrastructure for the study's repo folder from now on, e.g. "
+             "deploy/feature_store.production.yaml")] = None,
+) -> None:
+    """A study end to end, doing only what changed: ingest new and changed files, rebuild the feature
+    tables, materialize them, train the declared models (registered as candidates: promotion stays
+    a reviewer's act), score the cohort with each champion and write the report. A second run does
+    nothing.
+
+    Exit status: 0 when every step succeeded or had nothing to do; 1 when a step failed (the others
+    still ran); 3 when another run of the study is in progress; 2 when the study cannot be run.
+    Example: biomarkers run studies/demo/study.yaml
+    """
+    run = _run(_load(study, data_root), study, workers, engine, feature_store_yaml)
+    if run.failed:
+        raise typer.Exit(1)
+
+
+@app.command("watch")
+def watch_command(
+    studies_dir: Annotated[Path, typer.Argument(help="the folder whose study.yaml files (at any depth) are run")],
+    interval: Annotated[float, typer.Option(help="seconds between two cycles")] = 60.0,
+    cycles: Annotated[int | None, typer.Option(help="stop after this many cycles (default: run until Ctrl-C)")] = None,
+    workers: Annotated[int, typer.Option(help="processes for ingest and the feature build")] = 2,
+) -> None:
+    """Run every study under a folder, again and again: new and changed study.yaml files are picked up,
+    new raw files of every study are processed incrementally (as `biomarkers run` does), one log line
+    per action. A file whose subject is not enrolled yet waits as pending and is processed once it
+    is; a study that cannot be loaded or run is reported and the others go on.
+
+    Example: biomarkers watch studies/ --interval 300
+    """
+    from pipelines.study_run import watch
+
+    if not studies_dir.is_dir():
+        console.print(f"[red]{studies_dir} is not a folder[/red]")
+        raise typer.Exit(2)
+    with _without_feast_output(timestamped=True) as show, _quiet_mlflow():
+        try:
+            watch(studies_dir, interval_s=interval, cycles=cycles, workers=workers, alerts=_report_alerts, log=show)
+        except KeyboardInterrupt:
+            show("stopped")
+
+
+@contextlib.contextmanager
+def _without_feast_output(timestamped: bool = False):
+    """Swallow what Feast prints to standard output (a progress block per view) while yielding a
+    function that prints one step line there, in red when the step failed."""
+    out = Console(file=sys.stdout, soft_wrap=True, highlight=False)
+
+    def show(line: str) -> None:
+        if timestamped:
+            line = f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ} {line}"
+        out.print(f"[red]{escape(line)}[/red]" if ": failed:" in line else escape(line))
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        yield show
+
+
+def _run(config, study: Path, workers: int, engine: str = "local", feature_store_yaml: Path | None = None):
+    from pipelines.config import ConfigError
+    from pipelines.study_run import StudyBusyError, run_study
+
+    try:
+        with _without_feast_output() as show, _quiet_mlflow():
+            return run_study(config, study_path=study, workers=workers, engine=engine,
+                             feature_store_yaml=feature_store_yaml, alerts=_report_alerts, log=show)
+    except StudyBusyError as error:
+        console.print(f"[yellow]{escape(str(error))}[/yellow]", soft_wrap=True)
+        raise typer.Exit(INGEST_UNPROCESSED_EXIT) from None
+    except ConfigError as error:
+        console.print(f"[red]{escape(str(error))}[/red]", soft_wrap=True)
+        raise typer.Exit(2) from None
 
 
 @app.command("train")
@@ -476,33 +568,66 @@ def _report_alerts(config):
                         columns=[field.name for field in dataclasses.fields(Alert)])
 
 
+StudiesArgument = Annotated[list[Path], typer.Argument(
+    help="each study's study.yaml (one or more), e.g. studies/demo/study.yaml", metavar="study", show_default=False)]
+
+
 @app.command("serve")
 def serve_command(
-    study: StudyArgument,
+    studies: StudiesArgument,
     data_root: DataRootOption = None,
-    host: Annotated[str | None, typer.Option(help="address to listen on (default: serving.host of study.yaml)")] = None,
-    port: Annotated[int | None, typer.Option(help="port (default: serving.port of study.yaml)")] = None,
+    host: Annotated[str | None, typer.Option(
+        help="address to listen on (default: serving.host of the first study's study.yaml)")] = None,
+    port: Annotated[int | None, typer.Option(help="port (default: serving.port of the first study's study.yaml)")] =
+    None,
     feast_repo: Annotated[Path | None, typer.Option(
-        help="another Feast repo to read (default: the study's own, <data_root>/.platform/feast)")] = None,
+        help="another Feast repo to read (default: the study's own, <data_root>/.platform/feast; one study only)")] =
+    None,
     feature_store_yaml: Annotated[Path | None, typer.Option(
-        help="Feast infrastructure instead of the repo's feature_store.yaml (production: Redis)")] = None,
+        help="Feast infrastructure instead of the repo's feature_store.yaml (production: Redis); each study "
+             "keeps its own Feast project in it")] = None,
 ) -> None:
-    """Serve online features and scores over HTTP (FastAPI under uvicorn); OpenAPI page at /docs.
+    """Serve online features and scores of one or more studies over HTTP (FastAPI under uvicorn).
+
+    Each study is served apart, under /studies/STUDY_ID (its feature store, models, alerts and
+    keys: a key of one study gets 403 on another), with its OpenAPI page at /studies/STUDY_ID/docs;
+    GET /studies lists them. With one study its routes are also at the root (/v1/..., /docs,
+    /healthz); with several, /healthz and /readyz answer for all of them.
 
     Clients send `Authorization: Bearer KEY`; keys are configured hashed under `serving.api_keys`
     (see `biomarkers api-key`). Example: biomarkers serve studies/demo/study.yaml --port 8000
     """
     import uvicorn
+    from rich.markup import escape
 
-    from serving.app import create_app
+    from serving.app import create_studies_app
+    from serving.routers.studies import study_path
 
-    config = _load(study, data_root)
-    settings = serving_settings(config, feast_repo, feature_store_yaml)
-    if not settings.api_keys:
-        console.print("[yellow]no API key is configured (serving.api_keys): every /v1 request will be refused; "
-                      "create one with `biomarkers api-key NAME`[/yellow]")
-    uvicorn.run(create_app(settings), host=host or config.serving.host, port=port or config.serving.port,
-                log_level="warning")
+    _one_study_options(studies, {"--data-root": data_root, "--feast-repo": feast_repo})
+    configs = [_load(study, data_root) for study in studies]
+    settings = [serving_settings(config, feast_repo, feature_store_yaml) for config in configs]
+    try:
+        served = create_studies_app(settings)
+    except ValueError as error:
+        console.print(f"[red]{escape(str(error))}[/red]", soft_wrap=True)
+        raise typer.Exit(2) from None
+    for study in settings:
+        if not study.api_keys:
+            console.print(f"[yellow]study {study.study_id}: no API key is configured (serving.api_keys): every /v1 "
+                          "request will be refused; create one with `biomarkers api-key NAME`[/yellow]")
+    host, port = host or configs[0].serving.host, port or configs[0].serving.port
+    pages = ["/docs"] * (len(settings) == 1) + [f"{study_path(study.study_id)}/docs" for study in settings]
+    console.print(f"serving {', '.join(study.study_id for study in settings)} on http://{host}:{port}; OpenAPI "
+                  f"pages: {', '.join(pages)}", soft_wrap=True)
+    uvicorn.run(served, host=host, port=port, log_level="warning")
+
+
+def _one_study_options(studies: list[Path], options: dict[str, object]) -> None:
+    """Refuse an option that names one study's state when several studies are given (they would share it)."""
+    given = [name for name, value in options.items() if value is not None]
+    if len(studies) > 1 and given:
+        raise typer.BadParameter(f"{', '.join(given)} names one study's data: with several studies, set it in each "
+                                 "study's study.yaml (data_root) instead")
 
 
 def serving_settings(config, feast_repo: Path | None, feature_store_yaml: Path | None):
@@ -560,69 +685,106 @@ def alerts_url(config) -> str:
 
 @app.command("stream")
 def stream_command(
-    study: StudyArgument,
+    studies: StudiesArgument,
     bootstrap: Annotated[str, typer.Option(help="Kafka bootstrap servers, HOST:PORT[,HOST:PORT]")],
     data_root: DataRootOption = None,
-    topic: Annotated[str, typer.Option(help="the topic of device events (JSON, keyed by subject)")] = "vital-signs",
-    dead_letter_topic: Annotated[str, typer.Option(help="where invalid events go, with the reason")] =
-    "vital-signs.dead-letter",
-    alerts_topic: Annotated[str, typer.Option(help="where urgent-response alerts go")] = "vital-signs.alerts",
-    group: Annotated[str | None, typer.Option(help="consumer group (default: biomarkers-STUDY_ID)")] = None,
+    topic: Annotated[str, typer.Option(help="the topic of a study's device events (JSON, keyed by subject); "
+                                            "{study_id} is replaced by the study id")] = "{study_id}.vital-signs",
+    dead_letter_topic: Annotated[str, typer.Option(help="where a study's invalid events go, with the reason")] =
+    "{study_id}.vital-signs.dead-letter",
+    alerts_topic: Annotated[str, typer.Option(help="where a study's urgent-response alerts go")] =
+    "{study_id}.vital-signs.alerts",
+    group: Annotated[str, typer.Option(help="a study's consumer group")] = "biomarkers-{study_id}",
     max_batch_events: Annotated[int, typer.Option(help="events per micro-batch at most")] = 2000,
     max_batch_wait_ms: Annotated[int, typer.Option(help="a micro-batch closes after this long (ms)")] = 50,
     commit_interval_ms: Annotated[int, typer.Option(
         help="how often processed events are written to the offline log and committed (ms)")] = 1000,
     session_timeout_ms: Annotated[int, typer.Option(help="Kafka consumer session timeout (ms)")] = 10_000,
     feast_repo: Annotated[Path | None, typer.Option(
-        help="another Feast repo to write (default: the study's own, <data_root>/.platform/feast)")] = None,
+        help="another Feast repo to write (default: the study's own, <data_root>/.platform/feast; one study only)")] =
+    None,
     feature_store_yaml: Annotated[Path | None, typer.Option(
         help="Feast infrastructure instead of the repo's feature_store.yaml (production: Redis)")] = None,
 ) -> None:
-    """Consume live vital-sign events from Kafka into the feature store, with NEWS2 alerts.
+    """Consume live vital-sign events of one or more studies from Kafka into their feature stores, with NEWS2 alerts.
 
-    Valid events are pushed to the Feast view vital_signs_live (online at once: each subject's
-    latest; offline at each commit: every observation), invalid ones go to the dead-letter topic
-    with the reason, and urgent-response alerts to the alerts topic and the alerts store. Offsets
-    are committed after all of that is stored (at least once; writes are idempotent). Stop with
-    Ctrl-C or SIGTERM.
+    Each study has its own topics, by default STUDY_ID.vital-signs (events), STUDY_ID.vital-signs.dead-letter
+    and STUDY_ID.vital-signs.alerts, and its own consumer group, biomarkers-STUDY_ID: the topic says
+    which study an event is for, and a prefixed ACL on STUDY_ID. grants exactly one study's topics.
+    Valid events are pushed to the study's Feast view vital_signs_live (online at once: each
+    subject's latest; offline at each commit: every observation), invalid ones go to the
+    dead-letter topic with the reason (an event naming another study in a study_id field too),
+    and urgent-response alerts to the alerts topic and the study's alerts store. Offsets are
+    committed after all of that is stored (at least once; writes are idempotent). Several
+    studies are consumed side by side, one consumer each. Stop with Ctrl-C or SIGTERM.
 
     Example: biomarkers stream studies/demo/study.yaml --bootstrap 127.0.0.1:9092
     """
+    from rich.markup import escape
+
+    from serving.settings import STUDY_PLACEHOLDER, StreamSettings
+    from serving.stream import run_until_signalled
+
+    _one_study_options(studies, {"--data-root": data_root, "--feast-repo": feast_repo})
+    shared = [f"--{name}" for name, value in (("topic", topic), ("dead-letter-topic", dead_letter_topic),
+                                               ("alerts-topic", alerts_topic), ("group", group))
+              if STUDY_PLACEHOLDER not in value]
+    if len(studies) > 1 and shared:
+        raise typer.BadParameter(f"{', '.join(shared)} must contain {STUDY_PLACEHOLDER} with several studies: "
+                                 "one topic or group for two studies would mix their events")
+    configs = [_load(study, data_root) for study in studies]
+    ids = [config.study_id for config in configs]
+    repeated = sorted({study_id for study_id in ids if ids.count(study_id) > 1})
+    if repeated:
+        console.print(f"[red]study {', '.join(repeated)} is given more than once: each study is consumed once[/red]")
+        raise typer.Exit(2)
+    try:
+        streams = [StreamSettings.for_study(
+            config.study_id, bootstrap, events_topic=topic, dead_letter_topic=dead_letter_topic,
+            alerts_topic=alerts_topic, group_id=group, max_batch_events=max_batch_events,
+            max_batch_wait_s=max_batch_wait_ms / 1000, commit_interval_s=commit_interval_ms / 1000,
+            session_timeout_ms=session_timeout_ms,
+            max_event_clock_skew_seconds=config.serving.max_event_clock_skew_seconds) for config in configs]
+    except ValueError as error:  # pydantic's ValidationError: a topic name Kafka would refuse
+        console.print(f"[red]{escape(str(error))}[/red]", soft_wrap=True)
+        raise typer.Exit(2) from None
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    with contextlib.ExitStack() as closing:
+        consumers = [_study_consumer(config, stream, feast_repo, feature_store_yaml, closing)
+                     for config, stream in zip(configs, streams, strict=True)]
+        counts = run_until_signalled(consumers)
+    for consumer, totals in zip(consumers, counts, strict=True):
+        console.print(f"stopped{'' if len(consumers) == 1 else f' {consumer.study_id}'}: {totals.events} events "
+                      f"pushed, {totals.dead_letters} dead letters, {totals.alerts} alerts, {totals.failed_batches} "
+                      "batches retried")
+
+
+def _study_consumer(config, stream, feast_repo: Path | None, feature_store_yaml: Path | None,
+                    closing: contextlib.ExitStack):
+    """One study's stream consumer: its store, alerts store (closed by ``closing``) and anomaly model."""
     from serving.alerts import AlertStore
     from serving.app import open_store
     from serving.models import ModelRegistry
-    from serving.settings import StreamSettings
-    from serving.stream import EventStreamConsumer, run_until_signalled
+    from serving.stream import EventStreamConsumer
 
-    config = _load(study, data_root)
-    stream = StreamSettings(
-        bootstrap_servers=bootstrap, events_topic=topic, dead_letter_topic=dead_letter_topic,
-        alerts_topic=alerts_topic, group_id=group or f"biomarkers-{config.study_id}",
-        max_batch_events=max_batch_events, max_batch_wait_s=max_batch_wait_ms / 1000,
-        commit_interval_s=commit_interval_ms / 1000, session_timeout_ms=session_timeout_ms,
-        max_event_clock_skew_seconds=config.serving.max_event_clock_skew_seconds)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     served = serving_settings(config, feast_repo, feature_store_yaml)
     store = open_store(served)
     alerts = AlertStore(alerts_url(config), config.study_id)
+    closing.callback(alerts.close)
     anomaly_model = None
     if served.events_anomaly_model is not None:
         name = served.events_anomaly_model
         models = ModelRegistry(served.tracking_uri, {name: served.models[name]})
         for failed, reason in models.load_all().items():
-            console.print(f"[yellow]{failed} not loaded ({reason}): NEWS2 alerts only[/yellow]", soft_wrap=True)
+            console.print(f"[yellow]{config.study_id}: {failed} not loaded ({reason}): NEWS2 alerts only[/yellow]",
+                          soft_wrap=True)
         anomaly_model = functools.partial(models.get, name)
         if config.serving.reload_seconds > 0:  # follow the alias as `serve` does: a promotion reaches the stream
             threading.Thread(target=_follow_aliases, args=(models, config.serving.reload_seconds), daemon=True).start()
-    console.print(f"consuming {topic} on {bootstrap} as group {stream.group_id}; dead letters to "
-                  f"{dead_letter_topic}, alerts to {alerts_topic}. Ctrl-C stops.")
-    try:
-        counts = run_until_signalled(EventStreamConsumer(stream, config.study_id, store, alerts,
-                                                         anomaly_model=anomaly_model))
-    finally:
-        alerts.close()
-    console.print(f"stopped: {counts.events} events pushed, {counts.dead_letters} dead letters, "
-                  f"{counts.alerts} alerts, {counts.failed_batches} batches retried")
+    console.print(f"{config.study_id}: consuming {stream.events_topic} on {stream.bootstrap_servers} as group "
+                  f"{stream.group_id}; dead letters to {stream.dead_letter_topic}, alerts to {stream.alerts_topic}. "
+                  "Ctrl-C stops.", soft_wrap=True)
+    return EventStreamConsumer(stream, config.study_id, store, alerts, anomaly_model=anomaly_model)
 
 
 @app.command("api-key")
@@ -777,7 +939,6 @@ def _print_lineage(chain: dict, raw_files_shown: int | None = None) -> None:
 
 def _build_features(config, workers: int, force: bool, engine: str = "local",
                     lake_versions: dict[str, int] | None = None):
-    from rich.markup import escape
     from rich.progress import Progress
 
     from adapters.spark import SparkNotInstalledError
@@ -890,11 +1051,11 @@ def _ingest(config, workers: int, retry_failed: bool = False):
 
 def _print_summary(config, summary) -> None:
     table = Table(title=f"Ingestion of study {config.study_id}: this run")
-    for column in ("source", "curated", "quarantined", "failed", "busy", "unchanged", "rows curated"):
+    for column in ("source", "curated", "quarantined", "failed", "pending", "busy", "unchanged", "rows curated"):
         table.add_column(column, justify="left" if column == "source" else "right")
     for source, counts in sorted(summary.by_source().items()):
         table.add_row(source, str(counts["curated"]), str(counts["quarantined"]), str(counts["failed"]),
-                      str(counts["busy"]), str(counts["skipped"]), f"{counts['rows']:,}")
+                      str(counts["pending"]), str(counts["busy"]), str(counts["skipped"]), f"{counts['rows']:,}")
     console.print(table)
     problems = [o for o in summary.outcomes if o.status in ("quarantined", "failed")]
     if problems:
@@ -903,8 +1064,14 @@ def _print_summary(config, summary) -> None:
             console.print(f"  [yellow]{outcome.path}[/yellow] ({outcome.status})\n      {outcome.reason}",
                           soft_wrap=True, markup=True, highlight=False)
     processed, busy = len(summary.processed()), [o for o in summary.outcomes if o.status == "busy"]
-    unchanged = len(summary.outcomes) - processed - len(busy)
+    pending = summary.pending()
+    unchanged = len(summary.outcomes) - processed - len(busy) - len(pending)
     console.print(f"{processed} files processed, {unchanged} unchanged since the last run.")
+    if pending:
+        console.print(f"[yellow]{len(pending)} files wait for their subject's enrollment[/yellow] (pending, not "
+                      "quarantined; every run checks them again):")
+        for outcome in pending:
+            console.print(f"  {outcome.path}\n      {outcome.reason}", soft_wrap=True, markup=False, highlight=False)
     if busy:
         console.print(f"[yellow]{len(busy)} files are busy: another live ingest run holds them[/yellow] "
                       "(this run did not process them; run again when it is done).")

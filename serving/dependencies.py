@@ -61,21 +61,37 @@ def _unauthorized(detail: str) -> HTTPException:
     return HTTPException(status.HTTP_401_UNAUTHORIZED, detail=detail, headers={"WWW-Authenticate": "Bearer"})
 
 
-async def require_api_key(settings: Annotated[ServingSettings, Depends(get_settings)],
-                    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> ApiKey:
-    """The caller's key: 401 when missing, malformed or unknown, 403 when not scoped to this study."""
+async def require_api_key(request: Request, settings: Annotated[ServingSettings, Depends(get_settings)],
+                          credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> ApiKey:
+    """The caller's key: 401 when missing, malformed or unknown, 403 when not scoped to this study.
+
+    A key that only another study served by this process lists (``app.state.other_studies_keys``)
+    gets 403 too: it is a real key, of another study.
+    """
     if credentials is None or not credentials.credentials.strip():
         raise _unauthorized("missing or malformed Authorization header: send `Authorization: Bearer <key>`")
     presented = hash_api_key(credentials.credentials.strip())
-    found = None
-    for key in settings.api_keys:  # every key is compared, so timing does not tell which one matched
-        if hmac.compare_digest(presented, key.sha256):
-            found = key
+    found = _match(presented, settings.api_keys)
     if found is None:
-        raise _unauthorized("unknown API key")
+        elsewhere = _match(presented, getattr(request.app.state, "other_studies_keys", ()))
+        if elsewhere is None:
+            raise _unauthorized("unknown API key")
+        raise HTTPException(status.HTTP_403_FORBIDDEN,
+                            detail=f"the key {elsewhere.name!r} is not allowed to read study {settings.study_id!r}: "
+                                   f"it is a key of another study; study {settings.study_id!r} does not list it "
+                                   "under serving.api_keys")
     if settings.study_id not in found.studies:
         raise HTTPException(status.HTTP_403_FORBIDDEN,
                             detail=f"the key {found.name!r} is not allowed to read study {settings.study_id!r}")
+    return found
+
+
+def _match(presented: str, keys) -> ApiKey | None:
+    """The key of ``keys`` whose hash is ``presented``; every key is compared, so timing does not tell which."""
+    found = None
+    for key in keys:
+        if hmac.compare_digest(presented, key.sha256):
+            found = key
     return found
 
 

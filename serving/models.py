@@ -16,6 +16,12 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
+# mlflow.sklearn.load_model and mlflow.artifacts resolve models:/ and runs:/ URIs through the
+# process-wide tracking URI (MLflow 3.17 takes none per call). One process may hold the registries
+# of several studies, each on its own MLflow store (`biomarkers serve A B`, alias polling in
+# threads): a registry sets its URI and loads under this lock, or it could load another study's model.
+_GLOBAL_TRACKING_URI = threading.Lock()
+
 
 class ModelNotLoadedError(LookupError):
     """A served model is configured but could not be loaded; the reason says why."""
@@ -94,12 +100,8 @@ class ModelRegistry:
             raise ModelNotLoadedError(f"model {name} ({self.references[name]}) is not loaded: {reason}") from None
 
     def _client(self):
-        import mlflow
         from mlflow import MlflowClient
 
-        # mlflow.sklearn.load_model and mlflow.artifacts resolve models:/ and runs:/ URIs
-        # through the process-wide tracking URI; the service talks to one tracking server.
-        mlflow.set_tracking_uri(self.tracking_uri)
         return MlflowClient(tracking_uri=self.tracking_uri)
 
     def resolve_version(self, reference: str) -> str:
@@ -120,11 +122,13 @@ class ModelRegistry:
         model_version = client.get_model_version(name, version)
         if not model_version.run_id:
             raise ValueError(f"model {name} version {version} was not logged by a run: it has no lineage.json")
-        lineage = mlflow.artifacts.load_dict(f"runs:/{model_version.run_id}/lineage.json")
-        missing = [key for key in ("task", "feature_service", "features") if key not in lineage]
-        if missing:
-            raise ValueError(f"model {name} version {version}: lineage.json lacks {', '.join(missing)}")
-        estimator = mlflow.sklearn.load_model(f"models:/{name}/{version}")
+        with _GLOBAL_TRACKING_URI:
+            mlflow.set_tracking_uri(self.tracking_uri)
+            lineage = mlflow.artifacts.load_dict(f"runs:/{model_version.run_id}/lineage.json")
+            missing = [key for key in ("task", "feature_service", "features") if key not in lineage]
+            if missing:
+                raise ValueError(f"model {name} version {version}: lineage.json lacks {', '.join(missing)}")
+            estimator = mlflow.sklearn.load_model(f"models:/{name}/{version}")
         return LoadedModel(
             name=served_name or name, reference=reference, registered_model=name, version=str(version),
             run_id=model_version.run_id, task=lineage["task"], feature_service=lineage["feature_service"],

@@ -91,6 +91,16 @@ class Readiness(BaseModel):
     checks: dict[str, str] = Field(description="check to 'ok' or the reason it failed")
 
 
+class ServedStudy(BaseModel):
+    study_id: str
+    url: str = Field(description="the study's routes: its /v1 API, probes and metrics are under this path")
+    docs: str = Field(description="the study's OpenAPI page (Swagger UI)")
+
+
+class ServedStudies(BaseModel):
+    studies: list[ServedStudy] = Field(description="the studies this service serves, in the order given")
+
+
 # --- vital-sign events and alerts -------------------------------------------------------------
 
 # A full event is about 200 bytes of JSON: 250 of them stay inside the default 64 KiB body limit.

@@ -14,6 +14,22 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 DEFAULT_MAX_BODY_BYTES = 64 * 1024
 DEFAULT_MAX_EVENT_CLOCK_SKEW_S = 300.0
 
+# The stream's names per study: ``{study_id}`` is replaced by the study id. Study ids hold no dot
+# (``[a-z][a-z0-9_-]*``), so a study's topics are exactly those under the prefix ``<study_id>.``:
+# one prefixed Kafka ACL per study grants its producers and consumers its topics and no other.
+STUDY_PLACEHOLDER = "{study_id}"
+EVENTS_TOPIC = "{study_id}.vital-signs"
+DEAD_LETTER_TOPIC = "{study_id}.vital-signs.dead-letter"
+ALERTS_TOPIC = "{study_id}.vital-signs.alerts"
+CONSUMER_GROUP = "biomarkers-{study_id}"
+# What Kafka accepts as a topic name: a template left unfilled ("{study}") is refused here.
+_KAFKA_TOPIC = r"^[A-Za-z0-9._-]{1,249}$"
+
+
+def study_name(template: str, study_id: str) -> str:
+    """A stream name of one study: ``{study_id}`` in ``template`` replaced (``demo.vital-signs``)."""
+    return template.replace(STUDY_PLACEHOLDER, study_id)
+
 
 def hash_api_key(key: str) -> str:
     """The lowercase hex SHA-256 of an API key: what the settings store instead of the key."""
@@ -123,13 +139,16 @@ class StreamSettings(BaseModel):
     bootstrap_servers : str
         Kafka bootstrap servers, ``HOST:PORT[,HOST:PORT...]``.
     events_topic : str
-        The topic of device events (JSON, one ``VitalSignEvent`` per message, keyed by subject).
+        The topic of one study's device events (JSON, one ``VitalSignEvent`` per message, keyed by
+        subject); by default ``<study_id>.vital-signs`` (:meth:`for_study`).
     dead_letter_topic : str
-        Where events that fail validation go, unchanged, with the reason in the ``error`` header.
+        Where events that fail validation go, unchanged, with the reason in the ``error`` header
+        (``<study_id>.vital-signs.dead-letter``).
     alerts_topic : str
-        Where urgent-response alerts go (JSON, keyed by subject, with a stable ``alert_id``).
+        Where urgent-response alerts go (JSON, keyed by subject, with a stable ``alert_id``;
+        ``<study_id>.vital-signs.alerts``).
     group_id : str
-        The consumer group: one committed position per group and partition.
+        The consumer group: one committed position per group and partition (``biomarkers-<study_id>``).
     max_batch_events : int
         At most this many events per micro-batch.
     max_batch_wait_s : float
@@ -151,10 +170,10 @@ class StreamSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     bootstrap_servers: str = Field(min_length=1)
-    events_topic: str = Field(default="vital-signs", min_length=1)
-    dead_letter_topic: str = Field(default="vital-signs.dead-letter", min_length=1)
-    alerts_topic: str = Field(default="vital-signs.alerts", min_length=1)
-    group_id: str = Field(default="biomarkers-stream", min_length=1)
+    events_topic: str = Field(pattern=_KAFKA_TOPIC)
+    dead_letter_topic: str = Field(pattern=_KAFKA_TOPIC)
+    alerts_topic: str = Field(pattern=_KAFKA_TOPIC)
+    group_id: str = Field(min_length=1)
     max_batch_events: int = Field(default=2000, gt=0)
     max_batch_wait_s: float = Field(default=0.05, gt=0)
     commit_interval_s: float = Field(default=1.0, ge=0)
@@ -162,3 +181,13 @@ class StreamSettings(BaseModel):
     session_timeout_ms: int = Field(default=10_000, ge=1000)
     retry_backoff_max_s: float = Field(default=5.0, gt=0)
     max_event_clock_skew_seconds: float = Field(default=DEFAULT_MAX_EVENT_CLOCK_SKEW_S, ge=0)
+
+    @classmethod
+    def for_study(cls, study_id: str, bootstrap_servers: str, *, events_topic: str = EVENTS_TOPIC,
+                  dead_letter_topic: str = DEAD_LETTER_TOPIC, alerts_topic: str = ALERTS_TOPIC,
+                  group_id: str = CONSUMER_GROUP, **settings) -> StreamSettings:
+        """The settings of one study's consumer: each name a template in which ``{study_id}`` is replaced."""
+        return cls(bootstrap_servers=bootstrap_servers, events_topic=study_name(events_topic, study_id),
+                   dead_letter_topic=study_name(dead_letter_topic, study_id),
+                   alerts_topic=study_name(alerts_topic, study_id), group_id=study_name(group_id, study_id),
+                   **settings)

@@ -10,6 +10,13 @@ does not know, or a second event of one subject and time with other values in on
 the HTTP API's checks) is produced, unchanged, to the dead-letter topic with the
 reason in its ``error`` header; the rest of the batch goes on.
 
+Each study has its own topics (``<study_id>.vital-signs``, ``.dead-letter``, ``.alerts``: see
+``serving.settings.StreamSettings.for_study``) and its own consumer, store and alerts: the topic
+says which study an event is for, and a broker's prefixed ACL on ``<study_id>.`` keeps each
+study's producers and readers to its own topics. An event may name its study (``study_id``);
+one that names another study than its topic's is dead-lettered, not stored. Several studies
+are consumed side by side in one process by :func:`run_consumers`, one thread each.
+
 Visibility and durability run at two paces. Every micro-batch is online as soon as it is
 processed (the latency that matters to an early-warning score). Every ``commit_interval_s``
 the events since the last commit are handed to a committer thread, which writes them to the
@@ -119,8 +126,13 @@ def describe_validation_error(error: ValidationError) -> str:
                      for problem in error.errors(include_url=False))
 
 
-def parse_event(value: bytes | None) -> VitalSignEvent | str:
-    """The event in a message value, or why it is not one."""
+def parse_event(value: bytes | None, study_id: str | None = None) -> VitalSignEvent | str:
+    """The event in a message value, or why it is not one.
+
+    The message may name its study (``"study_id"``, besides the ``/v1/events`` fields); when
+    ``study_id`` is given, an event naming another study is refused (a producer writing to the
+    wrong study's topic).
+    """
     if value is None:
         return "empty message: no event"
     try:
@@ -131,6 +143,12 @@ def parse_event(value: bytes | None) -> VitalSignEvent | str:
         return f"malformed JSON: {error}"
     if not isinstance(payload, dict):
         return f"an event is a JSON object, got {type(payload).__name__}"
+    if "study_id" in payload:
+        named = payload["study_id"]
+        if study_id is not None and named != study_id:
+            return (f"event of study {named!r} on the events topic of study {study_id!r}: "
+                    "produce it to its own study's topic")
+        payload = {name: field_value for name, field_value in payload.items() if name != "study_id"}
     try:
         return VitalSignEvent.model_validate(payload)
     except ValidationError as error:
@@ -253,7 +271,7 @@ class EventStreamConsumer:
         """
         candidates, refused = [], []
         for message in messages:
-            parsed = parse_event(message.value())
+            parsed = parse_event(message.value(), self.study_id)
             if isinstance(parsed, str):
                 refused.append(Refused(message, parsed))
             else:
@@ -415,23 +433,57 @@ def _offsets(messages: Sequence, pick: Callable[[int, int], int]) -> dict[tuple[
     return chosen
 
 
-def run_until_signalled(consumer: EventStreamConsumer, log_every_s: float = 10.0) -> StreamCounts:
-    """Run a consumer until SIGINT or SIGTERM, logging its totals every ``log_every_s`` seconds."""
+def run_consumers(consumers: Sequence[EventStreamConsumer], stop: threading.Event,
+                  log_every_s: float = 10.0) -> list[StreamCounts]:
+    """Run consumers side by side, one thread each, until ``stop`` is set; their totals, in order.
+
+    A consumer that fails (a fatal broker error: it retries every other failure itself) stops
+    them all and its error is raised once every one has committed and closed: a process with one
+    study's consumer dead would look alive while that study's events pile up.
+    """
+    counts: dict[int, StreamCounts] = {}
+    failures: list[BaseException] = []
+
+    def consume(index: int, consumer: EventStreamConsumer) -> None:
+        try:
+            counts[index] = consumer.run(stop)
+        except BaseException as error:
+            failures.append(error)
+            stop.set()
+
+    threads = [threading.Thread(target=consume, args=(index, consumer), name=f"stream-{consumer.study_id}")
+               for index, consumer in enumerate(consumers)]
+    for thread in threads:
+        thread.start()
+    next_log = time.monotonic() + log_every_s
+    while not stop.is_set():
+        # Polled, not stop.wait(): a signal handler setting ``stop`` while this (main) thread holds
+        # the event's lock inside wait() would deadlock on it.
+        time.sleep(0.1)
+        if time.monotonic() >= next_log:
+            next_log += log_every_s
+            for consumer in consumers:
+                totals = consumer.counts
+                logger.info("%s: events %d, dead letters %d, alerts %d, batches %d, failed batches %d",
+                            consumer.study_id, totals.events, totals.dead_letters, totals.alerts, totals.batches,
+                            totals.failed_batches)
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise failures[0]
+    return [counts[index] for index in range(len(consumers))]
+
+
+def run_until_signalled(consumers: Sequence[EventStreamConsumer], log_every_s: float = 10.0) -> list[StreamCounts]:
+    """Run consumers (:func:`run_consumers`) until SIGINT or SIGTERM; their totals, in order."""
     import signal
 
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-
-    def report():
-        while not stop.wait(log_every_s):
-            counts = consumer.counts
-            logger.info("events %d, dead letters %d, alerts %d, batches %d, failed batches %d",
-                        counts.events, counts.dead_letters, counts.alerts, counts.batches, counts.failed_batches)
-
-    threading.Thread(target=report, daemon=True).start()
     started = time.monotonic()
-    counts = consumer.run(stop)
-    logger.info("stopped after %.0f s: %d events, %d dead letters, %d alerts", time.monotonic() - started,
-                counts.events, counts.dead_letters, counts.alerts)
+    counts = run_consumers(consumers, stop, log_every_s)
+    for consumer, totals in zip(consumers, counts, strict=True):
+        logger.info("%s stopped after %.0f s: %d events, %d dead letters, %d alerts", consumer.study_id,
+                    time.monotonic() - started, totals.events, totals.dead_letters, totals.alerts)
     return counts

@@ -68,8 +68,8 @@ NOT_RUN = {"make test": "this suite is what `make test` runs"}
 SERVERS = {
     ".venv/bin/biomarkers serve": "http://127.0.0.1:8000/healthz",
     ".venv/bin/mlflow ui": "http://127.0.0.1:5000/health",
-    ".venv/bin/feast ui": "http://127.0.0.1:8888/",
-    ".venv/bin/feast serve": "http://127.0.0.1:6566/health",
+    ".venv/bin/feast -c data/demo/.platform/feast ui": "http://127.0.0.1:8888/",
+    ".venv/bin/feast -c data/demo/.platform/feast serve": "http://127.0.0.1:6566/health",
     "$BROKER broker": "tcp://127.0.0.1:9092",
     ".venv/bin/biomarkers stream": None,
 }
@@ -394,7 +394,7 @@ class ReadmeChecks:
         lineage = json.loads(Path(client.download_artifacts(run.info.run_id, "lineage.json",
                                                             str(self.tmp_path))).read_text())
         assert "non_movement_1d_min" in json.dumps(lineage), "the new biomarker is not among the run's features"
-        table = self.checkout / "data" / "feature_tables" / "daily_activity.parquet"
+        table = self.checkout / "data" / "demo" / ".platform" / "feature_tables" / "daily_activity.parquet"
         import pandas as pd
 
         values = pd.read_parquet(table, columns=["non_movement_1d_min"])["non_movement_1d_min"]
@@ -409,7 +409,7 @@ class ReadmeChecks:
         from tests.kafka_broker import produce, read_topic
 
         event = json.loads(re.search(r"```json\n(.*?)```", README.read_text(), re.S).group(1))
-        produce("127.0.0.1:9092", "vital-signs", [(event["subject_id"].encode(), json.dumps(event).encode())])
+        produce("127.0.0.1:9092", "demo.vital-signs", [(event["subject_id"].encode(), json.dumps(event).encode())])
         store = AlertStore(f"sqlite:///{self.checkout / 'data' / 'demo' / '.platform' / 'alerts.db'}", "demo")
         try:
             deadline = time.monotonic() + 90
@@ -423,10 +423,10 @@ class ReadmeChecks:
         # The consumer creates the alerts topic by writing to it; a reader subscribed before that
         # would not see it for minutes (librdkafka's metadata refresh), so wait for the topic first.
         admin = AdminClient({"bootstrap.servers": "127.0.0.1:9092"})
-        while "vital-signs.alerts" not in admin.list_topics(timeout=10).topics:
+        while "demo.vital-signs.alerts" not in admin.list_topics(timeout=10).topics:
             assert time.monotonic() < deadline, "the consumer wrote no alerts topic in 90 s"
             time.sleep(0.5)
-        messages = read_topic("127.0.0.1:9092", "vital-signs.alerts", expected=1, timeout_s=60)
+        messages = read_topic("127.0.0.1:9092", "demo.vital-signs.alerts", expected=1, timeout_s=60)
         assert event["subject_id"] in {json.loads(message.value())["subject_id"] for message in messages}
         self.done.add("stream_alert")
 

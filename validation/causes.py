@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from validation.report import ValidationReport
 from validation.suites import Check
+
+# Checks whose failure means a file waits for the study's metadata to catch up (its subject is
+# not enrolled yet), not that the file is bad: ingestion leaves it pending instead of quarantined.
+WAITING_CHECKS = frozenset({"known_subject"})
 
 
 def likely_cause(check: Check, batch: pd.DataFrame, index: list[Any], observed: Any) -> str | None:
@@ -51,6 +57,37 @@ def likely_cause(check: Check, batch: pd.DataFrame, index: list[Any], observed: 
     if check.check == "unique_keys":
         return "the same key appears more than once"
     return None
+
+
+def waiting_reason(report: ValidationReport, unknown_subjects: Collection[str]) -> str | None:
+    """Why a rejected file waits for the study's metadata; ``None`` if it is bad in itself.
+
+    A file waits when it was read and every check that rejects it is one of `WAITING_CHECKS`
+    (warnings do not matter). Bad in itself wins: a read error or any other rejecting check
+    means ``None`` (quarantine), even when its subject is also unknown.
+
+    Parameters
+    ----------
+    report : the file's validation report.
+    unknown_subjects : the file's subjects that the enrollment file does not name.
+
+    Returns
+    -------
+    str or None
+        ``"waiting: subject S0099 is not in the enrollment file yet; ..."``.
+    """
+    rejecting = {failure.check for failure in report.failures if failure.severity == "reject"}
+    if report.read_error or not rejecting or not rejecting <= WAITING_CHECKS:
+        return None
+    subjects = sorted(unknown_subjects) or sorted({str(v) for f in report.failures
+                                                   if f.check in WAITING_CHECKS for v in f.examples})
+    shown = ", ".join(subjects[:5]) + (f" and {len(subjects) - 5} more" if len(subjects) > 5 else "")
+    if len(subjects) > 1:
+        named, them = f"subjects {shown} are", "them"
+    else:
+        named, them = (f"subject {shown}" if subjects else "its subject") + " is", "it"
+    return (f"waiting: {named} not in the enrollment file yet; the file is ingested by the first run "
+            f"after the enrollment file names {them} (or fix the subject code if it is wrong)")
 
 
 def _values(check: Check, batch: pd.DataFrame, index: list[Any]) -> np.ndarray | list:

@@ -16,7 +16,12 @@ across processes because the database itself enforces the race rules:
   another process), else when its lease expires. Leases are short and renewed by the run's
   heartbeat (`Catalog.heartbeat`), so a crash on another host costs at most one lease;
 - ``failed`` is not final: a failed file is claimed again when the caller asks for retries or
-  when the code version recorded with the failure differs from the caller's.
+  when the code version recorded with the failure differs from the caller's;
+- ``pending`` is not final either: a file waiting for the study's metadata (its subject not yet
+  in the enrollment file) is claimed again, with the same compare-and-set as any take-over, by
+  every run that started after the outcome was recorded (such a run read the enrollment file
+  since). A run that was already going when the outcome was recorded leaves it alone, so two
+  runs at once never both check one pending file, and no run checks its own outcome twice.
 
 SQLite (a file under the study's data root, the default) and PostgreSQL (production) are
 supported. A catalog belongs to one study: paths are relative to that study's data root, so
@@ -48,15 +53,28 @@ logger = logging.getLogger(__name__)
 
 
 class FileStatus(StrEnum):
+    """The state of one file version.
+
+    ``processing`` is claimed by a run; ``curated``, ``quarantined`` and ``failed`` are outcomes
+    (a failure is retried under another code version); ``pending`` waits for the study's
+    metadata (its subject is not in the enrollment file yet) and is retried by later runs;
+    ``superseded`` was replaced by a newer version of the path.
+    """
+
     PROCESSING = "processing"
     CURATED = "curated"
     QUARANTINED = "quarantined"
     FAILED = "failed"
+    PENDING = "pending"
     SUPERSEDED = "superseded"
 
 
-# Outcomes a run may record with `Catalog.finish`; SUPERSEDED is only ever set by the catalog.
-_OUTCOMES = frozenset({FileStatus.CURATED, FileStatus.QUARANTINED, FileStatus.FAILED})
+# Outcomes a run may record with `Catalog.finish`; SUPERSEDED is only ever set by the catalog. Like
+# any outcome, a pending one makes its version the path's current one (older versions end
+# superseded, and the lake holds no row of the path until a later run curates it).
+_OUTCOMES = frozenset({FileStatus.CURATED, FileStatus.QUARANTINED, FileStatus.FAILED, FileStatus.PENDING})
+# Outcomes that no run claims again for the same content (a failure may be, see `is_processed`).
+_FINAL = frozenset({FileStatus.CURATED, FileStatus.QUARANTINED})
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 # Two different contents of one path racing for a version number need one retry each; more
 # than a handful of lost races in a row means something other than a race is wrong.
@@ -362,11 +380,12 @@ class Catalog:
         """Whether this exact content of `path` has a final outcome (a cheap pre-check; claims nothing).
 
         Content whose version was superseded by other content counts as not processed, so a
-        file that reverts to an earlier content is processed again. A ``failed`` outcome counts
-        as not processed when `retry_failed` is set, or when `code_version` is given and differs
-        from the version that failed (the code that failed may have been fixed).
+        file that reverts to an earlier content is processed again. A ``pending`` outcome never
+        counts as processed (`claim` decides whether this run checks it again). A ``failed``
+        outcome counts as not processed when `retry_failed` is set, or when `code_version` is
+        given and differs from the version that failed (the code that failed may have been fixed).
         """
-        final = [_files.c.status.in_([s.value for s in _OUTCOMES if s is not FileStatus.FAILED])]
+        final = [_files.c.status.in_([s.value for s in _FINAL])]
         if not retry_failed:
             failed = _files.c.status == FileStatus.FAILED.value
             if code_version is not None:
@@ -381,6 +400,14 @@ class Catalog:
         )
         with self._engine.connect() as conn:
             return bool(conn.execute(query).scalar_one())
+
+    def current(self, path: str, sha256: str) -> FileRecord | None:
+        """The live (not superseded) record of this exact content of `path`, if any."""
+        query = sa.select(_files).where(
+            _files.c.path == _relative_posix(path), _files.c.sha256 == _sha256_hex(sha256), _live)
+        with self._engine.connect() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else _record(row)
 
     def newer_version_finished(self, path: str, version: int) -> bool:
         """Whether a version of `path` newer than `version` already has an outcome."""
@@ -415,9 +442,11 @@ class Catalog:
         FileRecord or None
             The ``processing`` record, holding a lease of ``lease_seconds``. Its version is 1
             for a new path, else one more than the path's latest version. None when this
-            content already has a final outcome or a live run holds it (tell the two apart
-            with `is_processed`). A claim of a dead run (its owner process is gone, or its
-            lease expired) is taken over.
+            content already has a final outcome, a live run holds it, or it is ``pending`` as
+            recorded after `run_id` started (tell these apart with `current`). A claim of a dead
+            run (its owner process is gone, or its lease expired) is taken over, and so is a
+            ``pending`` outcome recorded before `run_id` started: this run read the enrollment
+            file since, and may find the subject enrolled.
         """
         path, sha256 = _relative_posix(path), _sha256_hex(sha256)
         if size_bytes < 0:
@@ -432,8 +461,11 @@ class Catalog:
                         sa.select(_files).where(_files.c.path == path, _files.c.sha256 == sha256, _live)
                     ).first()
                     if live is not None:
-                        retry = live.status == FileStatus.FAILED and (
-                            retry_failed or (code_version is not None and live.code_version != code_version))
+                        if live.status == FileStatus.PENDING:
+                            retry = live.processed_at is not None and live.processed_at < self._started_at(conn, run_id)
+                        else:
+                            retry = live.status == FileStatus.FAILED and (
+                                retry_failed or (code_version is not None and live.code_version != code_version))
                         return self._take_over(conn, live, run_id, size_bytes, source, now, lease_expires_at,
                                                retry=retry)
                     latest_version = conn.execute(
@@ -478,7 +510,7 @@ class Catalog:
         retry: bool = False,
     ) -> FileRecord | None:
         if retry:
-            why = "retrying its failure"
+            why = "checking it again" if live.status == FileStatus.PENDING else "retrying its failure"
         elif live.status != FileStatus.PROCESSING:
             return None
         elif live.lease_expires_at is not None and live.lease_expires_at <= now:
@@ -499,6 +531,10 @@ class Catalog:
             return None
         logger.info("%s v%d: took over from run %s (%s)", live.path, live.version, live.run_id, why)
         return self._get(conn, live.id)
+
+    @staticmethod
+    def _started_at(conn: Connection, run_id: str) -> datetime:
+        return conn.execute(sa.select(_runs.c.started_at).where(_runs.c.run_id == run_id)).scalar_one()
 
     def finish(
         self,
@@ -521,7 +557,8 @@ class Catalog:
         record_id : int
             ``FileRecord.id`` from `claim`.
         status : FileStatus
-            CURATED, QUARANTINED or FAILED.
+            CURATED, QUARANTINED, FAILED or PENDING (waiting for the study's metadata; claimed
+            again by later runs).
         subject_id : str or None
             The study subject code the file belongs to (never a direct identifier).
         report_id : str or None
@@ -544,11 +581,11 @@ class Catalog:
         -------
         FileRecord
             The finished record. Older versions of the path that were CURATED, QUARANTINED,
-            FAILED (or abandoned ``processing`` by a dead run) are now SUPERSEDED; their parts,
-            listed by `superseded_parts`, are out of the lake's current snapshot and stay on disk
-            for time travel. If a newer version of the path finished first, this record itself
-            is returned SUPERSEDED (ingestion checks `newer_version_finished` first, under the
-            table's lock, so as never to commit such a version to the lake).
+            FAILED, PENDING (or abandoned ``processing`` by a dead run) are now SUPERSEDED; their
+            parts, listed by `superseded_parts`, are out of the lake's current snapshot and stay
+            on disk for time travel. If a newer version of the path finished first, this record
+            itself is returned SUPERSEDED (ingestion checks `newer_version_finished` first, under
+            the table's lock, so as never to commit such a version to the lake).
 
         Raises
         ------

@@ -2,9 +2,9 @@
 
 Great Expectations' Data Docs index draws its tables with scripts from a CDN, so offline it
 shows an empty list. This page needs nothing from outside: one table of the latest version of
-every file (status, rows, the reason a file was quarantined), linked to its JSON report and to
-its Data Docs pages, which do render offline, and a list of every other validation page
-(replaced versions, earlier runs), so all the evidence is one click away offline.
+every file (status, rows, the reason a file was quarantined or is pending), linked to its JSON
+report and to its Data Docs pages, which do render offline, and a list of every other
+validation page (replaced versions, earlier runs), so all the evidence is one click away offline.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ table { border-collapse: collapse; width: 100%; font-size: 0.9rem; }
 th, td { border-bottom: 1px solid #dde2ea; padding: 0.35rem 0.5rem; text-align: left; vertical-align: top; }
 th { background: #f3f5f9; }
 .quarantined { color: #a4262c; font-weight: 600; } .failed { color: #8a3ffc; font-weight: 600; }
-.curated { color: #107c10; } .counts span { margin-right: 1.5rem; }
+.pending { color: #8a5a00; font-weight: 600; } .curated { color: #107c10; } .counts span { margin-right: 1.5rem; }
 """
 
 
@@ -32,8 +32,9 @@ def write_quality_page(config: StudyConfig) -> Path:
     with Catalog(config.catalog) as catalog:
         records = catalog.latest()
     docs = _data_docs_pages(config)
-    order = {FileStatus.QUARANTINED: 0, FileStatus.FAILED: 1, FileStatus.PROCESSING: 2, FileStatus.CURATED: 3}
-    records.sort(key=lambda r: (order.get(r.status, 4), r.source, r.path))
+    order = {FileStatus.QUARANTINED: 0, FileStatus.FAILED: 1, FileStatus.PENDING: 2, FileStatus.PROCESSING: 3,
+             FileStatus.CURATED: 4}
+    records.sort(key=lambda r: (order.get(r.status, 5), r.source, r.path))
     counts = Counter(r.status.value for r in records)
     rows = []
     target = config.reports_root / "index.html"
@@ -64,7 +65,8 @@ def write_quality_page(config: StudyConfig) -> Path:
 <h1>Data quality: study {html.escape(config.study_id)}</h1>
 <p class="counts">{summary}</p>
 <p>The latest version of every file the catalog holds. Quarantined files keep a copy and their
-report under <code>quarantine/&lt;report id&gt;/</code>.</p>
+report under <code>quarantine/&lt;report id&gt;/</code>. Pending files wait for their subject to be
+added to the enrollment file: each ingest run checks them again, and curates them once it is.</p>
 <table><thead><tr><th>source</th><th>file</th><th>version</th><th>status</th><th>rows</th>
 <th>reason</th><th>evidence</th></tr></thead><tbody>
 {chr(10).join(rows)}

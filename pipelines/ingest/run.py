@@ -8,6 +8,15 @@ platform's code version. A file that breaks the reader or a check never stops th
 a file that breaks the platform itself ends ``failed``, with a report and a quarantine copy,
 and is tried again by ``--retry-failed`` or by a run of another code version.
 
+A file that waits for the study's metadata ends ``pending``, not quarantined: files often arrive
+before the enrollment file names their subject. The rule (`validation.causes.waiting_reason`):
+a readable file whose only rejecting checks are ``known_subject`` waits; a file bad in itself
+(unreadable, or any other rejecting check) is quarantined even when its subject is also
+unknown; the enrollment and endpoints files never wait. A pending file gets no quarantine copy
+and no row in the lake; every run that starts after it was checked checks it again (its SHA-256
+has not changed, the enrollment file may have) and curates it, or quarantines it, once its
+subject is enrolled. The catalog's claim keeps two runs from checking one pending file.
+
 Crash safety: a curated version's parts are written invisibly, then one lake commit makes
 them visible and removes the path's previous version; the catalog outcome follows. A run
 killed at any moment leaves its claims to be taken over at once by the next run (the catalog
@@ -37,6 +46,7 @@ from pipelines.config import (
     SUBJECTS_SOURCE,
     CheckName,
     ConfigError,
+    Severity,
     SourceConfig,
     StudyConfig,
     TableFile,
@@ -56,6 +66,7 @@ from pipelines.ingest.quality_page import write_quality_page
 from pipelines.ingest.readers import RawRead, ReadError, read_raw
 from pipelines.ingest.readers.tables import read_table
 from validation.batches import file_batch, rows_batch, seconds_batch
+from validation.causes import waiting_reason
 from validation.report import Outcome, ValidationReport
 from validation.schemas import SCHEMAS, SourceKind
 from validation.suites import FILE_BATCH, ROWS_BATCH, SECONDS_BATCH, SuiteParameters, suite_checks
@@ -73,13 +84,19 @@ PAUSE_POINTS = ("claimed", "part-written", "committed")
 _CODE_FOLDERS = ("pipelines", "validation")
 
 
+# Every status a file may end a run with (`FileOutcome.status`), in the order summaries show them.
+OUTCOME_STATUSES = ("curated", "quarantined", "failed", "pending", "skipped", "busy")
+
+
 @dataclass(frozen=True)
 class FileOutcome:
     """What happened to one file in this run."""
 
     source: str
     path: str
-    status: str  # curated, quarantined, failed, skipped (already processed), busy (held by another live run)
+    # curated, quarantined, failed, pending (waits for its subject's enrollment; checked again by
+    # later runs), skipped (already processed), busy (held by another live run)
+    status: str
     rows: int = 0
     report_id: str | None = None
     reason: str | None = None
@@ -95,17 +112,25 @@ class IngestSummary:
     def processed(self) -> list[FileOutcome]:
         return [o for o in self.outcomes if o.status in ("curated", "quarantined", "failed")]
 
+    def pending(self) -> list[FileOutcome]:
+        """Files waiting for their subject's enrollment; later runs check them again. Not a
+        failure of this run (they are not in `unprocessed`)."""
+        return [o for o in self.outcomes if o.status == "pending"]
+
     def unprocessed(self) -> list[FileOutcome]:
         """Files this run left without a final outcome: ``busy`` (another live run holds them)
         or ``failed`` (the platform broke on them; retried later)."""
         return [o for o in self.outcomes if o.status in ("busy", "failed")]
 
+    def counts(self) -> dict[str, int]:
+        """Files per status of this run: curated, quarantined, failed, pending, skipped, busy."""
+        return {status: sum(1 for o in self.outcomes if o.status == status) for status in OUTCOME_STATUSES}
+
     def by_source(self) -> dict[str, dict[str, int]]:
-        """source -> counts of curated, quarantined, failed, skipped files and curated rows."""
+        """source -> counts of curated, quarantined, failed, pending, skipped, busy files and curated rows."""
         table: dict[str, dict[str, int]] = {}
         for outcome in self.outcomes:
-            row = table.setdefault(outcome.source, {"curated": 0, "quarantined": 0, "failed": 0,
-                                                    "skipped": 0, "busy": 0, "rows": 0})
+            row = table.setdefault(outcome.source, {**dict.fromkeys(OUTCOME_STATUSES, 0), "rows": 0})
             row[outcome.status] += 1
             if outcome.status == "curated":
                 row["rows"] += outcome.rows
@@ -128,6 +153,7 @@ class Ingestor:
 
         self.config = config
         self.run_id = run_id
+        self.known_subjects = known_subjects
         self.retry_failed = retry_failed
         self.code_version = code_version()
         self.catalog = Catalog(config.catalog)
@@ -178,8 +204,19 @@ class Ingestor:
     def suite_name(self, source: str) -> str:
         return f"{self.config.study_id}.{source}"
 
+    def _still_waiting(self, relative: str, sha256: str) -> FileOutcome | None:
+        """A pending file whose subject is still not enrolled, checked by this code under the same
+        rule: it waits on, unread (reading and validating a week of device data again on every
+        run, or every `watch` cycle, would change nothing)."""
+        current = self.catalog.current(relative, sha256)
+        if (current is None or current.status is not FileStatus.PENDING or current.subject_id is None
+                or current.subject_id in self.known_subjects or current.code_version != self.code_version
+                or self.config.severity(CheckName.KNOWN_SUBJECT) is not Severity.REJECT):
+            return None
+        return FileOutcome(current.source, relative, "pending", report_id=current.report_id, reason=current.message)
+
     def process(self, task: _Task) -> FileOutcome:
-        """Hash, claim, read, validate and curate or quarantine one file."""
+        """Hash, claim, read, validate and curate, quarantine or leave pending one file."""
         relative = task.path.relative_to(self.config.data_root).as_posix()
         started = time.perf_counter()
         sha256, size = file_digest(task.path)
@@ -187,17 +224,27 @@ class Ingestor:
         retry = {"retry_failed": self.retry_failed, "code_version": self.code_version}
         if self.catalog.is_processed(relative, sha256, **retry):
             return FileOutcome(task.source, relative, "skipped")
+        waiting = self._still_waiting(relative, sha256)
+        if waiting is not None:
+            return waiting
         record = self.catalog.claim(path=relative, sha256=sha256, size_bytes=size, source=task.source,
                                     run_id=self.run_id, **retry)
-        if record is None:  # finished by another run just now, or held by a live one
+        if record is None:  # finished by another run just now, held by a live one, or checked by one
+            current = self.catalog.current(relative, sha256)  # since this run started and still pending
+            if current is not None and current.status is FileStatus.PENDING:
+                return FileOutcome(task.source, relative, "pending", report_id=current.report_id,
+                                   reason=current.message)
             done = self.catalog.is_processed(relative, sha256, **retry)
             return FileOutcome(task.source, relative, "skipped" if done else "busy",
                                reason=None if done else "held by another live ingest run")
         _pause_point("claimed", relative)
         try:
-            report, staged, subject = self._curate(task, relative, sha256)
-            status = FileStatus.QUARANTINED if report.rejected else FileStatus.CURATED
-            reason = report.reason() if report.rejected else None
+            report, staged, subject, waiting = self._curate(task, relative, sha256)
+            if waiting is not None:
+                status, reason = FileStatus.PENDING, waiting
+            else:
+                status = FileStatus.QUARANTINED if report.rejected else FileStatus.CURATED
+                reason = report.reason() if report.rejected else None
         except KeyboardInterrupt:
             self.catalog.release(record.id, run_id=self.run_id)
             raise
@@ -242,7 +289,12 @@ class Ingestor:
         return report
 
     def _curate(self, task: _Task, relative: str, sha256: str) -> tuple[ValidationReport, StagedVersion | None,
-                                                                       str | None]:
+                                                                       str | None, str | None]:
+        """Read and validate one file; stage its parts, or quarantine it, or leave it waiting.
+
+        Returns the report, the staged version (None unless it passed), the file's subject and
+        the reason it waits for the study's metadata (None unless it is pending).
+        """
         spec, kind = self.sources[task.source]
         report_id = f"{task.source}-{sha256[:12]}-{uuid.uuid4().hex[:8]}"
         started = time.perf_counter()
@@ -253,7 +305,7 @@ class Ingestor:
                                       sha256=sha256, checked_at=_now_iso(), outcome=Outcome.UNREADABLE,
                                       read_error=str(error))
             self._quarantine(task.path, relative, report)
-            return report, None, None
+            return report, None, None, None
         read_done = time.perf_counter()
         self.timings["read"] += read_done - started
         report = self.runner.validate(
@@ -265,14 +317,20 @@ class Ingestor:
         self.timings["validate"] += validated - read_done
         subject = raw.subject_id
         if report.rejected:
-            self._quarantine(task.path, relative, report)
-            return report, None, subject
+            waiting = None
+            if kind not in (SourceKind.SUBJECTS, SourceKind.ENDPOINTS):  # the study's metadata itself never waits
+                waiting = waiting_reason(report, _unknown_subjects(kind, raw, self.known_subjects))
+            if waiting is None:
+                self._quarantine(task.path, relative, report)
+            # A waiting file gets no quarantine copy and no report file (the report would call it
+            # quarantined); its reason is in the catalog, its checks in the Data Docs.
+            return report, None, subject, waiting
         staged = write_parts(raw.frame, lake_root=self.config.lake_root, source=task.source, kind=kind,
                              subject_id=subject, raw_path=relative, sha256=sha256, report_id=report_id,
                              run_id=self.run_id, after_part=functools.partial(_pause_point, "part-written", relative))
         self._write_report(self.config.reports_root / f"{report_id}.json", report)
         self.timings["curate"] += time.perf_counter() - validated
-        return report, staged, subject
+        return report, staged, subject, None
 
     def _quarantine(self, path: Path, relative: str, report: ValidationReport) -> None:
         """Copy the raw file (the study's own copy stays where it is) and its report to quarantine."""
@@ -313,7 +371,8 @@ def ingest_study(
     Returns
     -------
     IngestSummary
-        One outcome per file; `IngestSummary.unprocessed` lists those left ``busy`` or ``failed``.
+        One outcome per file; `IngestSummary.unprocessed` lists those left ``busy`` or ``failed``,
+        `IngestSummary.pending` those waiting for their subject's enrollment (not a failure).
     """
     config.check_platform_folders()  # a folder linked elsewhere after the load gets no write either
     known_subjects = read_known_subjects(config)
@@ -403,9 +462,7 @@ def _run_tasks(config: StudyConfig, ingestor: Ingestor, known_subjects: frozense
 
     summary.data_docs = ingestor.publish_results(ingestor.runner.results)
     summary.quality_page = write_quality_page(config)
-    counts = {status: sum(1 for o in summary.outcomes if o.status == status)
-              for status in ("curated", "quarantined", "failed", "skipped", "busy")}
-    ingestor.catalog.finish_run(run_id, counts)
+    ingestor.catalog.finish_run(run_id, summary.counts())
     return summary
 
 
@@ -479,6 +536,15 @@ def file_digest(path: Path) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
+def _unknown_subjects(kind: SourceKind, raw: RawRead, known_subjects: frozenset[str]) -> list[str]:
+    """The subjects of a file that the enrollment file does not name, sorted."""
+    if SCHEMAS[kind].per_subject_column:
+        subjects = set(raw.frame["subject_id"].dropna().astype(str)) if "subject_id" in raw.frame else set()
+    else:
+        subjects = {raw.subject_id} if raw.subject_id is not None else set()
+    return sorted(subjects - known_subjects)
+
+
 def _batches(kind: SourceKind, raw: RawRead) -> dict:
     schema = SCHEMAS[kind]
     per_file_subject = raw.subject_id if not schema.per_subject_column else None
@@ -531,7 +597,9 @@ def study_status(config: StudyConfig) -> dict:
 
     ``files`` holds, per path: SHA-256, version, status, reason, report id, rows, source,
     subject, the lake table version whose commit made the outcome visible (``lake_version``),
-    and the code version that recorded it; ``lake_versions`` the current version of each table.
+    and the code version that recorded it; ``counts`` the number of files per status (a
+    ``pending`` file waits for its subject's enrollment; its reason says which subject);
+    ``lake_versions`` the current version of each table.
     """
     from pipelines.ingest.lake import lake_versions
 
@@ -543,4 +611,8 @@ def study_status(config: StudyConfig) -> dict:
         "rows": r.rows, "source": r.source, "subject_id": r.subject_id, "lake_version": r.lake_version,
         "code_version": r.code_version, "processed_at": r.processed_at.isoformat() if r.processed_at else None,
     } for r in records]
-    return {"study_id": config.study_id, "lake_versions": lake_versions(config.lake_root), "files": files}
+    counts = dict.fromkeys((s.value for s in FileStatus if s is not FileStatus.SUPERSEDED), 0)
+    for entry in files:
+        counts[entry["status"]] += 1
+    return {"study_id": config.study_id, "counts": counts, "lake_versions": lake_versions(config.lake_root),
+            "files": files}

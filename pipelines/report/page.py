@@ -311,15 +311,16 @@ def _quality_section(study: _Study) -> str:
         "warned": [r.status is FileStatus.CURATED and _validation_outcome(config, r.report_id) == "passed_with_warnings"
                    for r in records]})
     counts = pd.crosstab(files["source"], files["status"])
-    counts = counts.reindex(columns=list(dict.fromkeys(["curated", "quarantined", "failed", *counts.columns])),
-                            fill_value=0)
+    counts = counts.reindex(columns=list(dict.fromkeys(["curated", "quarantined", "failed", "pending",
+                                                         *counts.columns])), fill_value=0)
     per_source = files.groupby("source").agg(rows=("rows", "sum"), warned=("warned", "sum"))
     table = _table(
-        ["source", "files", "curated", "of which with warnings", "quarantined", "failed", "rows curated"],
+        ["source", "files", "curated", "of which with warnings", "quarantined", "failed", "pending", "rows curated"],
         [[source, _count(counts.loc[source].sum()), _count(counts.loc[source, "curated"]),
           _count(per_source.loc[source, "warned"]), _count(counts.loc[source, "quarantined"]),
-          _count(counts.loc[source, "failed"]), _count(per_source.loc[source, "rows"])] for source in counts.index],
-        numeric=range(1, 7), css="sources")
+          _count(counts.loc[source, "failed"]), _count(counts.loc[source, "pending"]),
+          _count(per_source.loc[source, "rows"])] for source in counts.index],
+        numeric=range(1, 8), css="sources")
     problems = sorted((r for r in records if r.status in (FileStatus.QUARANTINED, FileStatus.FAILED)),
                       key=lambda r: (r.source, r.path))
     parts = [_paragraph(f"The latest version of each of the {len(records)} files in the catalog, per source. "
@@ -327,6 +328,13 @@ def _quality_section(study: _Study) -> str:
                         "evidence."),
              table,
              _figure(quality_plot(counts), "Files per source and outcome.")]
+    waiting = sorted((r for r in records if r.status is FileStatus.PENDING), key=lambda r: (r.source, r.path))
+    if waiting:
+        parts.append(_paragraph(f"{len(waiting)} files wait for their subject's enrollment (pending): nothing of "
+                                "them is in the curated lake yet, and the first run after the enrollment file names "
+                                "their subject curates them."))
+        parts.append(_table(["source", "file", "reason"], [[r.source, r.path, r.message or ""] for r in waiting],
+                            css="pending"))
     if not problems:
         parts.append(_paragraph("No file was quarantined and none failed."))
         return "\n".join(parts)

@@ -21,6 +21,11 @@ async def healthz() -> Health:  # async: answers even while every request thread
             summary="The online store answers and holds the served views' rows, and every model is loaded",
             responses={503: {"model": Readiness, "description": "not ready; each failed check says why"}})
 async def readyz(store: StoreDep, registry: RegistryDep, readiness: ReadinessDep):
+    return readiness_response(await readiness_checks(store, registry, readiness))
+
+
+async def readiness_checks(store, registry, readiness) -> dict[str, str]:
+    """Each readiness check of one study's service, ``ok`` or why not."""
     # async, its store probe in asyncio's thread pool: it answers while every request thread is busy.
     loaded = registry.models
     checks = await readiness(store, [model.feature_service for model in loaded.values()])
@@ -30,6 +35,11 @@ async def readyz(store: StoreDep, registry: RegistryDep, readiness: ReadinessDep
             checks[f"model:{name}"] = "ok"
         else:
             checks[f"model:{name}"] = f"{reference} not loaded: {errors.get(name, 'not loaded yet')}"
+    return checks
+
+
+def readiness_response(checks: dict[str, str]) -> JSONResponse:
+    """200 when every check is ``ok``, else 503; the checks in the body."""
     ready = all(value == "ok" for value in checks.values())
     body = Readiness(status="ready" if ready else "not ready", checks=checks)
     return JSONResponse(body.model_dump(), status_code=200 if ready else 503)

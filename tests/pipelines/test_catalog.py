@@ -301,3 +301,83 @@ def test_a_dead_owner_is_taken_over_at_once_and_a_remote_one_when_its_heartbeat_
         time.sleep(2.1)  # the heartbeat stopped for longer than the lease
         assert not catalog.run_is_live(remote)
         assert claim(catalog, other, "b.csv", "B").run_id == other
+
+
+def wait(catalog: Catalog, record: FileRecord, run_id: str | None = None) -> FileRecord:
+    return catalog.finish(
+        record.id, status=FileStatus.PENDING, subject_id="S99", report_id="rep-p", rows=10,
+        message="waiting: subject S99 is not in the enrollment file yet", run_id=run_id,
+    )
+
+
+def test_pending_is_not_final_and_a_run_started_after_it_claims_it_again(catalog: Catalog) -> None:
+    first = catalog.start_run(STUDY)
+    record = wait(catalog, claim(catalog, first, "wearables/S99.csv", "A"), run_id=first)
+
+    assert record.status is FileStatus.PENDING and record.message.startswith("waiting: subject S99")
+    assert not catalog.is_processed("wearables/S99.csv", sha("A"))
+    assert claim(catalog, first, "wearables/S99.csv", "A") is None  # a run checks a file once
+    assert catalog.current("wearables/S99.csv", sha("A")) == record
+
+    later = catalog.start_run(STUDY)
+    again = claim(catalog, later, "wearables/S99.csv", "A")
+
+    # The same record (same version), claimed like any take-over; no new version, no duplicate.
+    assert (again.id, again.version, again.status, again.run_id) == (record.id, 1, FileStatus.PROCESSING, later)
+    assert claim(catalog, catalog.start_run(STUDY), "wearables/S99.csv", "A") is None  # held by `later`
+    done = curate(catalog, again)
+    assert done.status is FileStatus.CURATED and catalog.is_processed("wearables/S99.csv", sha("A"))
+    assert [r.id for r in catalog.files()] == [record.id]
+
+
+def test_a_pending_outcome_recorded_during_a_run_is_left_to_later_runs(catalog: Catalog) -> None:
+    early, late = catalog.start_run(STUDY), catalog.start_run(STUDY)
+    recorded = wait(catalog, claim(catalog, late, "wearables/S99.csv", "A"), run_id=late)
+
+    # `early` was already going when `late` checked the file: it does not check it a second time.
+    assert claim(catalog, early, "wearables/S99.csv", "A") is None
+    assert catalog.current("wearables/S99.csv", sha("A")) == recorded
+    assert claim(catalog, catalog.start_run(STUDY), "wearables/S99.csv", "A") is not None
+
+
+def test_pending_supersedes_older_versions_and_is_superseded_by_newer_ones(catalog: Catalog) -> None:
+    run_id = catalog.start_run(STUDY)
+    curate(catalog, claim(catalog, run_id, "a.csv", "A"), "p/a1")
+    pending = wait(catalog, claim(catalog, run_id, "a.csv", "B"))
+
+    assert [(r.version, r.status) for r in catalog.files()] == [(1, FileStatus.SUPERSEDED), (2, FileStatus.PENDING)]
+    assert catalog.newer_version_finished("a.csv", 1)
+    assert catalog.superseded_parts("a.csv", pending.version) == ["p/a1"]
+
+    curate(catalog, claim(catalog, run_id, "a.csv", "C"), "p/c3")
+    assert [(r.version, r.status) for r in catalog.files()] == [
+        (1, FileStatus.SUPERSEDED), (2, FileStatus.SUPERSEDED), (3, FileStatus.CURATED)
+    ]
+    assert claim(catalog, catalog.start_run(STUDY), "a.csv", "B").version == 4  # pending content, as new
+
+
+def test_two_processes_never_claim_the_same_pending_file_twice(url: str) -> None:
+    shared = [(f"wearables/S{i:02d}.csv", sha(f"waiting {i}")) for i in range(30)]
+    with Catalog(url) as catalog:
+        recorder = catalog.start_run(STUDY)
+        for path, sha256 in shared:
+            record = catalog.claim(path=path, sha256=sha256, size_bytes=1, source="wearable", run_id=recorder)
+            wait(catalog, record, run_id=recorder)
+        catalog.finish_run(recorder, {"pending": len(shared)})
+    context = multiprocessing.get_context("spawn")
+    barrier, results = context.Barrier(2), context.Queue()
+    workers = [context.Process(target=_claim_worker, args=(url, shared, [], barrier, results)) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    outcomes = [results.get(timeout=60) for _ in workers]
+    for worker in workers:
+        worker.join(timeout=30)
+
+    errors = [detail for state, detail, _ in outcomes if state == "error"]
+    assert not errors, "\n".join(errors)
+    (_, left, _), (_, right, _) = outcomes
+    assert not set(left) & set(right)
+    assert sorted(left + right) == sorted(shared)
+    with Catalog(url) as catalog:
+        assert len(catalog.files()) == 30
+        assert len(catalog.files(status=FileStatus.PROCESSING)) == 30

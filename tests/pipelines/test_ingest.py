@@ -39,12 +39,23 @@ def records_by_path(config) -> dict:
         return {record.path: record for record in catalog.latest()}
 
 
+def waits_for_enrollment(intended: str) -> bool:
+    """The demo's file of an unenrolled subject is pending (it waits for enrollment), not quarantined."""
+    return intended == "known_subject"
+
+
 def test_every_broken_demo_file_is_quarantined_by_its_intended_check(demo) -> None:
     manifest, config, _ = demo
     records = records_by_path(config)
     assert manifest.broken_files, "the demo writes broken files"
     for path, intended in manifest.broken_files.items():
         record = records[path]
+        if waits_for_enrollment(intended):
+            assert record.status is FileStatus.PENDING, (path, record.message)
+            assert record.message.startswith("waiting: subject S9999 is not in the enrollment file yet")
+            assert not (config.quarantine_root / record.report_id).exists()
+            assert record.curated_paths == ()
+            continue
         assert record.status is FileStatus.QUARANTINED, (path, record.message)
         report = ValidationReport.from_json((config.reports_root / f"{record.report_id}.json").read_text())
         assert report.rejected and report.file == path
@@ -125,10 +136,13 @@ def test_wrist_parquet_in_m_s2_is_curated_in_g(demo) -> None:
 
 
 def test_second_run_processes_nothing(demo) -> None:
-    _, config, first = demo
+    manifest, config, first = demo
     again = ingest_study(config, workers=1)
     assert again.processed() == []
-    assert {o.status for o in again.outcomes} == {"skipped"}
+    # The file of the unenrolled subject is checked again (enrollment may have grown) and still waits.
+    waiting = {path for path, intended in manifest.broken_files.items() if waits_for_enrollment(intended)}
+    assert {o.path for o in again.pending()} == waiting
+    assert {o.status for o in again.outcomes if o.path not in waiting} == {"skipped"}
     assert len(again.outcomes) == len(first.outcomes)
 
 
@@ -254,9 +268,12 @@ def test_quality_page_lists_every_file_with_working_links(demo) -> None:
     manifest, config, summary = demo
     page = summary.quality_page
     text = page.read_text()
-    for path in manifest.broken_files:
+    for path, intended in manifest.broken_files.items():
         row = next(line for line in text.split("<tr>") if path in line)
-        assert 'class="quarantined"' in row
+        if waits_for_enrollment(intended):
+            assert 'class="pending"' in row and "waiting: subject S9999" in row
+        else:
+            assert 'class="quarantined"' in row
     links = re.findall(r'href="([^"]+)"', text)
     assert links and all((page.parent / link).is_file() for link in links)
     assert "http" not in text  # nothing fetched from outside

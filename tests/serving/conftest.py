@@ -100,12 +100,13 @@ class Setup:
         return str(version.version)
 
 
-def _tables(now: datetime) -> dict[str, pd.DataFrame]:
-    rng = np.random.default_rng(7)
+def _tables(now: datetime, all_subjects: list[str] = SUBJECTS, seed: int = 7) -> dict[str, pd.DataFrame]:
+    """Three days of daily rows for the first four subjects, of sleep rows for the first three (the fifth: none)."""
+    rng = np.random.default_rng(seed)
     days = [now - timedelta(days=3), now - timedelta(days=2), now - timedelta(days=1)]
     tables = {}
-    for name, columns, subjects, scale in (("daily", DAILY, SUBJECTS[:4], (8000.0, 70.0)),
-                                           ("sleep", SLEEP, SUBJECTS[:3], (420.0, 85.0))):
+    for name, columns, subjects, scale in (("daily", DAILY, all_subjects[:4], (8000.0, 70.0)),
+                                           ("sleep", SLEEP, all_subjects[:3], (420.0, 85.0))):
         rows = [{"subject_id": subject, "event_timestamp": day} for subject in subjects for day in days]
         frame = pd.DataFrame(rows)
         for column, center in zip(columns, scale, strict=True):
@@ -151,28 +152,29 @@ def feast_repo(repo: Path, tables_dir: Path, project: str, online_store_yaml: st
     return store
 
 
-def build_setup(root: Path) -> Setup:
-    """Feature tables, a materialized Feast repo and an MLflow registry holding ``test-risk@champion``, in ``root``."""
+def build_setup(root: Path, study: str = STUDY, subjects: list[str] = SUBJECTS, seed: int = 7) -> Setup:
+    """Feature tables of ``subjects``, a materialized Feast repo (project ``serving_<study>``) and an
+    MLflow registry holding ``<study>-risk@champion``, in ``root``: a served study ``study``."""
     import mlflow
 
     now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-    tables = _tables(now)
+    tables = _tables(now, subjects, seed)
     for name, frame in tables.items():
         frame.to_parquet(root / f"{name}.parquet", index=False)
-    feast_repo(root, root, "serving_test", "online_store:\n  type: sqlite\n  path: online.db\n", now)
+    feast_repo(root, root, f"serving_{study}", "online_store:\n  type: sqlite\n  path: online.db\n", now)
 
     tracking_uri = f"sqlite:///{root / 'mlflow.db'}"
     mlflow.set_tracking_uri(tracking_uri)
-    experiment_id = mlflow.create_experiment("serving-test", artifact_location=(root / "artifacts").as_uri())
+    experiment_id = mlflow.create_experiment(f"serving-{study}", artifact_location=(root / "artifacts").as_uri())
     settings = ServingSettings(
-        study_id=STUDY, feast_repo_path=root, tracking_uri=tracking_uri,
-        models={"risk": "test-risk@champion"},
-        api_keys=(ApiKey(name="test app", sha256=hash_api_key(KEY), studies=(STUDY,)),
+        study_id=study, feast_repo_path=root, tracking_uri=tracking_uri,
+        models={"risk": f"{study}-risk@champion"},
+        api_keys=(ApiKey(name="test app", sha256=hash_api_key(KEY), studies=(study,)),
                   ApiKey(name="other app", sha256=hash_api_key(OTHER_STUDY_KEY), studies=("other",))),
         max_body_bytes=4096,
     )
     result = Setup(root, tables, tracking_uri, experiment_id, settings)
-    result.register("test-risk", seed=1)
+    result.register(f"{study}-risk", seed=1)
     return result
 
 
