@@ -85,6 +85,7 @@ def prepare(repo: str, tables_dir: str, root: str, end: str, queue) -> None:
     from sklearn.preprocessing import StandardScaler
 
     from adapters.feast_repo import materialize
+    from adapters.tracking import Lineage, log_lineage
 
     apply(Path(repo), Path(tables_dir))
     started = time.perf_counter()
@@ -107,8 +108,7 @@ def prepare(repo: str, tables_dir: str, root: str, end: str, queue) -> None:
         info = mlflow.sklearn.log_model(
             pipe, name="model", serialization_format="skops", pip_requirements=["scikit-learn"],
             skops_trusted_types=skops.io.get_untrusted_types(data=skops.io.dumps(pipe)))
-        mlflow.log_dict({"task": "endpoint", "feature_service": SERVICE, "feature_views": views,
-                         "features": features}, "lineage.json")
+        log_lineage(Lineage.of_external_model("bench", "endpoint", SERVICE, views, features))
     version = mlflow.register_model(info.model_uri, REGISTERED)
     mlflow.MlflowClient().set_registered_model_alias(REGISTERED, "champion", version.version)
     queue.put({"tracking_uri": tracking_uri, "features": features, "materialize_s": materialize_s,

@@ -156,9 +156,11 @@ def demo_command(
     config = _load(DEMO_STUDY, out_dir)
     run = _run(config, DEMO_STUDY, workers)
     _show_online(config, ["S0001", "S0002"])
-    endpoint = next(name for name, model in config.models.items() if model.task == "endpoint")
     from pipelines.models.registry import CANDIDATE, alias_version, lineage, promote
     from pipelines.models.train import registered_name
+    from training.tasks import task_named
+
+    endpoint = next(name for name, model in config.models.items() if task_named(model.task).ranks_risk)
 
     name = registered_name(config, endpoint)
     champion = f"{name}@champion"
@@ -200,13 +202,14 @@ def _print_where_to_look(config, report: Path, out_dir: Path, champion: str) -> 
         return str(path.relative_to(here)) if path.is_relative_to(here) else str(path)
 
     tools = Path(sys.executable).parent
+    from adapters.tracking import ModelReference
     from pipelines.config import load_yaml
 
     study_file = DEMO_STUDY.resolve()  # studies/demo/study.yaml in a checkout
     own_root = (study_file.parent / load_yaml(study_file, "the demo study")["data_root"]).resolve()
     data_root = "" if out_dir.resolve() == own_root else f" --data-root {shown(out_dir)}"
     study = shown(study_file) + data_root
-    name = champion.partition("@")[0]
+    name = ModelReference.parse(champion).name
     lines = [
         ("study report", f"{shown(report)}  (open it in a browser)"),
         ("data quality", shown(config.reports_root / "index.html")),
@@ -482,6 +485,7 @@ def _score(config, model: str, as_of: str, cohort: Path | None = None, out: Path
     from rich.progress import Progress
 
     from pipelines.models.scoring import score_cohort
+    from training.tasks import task_named
 
     with _registry_errors():
         try:
@@ -498,7 +502,7 @@ def _score(config, model: str, as_of: str, cohort: Path | None = None, out: Path
                   f"{when}: {result.path} (run {result.run_id})")
     top = result.scores.sort_values("score", ascending=False).head(10)
     ages = [column for column in top.columns if column.startswith("feature_age_")]
-    table = Table(title="Highest scores" + (" (risk of the endpoint)" if result.task == "endpoint" else ""))
+    table = Table(title="Highest scores" + (" (risk of the endpoint)" if task_named(result.task).ranks_risk else ""))
     table.add_column("subject")
     table.add_column("score", justify="right")
     for column in ages:

@@ -294,7 +294,8 @@ class ModelConfig(BaseModel):
 
     model_config = _Strict
 
-    task: Literal["endpoint", "anomaly"]
+    task: str = Field(description="a task of training.tasks.TASKS: endpoint (clinical endpoint prediction) or "
+                                   "anomaly (anomaly detection)")
     feature_service: str = Field(description="the Feast feature service that builds the training set")
     estimator: str = Field(description="training.models: logistic_regression, hist_gradient_boosting, torch_mlp, "
                                        "isolation_forest, torch_autoencoder")
@@ -314,13 +315,20 @@ class ModelConfig(BaseModel):
     acceptance: AcceptanceCriteria = Field(default_factory=AcceptanceCriteria,
                                            description="what `biomarkers promote` requires before moving champion")
 
+    @field_validator("task")
+    @classmethod
+    def _known_task(cls, value: str) -> str:
+        from training.tasks import task_named  # imports scikit-learn: not at import, so `--help` answers at once
+
+        return task_named(value).name
+
     @model_validator(mode="after")
     def _estimator_fits_task(self) -> ModelConfig:
-        from training.models import ANOMALY_MODEL_NAMES, ENDPOINT_MODEL_NAMES
+        from training.tasks import task_named
 
-        known = ENDPOINT_MODEL_NAMES if self.task == "endpoint" else ANOMALY_MODEL_NAMES
+        known = task_named(self.task).estimators
         if self.estimator not in known:
-            raise ValueError(f"estimator {self.estimator!r} is not a {self.task} model (use one of: "
+            raise ValueError(f"estimator {self.estimator!r} is not one of task {self.task} (use one of: "
                              f"{', '.join(sorted(known))})")
         return self
 

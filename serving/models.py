@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from adapters.tracking import ModelReference, read_lineage
+
 logger = logging.getLogger(__name__)
 
 # mlflow.sklearn.load_model and mlflow.artifacts resolve models:/ and runs:/ URIs through the
@@ -50,15 +52,6 @@ class ModelChange:
     name: str
     old_version: str | None
     new_version: str
-
-
-def _split(reference: str) -> tuple[str, str | None, str | None]:
-    """(registered name, alias, version) of ``NAME@ALIAS`` or ``NAME/VERSION``."""
-    if "@" in reference:
-        name, alias = reference.split("@", 1)
-        return name, alias, None
-    name, version = reference.rsplit("/", 1)
-    return name, None, version
 
 
 class ModelRegistry:
@@ -106,10 +99,10 @@ class ModelRegistry:
 
     def resolve_version(self, reference: str) -> str:
         """The version a reference points at now."""
-        name, alias, version = _split(reference)
-        if alias is None:
-            return str(version)
-        return str(self._client().get_model_version_by_alias(name, alias).version)
+        parsed = ModelReference.parse(reference)
+        if parsed.alias is None:
+            return str(parsed.version)
+        return str(self._client().get_model_version_by_alias(parsed.name, parsed.alias).version)
 
     def load(self, reference: str, *, served_name: str | None = None, version: str | None = None) -> LoadedModel:
         """Load the model version a reference points at (or ``version`` of its registered model)."""
@@ -117,22 +110,19 @@ class ModelRegistry:
         import mlflow.sklearn
 
         client = self._client()
-        name, _, _ = _split(reference)
+        name = ModelReference.parse(reference).name
         version = version or self.resolve_version(reference)
         model_version = client.get_model_version(name, version)
         if not model_version.run_id:
             raise ValueError(f"model {name} version {version} was not logged by a run: it has no lineage.json")
         with _GLOBAL_TRACKING_URI:
             mlflow.set_tracking_uri(self.tracking_uri)
-            lineage = mlflow.artifacts.load_dict(f"runs:/{model_version.run_id}/lineage.json")
-            missing = [key for key in ("task", "feature_service", "features") if key not in lineage]
-            if missing:
-                raise ValueError(f"model {name} version {version}: lineage.json lacks {', '.join(missing)}")
+            lineage = read_lineage(model_version.run_id)
             estimator = mlflow.sklearn.load_model(f"models:/{name}/{version}")
         return LoadedModel(
             name=served_name or name, reference=reference, registered_model=name, version=str(version),
-            run_id=model_version.run_id, task=lineage["task"], feature_service=lineage["feature_service"],
-            feature_views=tuple(lineage.get("feature_views", ())), features=tuple(lineage["features"]),
+            run_id=model_version.run_id, task=lineage.task, feature_service=lineage.feature_service,
+            feature_views=tuple(lineage.feature_views), features=tuple(lineage.features),
             estimator=estimator, loaded_at=datetime.now(UTC),
         )
 

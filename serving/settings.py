@@ -11,6 +11,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from adapters.tracking import ModelReference
+
 DEFAULT_MAX_BODY_BYTES = 64 * 1024
 DEFAULT_MAX_EVENT_CLOCK_SKEW_S = 300.0
 
@@ -118,7 +120,7 @@ class ServingSettings(BaseModel):
     @classmethod
     def _references(cls, value: dict[str, str]) -> dict[str, str]:
         bad = [f"{name}: {reference!r}" for name, reference in value.items()
-               if not ("@" in reference or "/" in reference)]
+               if not ModelReference.is_reference(reference)]
         if bad:
             raise ValueError(f"model references must be NAME@ALIAS or NAME/VERSION: {', '.join(bad)}")
         return value

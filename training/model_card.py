@@ -16,13 +16,7 @@ import math
 
 import pandas as pd
 
-INTENDED_USE = {
-    "endpoint": "Ranks study subjects by their risk of the study's clinical endpoint within its horizon, from "
-                "wearable, vital-sign and laboratory biomarkers, to prioritize review by the study team. It "
-                "supports, and never replaces, clinical judgement; it is not a diagnostic device.",
-    "anomaly": "Flags subject-days whose biomarker vector is unusual for the cohort (sensor faults, data "
-               "problems or true physiological change), for review by the study's data managers.",
-}
+from training.tasks import task_named
 
 
 def _number(value, digits: int = 3) -> str:
@@ -50,16 +44,16 @@ def model_card_markdown(*, name: str, study_id: str, model: dict, metrics: dict,
     subgroups : ``training.metrics.subgroup_metrics`` table, or None.
     lineage : the run's lineage record (``pipelines.models.train.lineage_record`` plus the split).
     """
-    task = model["task"]
+    task = task_named(model["task"])
     entity, split = lineage["entity_frame"], lineage.get("split", {})
     lines = [
         f"# Model card: {name}",
         "",
-        f"Study `{study_id}`, {task} model, estimator `{model['estimator']}`, feature service "
+        f"Study `{study_id}`, {task.name} model, estimator `{model['estimator']}`, feature service "
         f"`{model['feature_service']}`, seed {model['seed']}.",
         "",
         "## Intended use",
-        INTENDED_USE[task],
+        task.purpose,
         "",
         "## Population and data",
         f"- {entity['rows']} labelled rows from {entity['subjects']} subjects ({entity['positives']} positive).",
@@ -81,15 +75,9 @@ def model_card_markdown(*, name: str, study_id: str, model: dict, metrics: dict,
         "",
         "## Performance on the test subjects",
     ]
-    if task == "endpoint":
-        lines += [
-            f"- AUROC {_with_ci(metrics, 'auroc')}",
-            f"- AUPRC {_with_ci(metrics, 'auprc')}",
-            f"- Brier score {_with_ci(metrics, 'brier')}",
-            f"- Expected calibration error (10 bins) {_with_ci(metrics, 'calibration_error')}",
-            "",
-            "Confidence intervals: percentile bootstrap over subjects.",
-        ]
+    if task.card_metrics:
+        lines += [f"- {label} {_with_ci(metrics, key)}" for label, key in task.card_metrics]
+        lines += ["", "Confidence intervals: percentile bootstrap over subjects."]
     else:
         lines += [f"- {key.replace('_', ' ')}: {_number(value)}" for key, value in sorted(metrics.items())]
     if subgroups is not None and len(subgroups):

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
 import pandas as pd
+
+from training.tasks import task_named
 
 
 def score(model, features: pd.DataFrame, feature_names: Sequence[str], task: str) -> pd.DataFrame:
@@ -26,20 +27,25 @@ def score(model, features: pd.DataFrame, feature_names: Sequence[str], task: str
         (the pipeline imputes them). Not modified.
     feature_names : sequence of str
         The model's inputs, in the order it was trained on.
-    task : {"endpoint", "anomaly"}
+    task : str
+        A task of the registry (``training.tasks.TASK_NAMES``: endpoint, anomaly); its entry says
+        which columns come back and how they are computed.
 
     Returns
     -------
     DataFrame of n_rows
-        ``score``: for an endpoint model the predicted probability of the outcome, in [0, 1];
-        for an anomaly model the anomaly score (higher = more anomalous), with ``anomaly``
-        (bool) true where it is above the threshold chosen at training.
+        The task's ``score_columns``, with the index of ``features``. ``score``: for an
+        endpoint model the predicted probability of the outcome, in [0, 1]; for an anomaly
+        model the anomaly score (higher = more anomalous), with ``anomaly`` (bool) true where
+        it is above the threshold chosen at training.
 
     Raises
     ------
     ValueError
-        If a feature is missing or not numeric, or the task is unknown.
+        If a feature is missing or not numeric, or the task is unknown
+        (``training.tasks.UnknownTaskError``, which lists the known tasks).
     """
+    spec = task_named(task)
     missing = [name for name in feature_names if name not in features.columns]
     if missing:
         raise ValueError(f"the features {missing} are missing; the model needs {list(feature_names)}")
@@ -47,9 +53,4 @@ def score(model, features: pd.DataFrame, feature_names: Sequence[str], task: str
         x = features[list(feature_names)].astype("float64")
     except (TypeError, ValueError) as error:
         raise ValueError(f"every feature must be numeric: {error}") from error
-    if task == "endpoint":
-        return pd.DataFrame({"score": model.predict_proba(x)[:, 1]}, index=features.index)
-    if task == "anomaly":
-        return pd.DataFrame({"score": -np.asarray(model.score_samples(x), dtype=np.float64),
-                             "anomaly": np.asarray(model.predict(x)) == -1}, index=features.index)
-    raise ValueError(f"task {task!r}: use endpoint or anomaly")
+    return pd.DataFrame(spec.scores(model, x), index=features.index)

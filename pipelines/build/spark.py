@@ -169,6 +169,10 @@ def _from_ipc(data: bytes) -> pd.DataFrame:
     return pa.ipc.open_stream(pa.py_buffer(data)).read_all().to_pandas()
 
 
+SPARK_TYPES = {"float64": "double", "bool": "boolean"}
+"""The Spark SQL type of each dtype of a task's score columns (``training.tasks.Task.score_columns``)."""
+
+
 def score_in_spark(job, model, feature_names: list[str], task: str) -> pd.DataFrame:
     """Score the rows of a point-in-time retrieval of Feast's Spark store in Spark tasks.
 
@@ -176,10 +180,13 @@ def score_in_spark(job, model, feature_names: list[str], task: str) -> pd.DataFr
     Spark DataFrame (``to_spark_df``); each task adds the job's on-demand features, which Feast
     computes only when it collects, with the views' own functions (``transform_arrow``), then
     runs the shared scoring function (``training.scoring.score``) with ``model`` on its rows.
-    Only the scores come back to the driver: ``subject_id``, ``score`` and, for an anomaly
-    model, ``anomaly``, in no set order.
+    Only the scores come back to the driver: ``subject_id`` and the task's score columns
+    (``training.tasks``: ``score`` and, for an anomaly model, ``anomaly``), in no set order.
     """
-    schema = "subject_id string, score double" + (", anomaly boolean" if task == "anomaly" else "")
+    from training.tasks import task_named
+
+    columns = task_named(task).score_columns
+    schema = ", ".join(["subject_id string", *(f"{name} {SPARK_TYPES[dtype]}" for name, dtype in columns)])
     frame = job.to_spark_df()
     on_demand = list(job.on_demand_feature_views)
     return frame.mapInArrow(functools.partial(_score_batches, model, list(feature_names), task, on_demand),

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from adapters.tracking import Lineage, ModelReference, read_lineage
 from pipelines.config import StudyConfig
 from pipelines.models.train import (
     TrainingError,
@@ -101,6 +102,7 @@ def promote(config: StudyConfig, name: str, version: str, *, approver: str, reas
     """Move ``champion`` to ``name`` version ``version`` if it meets the study's criteria; audit either way."""
     from pipelines.models.audit import AuditLog, Decision
     from training.acceptance import all_passed, evaluate_criteria, results_as_dicts
+    from training.tasks import task_named
 
     if not approver.strip() or not reason.strip():
         raise RegistryError("a promotion needs an approver and a reason")
@@ -110,13 +112,13 @@ def promote(config: StudyConfig, name: str, version: str, *, approver: str, reas
     run = client.get_run(model_version.run_id) if model_version.run_id else None
     if run is None:
         raise RegistryError(f"model {name} version {version} was not logged by a run: no lineage to check")
-    lineage = run_artifact_json(run.info.run_id, "lineage.json")
+    lineage = run_lineage(run.info.run_id)
     subgroups = None
-    if model.task == "endpoint":
+    if task_named(model.task).subgroup_metrics:
         subgroups = run_artifact_json(run.info.run_id, "subgroup_metrics.json")["rows"]
     outcomes = {entry["report_id"] or entry["raw_path"]: str(entry["validation_outcome"])
-                for entry in lineage.get("raw_files", [])}
-    split = lineage.get("split", {})
+                for entry in lineage.raw_files}
+    split = lineage.split
     results = evaluate_criteria(model.acceptance, metrics=dict(run.data.metrics), subgroups=subgroups,
                                 validation_outcomes=outcomes, train_subjects=set(split.get("train_subjects", [])),
                                 test_subjects=set(split.get("test_subjects", [])))
@@ -144,16 +146,23 @@ def promote(config: StudyConfig, name: str, version: str, *, approver: str, reas
 def resolve(config: StudyConfig, reference: str):
     """A model version from ``NAME@ALIAS`` or ``NAME/VERSION``, or None with the run id for a bare run id."""
     client = _client(config)
-    if "@" in reference:
-        name, alias = reference.split("@", 1)
-        version = _alias_version(client, name, alias)
+    if not ModelReference.is_reference(reference):
+        return client, None, reference
+    parsed = ModelReference.parse(reference)
+    version = parsed.version
+    if parsed.alias is not None:
+        version = _alias_version(client, parsed.name, parsed.alias)
         if version is None:
-            raise RegistryError(f"model {name} has no alias {alias!r}")
-        return client, _version(client, name, version), None
-    if "/" in reference:
-        name, version = reference.rsplit("/", 1)
-        return client, _version(client, name, version), None
-    return client, None, reference
+            raise RegistryError(f"model {parsed.name} has no alias {parsed.alias!r}")
+    return client, _version(client, parsed.name, version), None
+
+
+def run_lineage(run_id: str) -> Lineage:
+    """A training run's lineage record, or ``RegistryError`` saying why it cannot be read."""
+    try:
+        return read_lineage(run_id)
+    except ValueError as error:
+        raise RegistryError(str(error)) from None
 
 
 def lineage(config: StudyConfig, reference: str) -> dict:
@@ -170,7 +179,7 @@ def lineage(config: StudyConfig, reference: str) -> dict:
         scoring = run_artifact_json(run_id, "scoring.json")
         chain = lineage(config, f"{scoring['model']}/{scoring['model_version']}")
         return {"scores": {"run_id": run_id, **scoring}, **chain}
-    record = run_artifact_json(run_id, "lineage.json")
+    record = run_lineage(run_id)
     chain = {}
     if model_version is not None:
         chain["model_version"] = {
@@ -184,14 +193,13 @@ def lineage(config: StudyConfig, reference: str) -> dict:
     chain["datasets"] = [{"name": item.dataset.name, "context": _tag(item.tags, "mlflow.data.context"),
                           "sha256": _tag(item.tags, "sha256"), "rows": _tag(item.tags, "rows"),
                           "mlflow_digest": item.dataset.digest} for item in run.inputs.dataset_inputs]
-    chain["features"] = {key: record.get(key) for key in ("feature_service", "feature_views",
-                                                          "feast_definitions_sha256", "features", "features_dropped")}
-    chain["feature_build"] = record.get("feature_build")
-    chain["curated_parts"] = record.get("curated_parts", [])
-    chain["raw_files"] = record.get("raw_files", [])
-    chain["validation_outcomes"] = record.get("validation_outcomes", {})
-    chain["code"] = {**record.get("code", {}), "packages": record.get("packages", {}),
-                     "study_config_sha256": record.get("study_config_sha256")}
+    chain["features"] = record.model_dump(include={"feature_service", "feature_views", "feast_definitions_sha256",
+                                                   "features", "features_dropped"})
+    chain["feature_build"] = record.feature_build
+    chain["curated_parts"] = record.curated_parts
+    chain["raw_files"] = record.raw_files
+    chain["validation_outcomes"] = record.validation_outcomes
+    chain["code"] = {**record.code, "packages": record.packages, "study_config_sha256": record.study_config_sha256}
     return chain
 
 
@@ -213,7 +221,7 @@ def reproduce(config: StudyConfig, reference: str, *, repo_path: Path | None = N
 
     client, version, run_id = resolve(config, reference)
     run_id = version.run_id if version is not None else run_id
-    record = run_artifact_json(run_id, "lineage.json")
+    record = run_lineage(run_id)
     with tempfile.TemporaryDirectory() as folder:
         try:
             path = mlflow.artifacts.download_artifacts(f"runs:/{run_id}/labels.parquet", dst_path=folder)
@@ -222,19 +230,19 @@ def reproduce(config: StudyConfig, reference: str, *, repo_path: Path | None = N
         entity = pd.read_parquet(path)
     client.get_run(run_id)  # the run exists (the artifacts above could come from a deleted run)
     try:
-        rebuilt = build_training_set(config, record["model"], repo_path=repo_path, yaml_file=yaml_file, entity=entity)
+        rebuilt = build_training_set(config, record.model, repo_path=repo_path, yaml_file=yaml_file, entity=entity)
     except TrainingError as error:
         raise RegistryError(f"run {run_id}: the training set cannot be rebuilt: {error}") from None
     checks = {
-        "entity_frame_sha256": (record["entity_frame"]["sha256"], rebuilt.entity_sha256),
-        "training_frame_sha256": (record["training_frame"]["sha256"], rebuilt.frame_sha256),
-        "feast_definitions_sha256": (record["feast_definitions_sha256"], rebuilt.definitions_sha256),
+        "entity_frame_sha256": (record.entity_frame["sha256"], rebuilt.entity_sha256),
+        "training_frame_sha256": (record.training_frame["sha256"], rebuilt.frame_sha256),
+        "feast_definitions_sha256": (record.feast_definitions_sha256, rebuilt.definitions_sha256),
     }
-    result = {"run_id": run_id, "model": record["model"], "rows": len(rebuilt.frame),
+    result = {"run_id": run_id, "model": record.model, "rows": len(rebuilt.frame),
               "checks": {key: {"recorded": a, "rebuilt": b, "match": a == b} for key, (a, b) in checks.items()}}
     result["reproduced"] = all(check["match"] for check in result["checks"].values())
-    if not result["reproduced"] and record["feature_build"] != _current_build(config, repo_path, yaml_file):
-        versions = record["feature_build"].get("lake_versions")
+    if not result["reproduced"] and record.feature_build != _current_build(config, repo_path, yaml_file):
+        versions = record.feature_build.get("lake_versions")
         result["hint"] = ("the feature tables were rebuilt since this run (new curated data or feature code): "
                           "rebuild them from the recorded inputs to reproduce it"
                           + (f" (the lake as it was: biomarkers build-features STUDY --lake-versions-of {reference};"
@@ -250,7 +258,7 @@ def recorded_lake_versions(config: StudyConfig, reference: str) -> dict[str, int
     """
     _, version, run_id = resolve(config, reference)
     run_id = version.run_id if version is not None else run_id
-    versions = (run_artifact_json(run_id, "lineage.json").get("feature_build") or {}).get("lake_versions")
+    versions = run_lineage(run_id).feature_build.get("lake_versions")
     if not versions:
         raise RegistryError(f"run {run_id} recorded no lake versions: it was trained before the curated lake "
                             "had versioned tables, so the lake as it read it cannot be named")

@@ -21,7 +21,7 @@ import pandas as pd
 from adapters.feast_repo import offline_kind
 from pipelines.config import SUBJECTS_SOURCE, ConfigError, StudyConfig
 from pipelines.ingest.lake import read_table
-from pipelines.models.registry import RegistryError, resolve, run_artifact_json
+from pipelines.models.registry import RegistryError, resolve, run_lineage
 from pipelines.models.train import study_store, use_tracking
 
 CHUNK_ROWS = 2000
@@ -87,15 +87,15 @@ def score_cohort(config: StudyConfig, reference: str, as_of: datetime | None, *,
     client, model_version, _ = resolve(config, reference)
     if model_version is None:
         raise RegistryError(f"{reference!r}: name a model version as NAME@ALIAS or NAME/VERSION")
-    lineage = run_artifact_json(model_version.run_id, "lineage.json")
+    lineage = run_lineage(model_version.run_id)
     subjects = cohort_subjects(config, cohort)
     store = study_store(config, repo_path, yaml_file)
     if engine == "spark" and offline_kind(store) != "spark":
         raise RegistryError("--engine spark reads features through Feast's Spark offline store: pass "
                             "--feature-store-yaml deploy/feature_store.spark.yaml (registered with `biomarkers "
                             "materialize --feature-store-yaml deploy/feature_store.spark.yaml`)")
-    service = store.get_feature_service(lineage["feature_service"])
-    views = [store.get_feature_view(name) for name in lineage["feature_views"]
+    service = store.get_feature_service(lineage.feature_service)
+    views = [store.get_feature_view(name) for name in lineage.feature_views
              if name in {view.name for view in store.list_feature_views()}]
     if as_of is None:
         when = _latest_per_subject(views, subjects, store.repo_path)
@@ -110,7 +110,7 @@ def score_cohort(config: StudyConfig, reference: str, as_of: datetime | None, *,
         from pipelines.build.spark import score_in_spark
 
         job = store.get_historical_features(entity_df=entity, features=service)
-        scored = score_in_spark(job, model, lineage["features"], lineage["task"])
+        scored = score_in_spark(job, model, lineage.features, lineage.task)
         scores = scored.set_index("subject_id").loc[entity["subject_id"]].reset_index()
         if progress:
             progress(len(entity), len(entity))
@@ -121,8 +121,8 @@ def score_cohort(config: StudyConfig, reference: str, as_of: datetime | None, *,
             features = store.get_historical_features(entity_df=chunk.reset_index(drop=True),
                                                      features=service).to_df()
             features = features.set_index("subject_id").loc[chunk["subject_id"]].reset_index()
-            parts.append(pd.concat([features[["subject_id"]], score(model, features, lineage["features"],
-                                                                    lineage["task"]).reset_index(drop=True)], axis=1))
+            parts.append(pd.concat([features[["subject_id"]], score(model, features, lineage.features,
+                                                                    lineage.task).reset_index(drop=True)], axis=1))
             if progress:
                 progress(min(begin + CHUNK_ROWS, len(entity)), len(entity))
         scores = pd.concat(parts, ignore_index=True)
@@ -161,11 +161,11 @@ def score_cohort(config: StudyConfig, reference: str, as_of: datetime | None, *,
         mlflow.log_dict({"kind": "scoring", "model": model_version.name, "model_version": str(model_version.version),
                          "model_run_id": model_version.run_id,
                          "as_of": when_label,
-                         "feature_service": lineage["feature_service"], "input_sha256": input_sha256,
+                         "feature_service": lineage.feature_service, "input_sha256": input_sha256,
                          "output_sha256": output_sha256, "output": str(target), "rows": len(scores)},
                         "scoring.json")
     return ScoreResult(target, len(scores), run.info.run_id, model_version.name, str(model_version.version),
-                       lineage["task"], input_sha256, output_sha256, scores)
+                       lineage.task, input_sha256, output_sha256, scores)
 
 
 def _latest_per_subject(views, subjects: list[str], repo_path: str) -> pd.Series:

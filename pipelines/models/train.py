@@ -28,6 +28,7 @@ import hashlib
 import json
 import logging
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -36,8 +37,10 @@ import numpy as np
 import pandas as pd
 
 from adapters.feast_repo import feature_tables_dir, historical_features, open_store
+from adapters.tracking import LINEAGE_ARTIFACT, Lineage, log_lineage, read_lineage
 from pipelines.config import ENDPOINTS_SOURCE, SUBJECTS_SOURCE, ModelConfig, StudyConfig
 from pipelines.ingest.lake import read_table
+from training.evaluation import Evaluation, EvaluationSettings
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +88,7 @@ class TrainResult:
     metrics: dict[str, float]
     training_sha256: str
     entity_sha256: str
-    lineage: dict
+    lineage: Lineage
     reused: bool = False  # an earlier run on the same training set, settings and code
 
 
@@ -153,6 +156,14 @@ def anomaly_entities(config: StudyConfig, model: ModelConfig, feature_tables: Pa
     return entity.assign(**{LABEL: label})
 
 
+ENTITY_FRAMES: dict[str, Callable[[StudyConfig, ModelConfig, object], pd.DataFrame]] = {
+    # (config, model, feature store); the functions are looked up when called, so a test can replace them
+    "endpoint": lambda config, model, store: endpoint_labels(config, model),
+    "anomaly": lambda config, model, store: anomaly_entities(config, model, feature_tables_dir(store)),
+}
+"""The entity frame of each task of ``training.tasks.TASKS``, from the study and its feature store."""
+
+
 def study_store(config: StudyConfig, repo_path: Path | None = None, yaml_file: Path | None = None):
     """The feature store of the study's own Feast repo folder (``yaml_file``: its infrastructure
     template), or of another repo (``repo_path``, with ``yaml_file`` selecting its infrastructure)."""
@@ -168,6 +179,8 @@ def build_training_set(config: StudyConfig, model_name: str, *, repo_path: Path 
     ``entity`` replaces the labels read from the study (``biomarkers reproduce`` passes the
     recorded ones). Raises :class:`TrainingError` for anything that cannot train a model.
     """
+    from training.tasks import task_named
+
     model = model_config(config, model_name)
     store = study_store(config, repo_path, yaml_file)
     try:
@@ -176,16 +189,14 @@ def build_training_set(config: StudyConfig, model_name: str, *, repo_path: Path 
         known = ", ".join(sorted(s.name for s in store.list_feature_services())) or "none"
         raise TrainingError(f"model {model_name}: unknown feature service {model.feature_service!r} (registered: "
                             f"{known}); run `biomarkers materialize` or fix study.yaml") from error
+    task = task_named(model.task)
     if entity is None:
-        if model.task == "endpoint":
-            entity = endpoint_labels(config, model)
-        else:
-            entity = anomaly_entities(config, model, feature_tables_dir(store))
+        entity = ENTITY_FRAMES[task.name](config, model, store)
     if entity.empty:
         raise TrainingError(f"model {model_name}: the training set is empty (no labelled rows)")
-    if model.task == "endpoint" and entity[LABEL].nunique() < 2:
-        raise TrainingError(f"model {model_name}: every label is {entity[LABEL].iloc[0]}; an endpoint model "
-                            "needs both outcomes")
+    if task.needs_both_outcomes and entity[LABEL].nunique() < 2:
+        raise TrainingError(f"model {model_name}: every label is {entity[LABEL].iloc[0]}; {task.name} models "
+                            "need both outcomes")
     entity = entity[[*KEYS, LABEL]].reset_index(drop=True)
     frame = historical_features(store, entity, service)  # the same frame from every offline store
     # The service's own features only: Feast also returns the inputs of its on-demand views
@@ -250,19 +261,7 @@ def _definition_bytes(spec) -> bytes:
 
 
 # --------------------------------------------------------------------------------------------
-# Fit and evaluate (pure training code, called here)
-
-
-@dataclass
-class Evaluation:
-    model: object
-    train_index: np.ndarray
-    test_index: np.ndarray
-    metrics: dict[str, float]
-    subgroups: pd.DataFrame | None
-    curves: dict[str, pd.DataFrame]
-    importance: pd.DataFrame | None
-    threshold: dict | None = None
+# Fit and evaluate (pure training code, ``training.tasks.fit_and_evaluate``, called here)
 
 
 def subject_attributes(config: StudyConfig) -> pd.DataFrame:
@@ -280,87 +279,24 @@ def subject_attributes(config: StudyConfig) -> pd.DataFrame:
     })
 
 
+def evaluation_settings(model: ModelConfig) -> EvaluationSettings:
+    """The plain fit-and-evaluate settings of a study's model."""
+    return EvaluationSettings(
+        estimator=model.estimator, params=model.params, seed=model.seed, test_size=model.split.test_size,
+        holdout_site=model.split.holdout_site, bootstrap_samples=model.bootstrap_samples,
+        subgroups=tuple(model.subgroups), subgroup_min_samples=model.acceptance.subgroup_min_samples,
+        threshold_method=model.threshold.method, threshold_quantile=model.threshold.quantile, label_column=LABEL)
+
+
 def fit_and_evaluate(training_set: TrainingSet, attributes: pd.DataFrame) -> Evaluation:
     """Split by subject, fit and evaluate; a split or estimator refusing the data is a TrainingError."""
+    from training.tasks import fit_and_evaluate as fit_and_evaluate_task
+
     try:
-        return _fit_and_evaluate(training_set, attributes)
-    except TrainingError:
-        raise
+        return fit_and_evaluate_task(training_set.model.task, training_set.frame, training_set.features,
+                                     evaluation_settings(training_set.model), attributes)
     except ValueError as error:  # before any run is logged
         raise TrainingError(f"model {training_set.model_name}: {error}") from error
-
-
-def _fit_and_evaluate(training_set: TrainingSet, attributes: pd.DataFrame) -> Evaluation:
-    from training.splits import grouped_train_test_split, site_holdout_split
-
-    model = training_set.model
-    frame = training_set.frame.merge(attributes, on="subject_id", how="left")
-    if model.split.holdout_site is not None:
-        train_index, test_index = site_holdout_split(frame, holdout_site=model.split.holdout_site)
-    else:
-        train_index, test_index = grouped_train_test_split(
-            frame, label_column=LABEL, test_size=model.split.test_size, seed=model.seed,
-            stratify=model.task == "endpoint")
-    x = frame[training_set.features]
-    if model.task == "endpoint":
-        return _endpoint(training_set, frame, x, train_index, test_index)
-    return _anomaly(training_set, frame, x, train_index, test_index)
-
-
-def _endpoint(training_set, frame, x, train_index, test_index) -> Evaluation:
-    from sklearn.metrics import roc_curve
-
-    from training.metrics import endpoint_metrics, reliability_curve, subgroup_metrics
-    from training.models import build_endpoint_model, feature_importance
-
-    model = training_set.model
-    y = frame[LABEL].to_numpy()
-    estimator = build_endpoint_model(model.estimator, model.params, seed=model.seed)
-    estimator.fit(x.iloc[train_index], y[train_index])
-    probability = estimator.predict_proba(x.iloc[test_index])[:, 1]
-    y_test = y[test_index]
-    metrics = endpoint_metrics(y_test, probability, groups=frame["subject_id"].to_numpy()[test_index],
-                               n_boot=model.bootstrap_samples, seed=model.seed)
-    scored = frame.iloc[test_index].assign(probability=probability)
-    subgroups = subgroup_metrics(scored, label_column=LABEL, probability_column="probability",
-                                 subgroup_columns=[c for c in model.subgroups if c in scored.columns],
-                                 min_samples=model.acceptance.subgroup_min_samples,
-                                 n_boot=min(200, model.bootstrap_samples), seed=model.seed)
-    fpr, tpr, _ = roc_curve(y_test, probability)
-    importance = feature_importance(estimator, x.iloc[test_index], y_test, seed=model.seed, n_repeats=5)
-    return Evaluation(estimator, train_index, test_index, metrics, subgroups,
-                      {"roc": pd.DataFrame({"fpr": fpr, "tpr": tpr}),
-                       "calibration": reliability_curve(y_test, probability)}, importance)
-
-
-def _anomaly(training_set, frame, x, train_index, test_index) -> Evaluation:
-    from training.metrics import choose_threshold, flag_anomalies, precision_recall_f1
-    from training.models import build_anomaly_model
-
-    model = training_set.model
-    estimator = build_anomaly_model(model.estimator, model.params, seed=model.seed)
-    estimator.fit(x.iloc[train_index])
-    # anomaly score: higher = more anomalous (sklearn's score_samples is higher = more normal)
-    train_scores = -estimator.score_samples(x.iloc[train_index])
-    test_scores = -estimator.score_samples(x.iloc[test_index])
-    y = frame[LABEL].to_numpy()
-    if model.threshold.method == "quantile":
-        threshold, how = choose_threshold(train_scores, method="quantile", quantile=model.threshold.quantile)
-    else:
-        if (y < 0).any():
-            raise TrainingError(f"model {training_set.model_name}: threshold method max_f1 needs labels "
-                                "(set `labels:` to the labelled episodes)")
-        threshold, how = choose_threshold(train_scores, method="max_f1", y_true=y[train_index])
-    # The detector's own predict() then flags exactly what the chosen threshold flags (-1 where
-    # score_samples - offset_ < 0, i.e. anomaly score > threshold): the logged model carries it.
-    estimator[-1].offset_ = -float(threshold)
-    flagged = flag_anomalies(test_scores, threshold)
-    metrics = {"threshold": float(threshold), "flagged_share_test": float(flagged.mean())}
-    if (y >= 0).all():
-        metrics.update(precision_recall_f1(y[test_index], flagged))
-        metrics["labelled_anomalies_test"] = float(y[test_index].sum())
-    return Evaluation(estimator, train_index, test_index, metrics, None,
-                      {"scores": pd.DataFrame({"score": test_scores, LABEL: y[test_index]})}, None, how)
 
 
 # --------------------------------------------------------------------------------------------
@@ -368,7 +304,7 @@ def _anomaly(training_set, frame, x, train_index, test_index) -> Evaluation:
 
 
 def lineage_record(config: StudyConfig, training_set: TrainingSet, feature_tables: Path,
-                   study_path: Path | None) -> dict:
+                   study_path: Path | None) -> Lineage:
     """Everything that fed the training set, from the raw files to the code (``lineage.json``)."""
     from pipelines.build.local import MANIFEST, MANIFEST_BUILD_KEYS
 
@@ -380,29 +316,30 @@ def lineage_record(config: StudyConfig, training_set: TrainingSet, feature_table
     outcomes: dict[str, int] = {}
     for entry in inputs:
         outcomes[str(entry.get("validation_outcome"))] = outcomes.get(str(entry.get("validation_outcome")), 0) + 1
-    return {
-        "study_id": config.study_id,
-        "model": training_set.model_name,
-        "task": training_set.model.task,
-        "feature_service": training_set.model.feature_service,
-        "feature_views": training_set.feature_views,
-        "feast_definitions_sha256": training_set.definitions_sha256,
-        "features": training_set.features,
-        "features_dropped": training_set.dropped,
-        "entity_frame": {"sha256": training_set.entity_sha256, "rows": len(training_set.entity),
-                         "subjects": len(subjects), "positives": int((training_set.entity[LABEL] == 1).sum())},
-        "training_frame": {"sha256": training_set.frame_sha256, "rows": len(training_set.frame),
-                           "columns": len(training_set.frame.columns)},
-        "feature_build": {key: manifest.get(key) for key in MANIFEST_BUILD_KEYS},
-        "raw_files": [{key: entry.get(key) for key in ("raw_path", "sha256", "source", "report_id",
-                                                       "validation_outcome")} for entry in inputs],
-        "curated_parts": sorted(part for entry in inputs for part in entry.get("curated_parts", [])),
-        "validation_outcomes": outcomes,
-        "code": _code_version(),
-        "packages": {name: _version(name) for name in PACKAGES},
-        "study_config_sha256": study_config_sha256(config),
-        "study_file": str(study_path) if study_path else None,
-    }
+    return Lineage(
+        study_id=config.study_id,
+        model=training_set.model_name,
+        task=training_set.model.task,
+        feature_service=training_set.model.feature_service,
+        feature_views=training_set.feature_views,
+        feast_definitions_sha256=training_set.definitions_sha256,
+        features=training_set.features,
+        features_dropped=training_set.dropped,
+        entity_frame={"sha256": training_set.entity_sha256, "rows": len(training_set.entity),
+                      "subjects": len(subjects), "positives": int((training_set.entity[LABEL] == 1).sum())},
+        training_frame={"sha256": training_set.frame_sha256, "rows": len(training_set.frame),
+                        "columns": len(training_set.frame.columns)},
+        feature_build={key: manifest.get(key) for key in MANIFEST_BUILD_KEYS},
+        raw_files=[{key: entry.get(key) for key in ("raw_path", "sha256", "source", "report_id",
+                                                    "validation_outcome")} for entry in inputs],
+        curated_parts=sorted(part for entry in inputs for part in entry.get("curated_parts", [])),
+        validation_outcomes=outcomes,
+        code=_code_version(),
+        packages={name: _version(name) for name in PACKAGES},
+        study_config_sha256=study_config_sha256(config),
+        # Where it was, for the reader; nothing reads it back (a study folder may move).
+        study_file=str(study_path) if study_path else None,
+    )
 
 
 def study_config_sha256(config: StudyConfig) -> str:
@@ -481,7 +418,6 @@ def train(config: StudyConfig, model_name: str, *, repo_path: Path | None = None
 
 def _same_training(config: StudyConfig, training_set: TrainingSet) -> TrainResult | None:
     """The newest registered version trained on exactly this training set, settings and code."""
-    import mlflow
     from mlflow import MlflowClient
 
     code = _code_version()
@@ -502,9 +438,9 @@ def _same_training(config: StudyConfig, training_set: TrainingSet) -> TrainResul
     if not versions:
         return None
     version = max(versions, key=lambda v: int(v.version))
-    lineage = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/lineage.json")
+    lineage = read_lineage(run.info.run_id)
     return TrainResult(run.info.run_id, version.name, str(version.version), dict(run.data.metrics),
-                       lineage["training_frame"]["sha256"], lineage["entity_frame"]["sha256"], lineage, reused=True)
+                       lineage.training_frame["sha256"], lineage.entity_frame["sha256"], lineage, reused=True)
 
 
 def _ui_artifact_link(experiment_id: str, run_id: str, artifact_path: str) -> str:
@@ -516,7 +452,7 @@ def _ui_artifact_link(experiment_id: str, run_id: str, artifact_path: str) -> st
     return f"#/experiments/{experiment_id}/runs/{run_id}/artifacts/{artifact_path}"
 
 
-def record_run(config: StudyConfig, training_set: TrainingSet, evaluation: Evaluation, lineage: dict) -> TrainResult:
+def record_run(config: StudyConfig, training_set: TrainingSet, evaluation: Evaluation, lineage: Lineage) -> TrainResult:
     import mlflow
     from mlflow import MlflowClient
 
@@ -527,21 +463,21 @@ def record_run(config: StudyConfig, training_set: TrainingSet, evaluation: Evalu
     name = registered_name(config, training_set.model_name)
     train_frame = training_set.frame.iloc[evaluation.train_index]
     test_frame = training_set.frame.iloc[evaluation.test_index]
-    lineage["split"] = {"train_rows": len(train_frame), "test_rows": len(test_frame),
-                        "train_subjects": sorted(set(train_frame["subject_id"])),
-                        "test_subjects": sorted(set(test_frame["subject_id"])),
-                        "holdout_site": model.split.holdout_site}
+    lineage = lineage.model_copy(update={"split": {
+        "train_rows": len(train_frame), "test_rows": len(test_frame),
+        "train_subjects": sorted(set(train_frame["subject_id"])),
+        "test_subjects": sorted(set(test_frame["subject_id"])), "holdout_site": model.split.holdout_site}})
     # On the run and on the model version alike: a reviewer sees the lineage on either page of the MLflow UI.
     lineage_tags = {
         "lineage.feature_service": model.feature_service,
         "lineage.feature_views": ",".join(training_set.feature_views),
         "lineage.feast_definitions_sha256": training_set.definitions_sha256,
-        "lineage.entity_frame_sha256": lineage["entity_frame"]["sha256"],
-        "lineage.training_frame_sha256": lineage["training_frame"]["sha256"],
-        "lineage.validation_outcomes": json.dumps(lineage["validation_outcomes"], sort_keys=True),
-        "lineage.raw_files": str(len(lineage["raw_files"])),
-        "lineage.git_commit": lineage["code"]["git_commit"],
-        "lineage.study_config_sha256": lineage["study_config_sha256"],
+        "lineage.entity_frame_sha256": lineage.entity_frame["sha256"],
+        "lineage.training_frame_sha256": lineage.training_frame["sha256"],
+        "lineage.validation_outcomes": json.dumps(lineage.validation_outcomes, sort_keys=True),
+        "lineage.raw_files": str(len(lineage.raw_files)),
+        "lineage.git_commit": lineage.code["git_commit"],
+        "lineage.study_config_sha256": lineage.study_config_sha256,
     }
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"{training_set.model_name}-{model.estimator}") as run:
         mlflow.log_params({"model": training_set.model_name, "task": model.task, "estimator": model.estimator,
@@ -553,7 +489,7 @@ def record_run(config: StudyConfig, training_set: TrainingSet, evaluation: Evalu
                             if isinstance(value, int | float | np.floating | np.integer)})
         _log_datasets(training_set, train_frame, test_frame)
         mlflow.set_tags({"study_id": config.study_id, **lineage_tags, "model_card": "model_card.md"})
-        mlflow.log_dict(lineage, "lineage.json")
+        log_lineage(lineage)
         _log_table(training_set.entity, "labels.parquet")
         if evaluation.subgroups is not None:  # JSON records, NaN as null
             mlflow.log_dict({"rows": json.loads(evaluation.subgroups.to_json(orient="records"))},
@@ -562,7 +498,8 @@ def record_run(config: StudyConfig, training_set: TrainingSet, evaluation: Evalu
             mlflow.log_dict(evaluation.threshold, "threshold.json")
         _log_plots(evaluation)
         card = model_card_markdown(name=name, study_id=config.study_id, model=model.model_dump(mode="json"),
-                                   metrics=evaluation.metrics, subgroups=evaluation.subgroups, lineage=lineage)
+                                   metrics=evaluation.metrics, subgroups=evaluation.subgroups,
+                                   lineage=lineage.model_dump(mode="json"))
         mlflow.log_text(card, "model_card.md")
         info = _log_model(evaluation.model, test_frame[training_set.features], model.task)
     # Registered last: a failure above leaves a failed run and no model version, no alias moved.
@@ -572,14 +509,14 @@ def record_run(config: StudyConfig, training_set: TrainingSet, evaluation: Evalu
     headline = ", ".join(f"{key} {evaluation.metrics[key]:.3f}" for key in ("auroc", "calibration_error", "f1")
                          if key in evaluation.metrics)
     card_link = _ui_artifact_link(experiment_id, run.info.run_id, "model_card.md")
-    lineage_link = _ui_artifact_link(experiment_id, run.info.run_id, "lineage.json")
+    lineage_link = _ui_artifact_link(experiment_id, run.info.run_id, LINEAGE_ARTIFACT)
     client.update_model_version(name, version.version, description=(  # the MLflow UI renders it as Markdown
         f"{model.task} model ({model.estimator}) on feature service {model.feature_service}, run "
         f"{run.info.run_id}: {headline}.\n\nModel card: [model_card.md]({card_link}) in the run's artifacts; "
-        f"lineage: [lineage.json]({lineage_link})."))
+        f"lineage: [{LINEAGE_ARTIFACT}]({lineage_link})."))
     client.set_registered_model_alias(name, "candidate", version.version)
     return TrainResult(run.info.run_id, name, str(version.version), evaluation.metrics,
-                       lineage["training_frame"]["sha256"], lineage["entity_frame"]["sha256"], lineage)
+                       lineage.training_frame["sha256"], lineage.entity_frame["sha256"], lineage)
 
 
 def _log_datasets(training_set: TrainingSet, train_frame: pd.DataFrame, test_frame: pd.DataFrame) -> None:
@@ -659,10 +596,11 @@ def _log_model(estimator, example: pd.DataFrame, task: str):
     """Log the fitted pipeline so stock MLflow loads it without this project.
 
     The PyTorch estimators' module ships with the model (``code_paths``) under the name its
-    classes carry (``torch_models``). The pyfunc predicts both class probabilities for an
-    endpoint model (``predict_proba``), and +1 (normal) or -1 (anomaly, at the chosen threshold)
-    for an anomaly model (``predict``; MLflow's sklearn pyfunc offers no ``score_samples``, which
-    the sklearn flavor, ``mlflow.sklearn.load_model``, keeps).
+    classes carry (``torch_models``). The pyfunc predicts with the task's ``predict_method``
+    (``training.tasks``): both class probabilities for an endpoint model (``predict_proba``), and
+    +1 (normal) or -1 (anomaly, at the chosen threshold) for an anomaly model (``predict``;
+    MLflow's sklearn pyfunc offers no ``score_samples``, which the sklearn flavor,
+    ``mlflow.sklearn.load_model``, keeps).
     """
     import mlflow
     import sklearn
@@ -671,8 +609,9 @@ def _log_model(estimator, example: pd.DataFrame, task: str):
     from mlflow.models import infer_signature
 
     import training.torch_models as torch_models
+    from training.tasks import task_named
 
-    method = "predict_proba" if task == "endpoint" else "predict"
+    method = task_named(task).predict_method
     output = getattr(estimator, method)(example)
     module = type(estimator[-1]).__module__
     if module.split(".")[0] in ("training", "features", "pipelines", "validation", "serving"):

@@ -190,11 +190,12 @@ class _Study:
 
     @cached_property
     def endpoint_models(self) -> dict[str, str]:
-        """Endpoint model name -> its registered name."""
+        """Endpoint model name -> its registered name: the models whose scores are risks (``training.tasks``)."""
         from pipelines.models.train import registered_name
+        from training.tasks import task_named
 
         return {name: registered_name(self.config, name) for name, model in self.config.models.items()
-                if model.task == "endpoint"}
+                if task_named(model.task).ranks_risk}
 
     @cached_property
     def biomarkers(self) -> tuple[pd.DataFrame | None, str]:

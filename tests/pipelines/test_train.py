@@ -156,10 +156,10 @@ def test_a_pytorch_autoencoder_on_vital_sign_windows_ships_with_its_code(study, 
     result = train(with_model(config, "vitals_anomaly", params={"max_epochs": 5, "batch_size": 256}),
                    "vitals_anomaly", repo_path=repo)
     assert {"precision", "recall", "f1"} <= set(result.metrics)
-    assert result.lineage["features"] and "news2_score_max_24h" in result.lineage["features"]
+    assert result.lineage.features and "news2_score_max_24h" in result.lineage.features
     labels = pd.read_parquet(Path(mlflow.artifacts.download_artifacts(f"runs:/{result.run_id}/labels.parquet")))
     rebuilt = build_training_set(config, "vitals_anomaly", repo_path=repo, entity=labels)
-    test = rebuilt.frame[rebuilt.frame["subject_id"].isin(result.lineage["split"]["test_subjects"])]
+    test = rebuilt.frame[rebuilt.frame["subject_id"].isin(result.lineage.split["test_subjects"])]
     flags = predict_in_a_bare_process(config.tracking_uri, f"models:/{result.registered_name}/{result.version}",
                                       test[rebuilt.features], tmp_path, refused=(*PROJECT, "torch"))
     flagged = sum(1 for row in flags if row[0] == -1) / len(flags)
@@ -227,11 +227,11 @@ def test_an_anomaly_model_is_evaluated_against_the_labelled_episodes(study) -> N
     how = mlflow.artifacts.load_dict(f"runs:/{result.run_id}/threshold.json")
     assert how["method"] == "quantile"
     frame = pd.read_parquet(Path(mlflow.artifacts.download_artifacts(f"runs:/{result.run_id}/labels.parquet")))
-    assert len(frame) == result.lineage["entity_frame"]["rows"] and set(frame["label"]) <= {0, 1}
-    assert result.lineage["entity_frame"]["positives"] >= 1  # planted episodes were found in the days
+    assert len(frame) == result.lineage.entity_frame["rows"] and set(frame["label"]) <= {0, 1}
+    assert result.lineage.entity_frame["positives"] >= 1  # planted episodes were found in the days
     # The logged model flags (-1) exactly the test rows above the chosen threshold.
     rebuilt = build_training_set(config, "daily_anomaly", repo_path=repo, entity=frame)
-    test = rebuilt.frame[rebuilt.frame["subject_id"].isin(result.lineage["split"]["test_subjects"])]
+    test = rebuilt.frame[rebuilt.frame["subject_id"].isin(result.lineage.split["test_subjects"])]
     model = mlflow.pyfunc.load_model(f"models:/{result.registered_name}/{result.version}")
     flags = model.predict(test[rebuilt.features])
     assert set(flags) <= {-1, 1}
@@ -517,10 +517,10 @@ def test_a_whole_site_can_be_held_out(study) -> None:
     held_out = sorted(sites.unique())[0]
     result = train(with_model(config, "daily_anomaly", split=SplitConfig(holdout_site=held_out)),
                    "daily_anomaly", repo_path=repo)
-    split = result.lineage["split"]
+    split = result.lineage.split
     assert split["holdout_site"] == held_out
     assert set(split["test_subjects"]) == set(sites[sites == held_out].index) & set(
-        result.lineage["split"]["test_subjects"] + result.lineage["split"]["train_subjects"])
+        result.lineage.split["test_subjects"] + result.lineage.split["train_subjects"])
     assert not any(sites[s] == held_out for s in split["train_subjects"])
 
 
@@ -621,7 +621,7 @@ def test_spark_scoring_gives_the_local_scores(spark, study, trained, tmp_path) -
     local = score_cohort(config, reference, as_of, repo_path=repo, out=Path("scores/local.parquet"))
     spark_scored = score_cohort(config, reference, as_of, repo_path=tmp_path / "spark_repo", yaml_file=spark_yaml,
                                 engine="spark", out=Path("scores/spark.parquet"))
-    assert "creatinine_change_from_baseline_mg_dl" in result.lineage["features"]  # an on-demand feature is scored
+    assert "creatinine_change_from_baseline_mg_dl" in result.lineage.features  # an on-demand feature is scored
     pd.testing.assert_frame_equal(spark_scored.scores, local.scores, check_exact=False, rtol=1e-12)
     assert spark_scored.input_sha256 == local.input_sha256
     with pytest.raises(RegistryError, match="--engine spark reads features through Feast's Spark offline store"):
@@ -646,3 +646,26 @@ def test_a_reviewer_sees_the_champions_lineage_in_the_mlflow_ui(trained, tmp_pat
 
     with mlflow_ui(config.tracking_uri) as url:
         assert_lineage_visible(url, result.registered_name, "champion", tmp_path / "chromium", config.tracking_uri)
+
+
+def test_every_task_of_the_registry_has_an_entity_frame_and_an_unknown_task_is_refused() -> None:
+    """The training pipeline and study.yaml read the tasks from ``training.tasks``; no study is needed."""
+    from pydantic import ValidationError
+
+    from pipelines.config import ModelConfig
+    from pipelines.models.train import ENTITY_FRAMES, evaluation_settings
+    from training.tasks import TASK_NAMES
+
+    assert set(ENTITY_FRAMES) == set(TASK_NAMES)
+    with pytest.raises(ValidationError, match="unknown task 'risk'; known tasks: endpoint, anomaly"):
+        ModelConfig(task="risk", feature_service="endpoint_v1", estimator="logistic_regression")
+    with pytest.raises(ValidationError, match="'isolation_forest' is not one of task endpoint.*logistic_regression"):
+        ModelConfig(task="endpoint", feature_service="endpoint_v1", estimator="isolation_forest")
+    model = ModelConfig(task="anomaly", feature_service="anomaly_v1", estimator="isolation_forest", seed=4,
+                        params={"n_estimators": 50}, split={"holdout_site": "S2"}, threshold={"quantile": 0.9})
+    settings = evaluation_settings(model)
+    assert (settings.estimator, dict(settings.params), settings.seed, settings.holdout_site, settings.test_size,
+            settings.threshold_method, settings.threshold_quantile, settings.label_column) == \
+        ("isolation_forest", {"n_estimators": 50}, 4, "S2", 0.3, "quantile", 0.9, "label")
+    assert (settings.bootstrap_samples, settings.subgroups, settings.subgroup_min_samples) == \
+        (1000, ("site", "sex", "age_band"), 20)

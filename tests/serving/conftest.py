@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from adapters.tracking import Lineage, log_lineage
 from serving.settings import ApiKey, ServingSettings, hash_api_key
 
 STUDY = "test"
@@ -54,8 +55,7 @@ class Setup:
             info = mlflow.sklearn.log_model(
                 pipe, name="model", serialization_format="skops", pip_requirements=["scikit-learn"],
                 skops_trusted_types=skops.io.get_untrusted_types(data=skops.io.dumps(pipe)))
-            mlflow.log_dict({"task": task, "feature_service": SERVICE, "feature_views": ["daily", "sleep"],
-                             "features": FEATURES}, "lineage.json")
+            log_lineage(Lineage.of_external_model(self.settings.study_id, task, SERVICE, ["daily", "sleep"], FEATURES))
         version = mlflow.register_model(info.model_uri, name)
         mlflow.MlflowClient().set_registered_model_alias(name, alias, version.version)
         return str(version.version)
@@ -93,8 +93,8 @@ class Setup:
             info = mlflow.sklearn.log_model(
                 pipe, name="model", serialization_format="skops", pip_requirements=["scikit-learn"],
                 skops_trusted_types=skops.io.get_untrusted_types(data=skops.io.dumps(pipe)))
-            mlflow.log_dict({"task": "anomaly", "feature_service": "vitals_anomaly_v1",
-                             "feature_views": ["hourly_vitals"], "features": list(x.columns)}, "lineage.json")
+            log_lineage(Lineage.of_external_model(self.settings.study_id, "anomaly", "vitals_anomaly_v1",
+                                                   ["hourly_vitals"], list(x.columns)))
         version = mlflow.register_model(info.model_uri, name)
         mlflow.MlflowClient().set_registered_model_alias(name, "champion", version.version)
         return str(version.version)
