@@ -91,3 +91,18 @@ def test_every_package_says_what_it_holds(package):
     """Each package and subpackage opens with a docstring (what it holds), so the layout reads top down."""
     for init in sorted((ROOT / package).rglob("__init__.py")):
         assert ast.get_docstring(ast.parse(init.read_text())), f"{init.relative_to(ROOT)} has no docstring"
+
+
+def test_the_code_fingerprints_cover_the_code_they_name():
+    """The feature build reruns every subject when the biomarker code changes, and ingest retries
+    failed files when its own code changes: both hash files found through their packages, so a
+    package moved in the layout is still hashed (a fingerprint over no file would never change)."""
+    from pipelines.build.local import feature_code_files
+    from pipelines.ingest.run import ingestion_code_files
+
+    features = {path.relative_to(ROOT).as_posix() for path in feature_code_files()}
+    ingestion = {name for name, _ in ingestion_code_files()}
+
+    assert {"features/tables.py", "features/biomarkers/activity.py", "features/compute.py"} <= features
+    assert {"pipelines/ingest/run.py", "pipelines/ingest/readers/signals.py", "pipelines/config.py",
+            "validation/suites.py", "validation/schemas.py"} <= ingestion

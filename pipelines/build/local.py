@@ -280,10 +280,16 @@ def _fingerprint(config: StudyConfig, keys: dict[str, list[str]], subject_ids: l
             digest.update(part.encode())
     for part in table_parts(config.lake_root, SUBJECTS_SOURCE, lake_versions.get(SUBJECTS_SOURCE)):
         digest.update(part.encode())
-    features_dir = Path(__file__).resolve().parent.parent / "features"
-    for path in sorted(features_dir.rglob("*.py")):
+    for path in feature_code_files():
         digest.update(path.read_bytes())
     return digest.hexdigest()
+
+
+def feature_code_files() -> list[Path]:
+    """The biomarker code (every module of the ``features`` package): a change to it rebuilds every subject."""
+    import features
+
+    return sorted(Path(features.__file__).resolve().parent.rglob("*.py"))
 
 
 def _publish(frame: pd.DataFrame, target: Path) -> None:

@@ -81,9 +81,6 @@ PAUSE_AT_ENV = "BIOMARKERS_INGEST_PAUSE_AT"
 PAUSE_FILE_ENV = "BIOMARKERS_INGEST_PAUSE_FILE"
 PAUSE_POINTS = ("claimed", "part-written", "committed")
 # Code whose change may fix a failure: the ingestion pipeline, readers and checks.
-_CODE_FOLDERS = ("pipelines", "validation")
-
-
 # Every status a file may end a run with (`FileOutcome.status`), in the order summaries show them.
 OUTCOME_STATUSES = ("curated", "quarantined", "failed", "pending", "skipped", "busy")
 
@@ -477,13 +474,25 @@ def code_version() -> str:
     except metadata.PackageNotFoundError:
         package = "0"
     digest = hashlib.sha256()
-    root = Path(__file__).resolve().parent.parent
-    for folder in _CODE_FOLDERS:
-        for path in sorted((root / folder).rglob("*")):
-            if path.suffix in (".py", ".json", ".yaml") and path.is_file():
-                digest.update(path.relative_to(root).as_posix().encode())
-                digest.update(path.read_bytes())
+    for name, path in ingestion_code_files():
+        digest.update(name.encode())
+        digest.update(path.read_bytes())
     return f"{package}+{digest.hexdigest()[:12]}"
+
+
+def ingestion_code_files() -> list[tuple[str, Path]]:
+    """Every file of the ``pipelines`` and ``validation`` packages that ingestion may run or read,
+    by its name within the project (``pipelines/ingest/run.py``), wherever the packages are installed."""
+    import pipelines
+    import validation
+
+    files = []
+    for package in (pipelines, validation):
+        folder = Path(package.__file__).resolve().parent
+        for path in sorted(folder.rglob("*")):
+            if path.suffix in (".py", ".json", ".yaml") and path.is_file():
+                files.append((path.relative_to(folder.parent).as_posix(), path))
+    return files
 
 
 def _pause_point(name: str, relative: str, *_: object) -> None:
