@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import psycopg
 import pytest
 
 START = pd.Timestamp("2024-03-04T00:00:00Z")
-PG_ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
 DEMO_STUDY = Path(__file__).resolve().parents[2] / "studies" / "demo" / "study.yaml"
 
 
@@ -73,56 +69,6 @@ sources:
 @pytest.fixture
 def tiny_study(tmp_path: Path) -> Path:
     return make_study(tmp_path / "tiny")
-
-
-@pytest.fixture(scope="session")
-def demo_build(tmp_path_factory):
-    """The demo study at small scale (5 subjects, 4 days), ingested and built on the local engine.
-
-    Shared by the modules that test the feature build (generating and ingesting it takes most of
-    their time); they read it and build into folders of their own, never change it.
-
-    Returns ``(manifest, config, summary, tables)``: the generator's manifest, the study, the
-    local build's summary and the folder of its published tables.
-    """
-    from pipelines.build.local import build_features
-    from pipelines.config import load_study
-    from pipelines.demo.generate import generate_demo
-    from pipelines.ingest.run import ingest_study
-
-    root = tmp_path_factory.mktemp("features")
-    manifest = generate_demo(root / "study", seed=5, n_subjects=5, days=4)
-    config = load_study(DEMO_STUDY, root / "study")
-    ingest_study(config, workers=1)
-    tables = root / "tables"
-    summary = build_features(config, tables, workers=1)
-    return manifest, config, summary, tables
-
-
-@pytest.fixture(scope="session")
-def postgres_database() -> Iterator[str]:
-    """A database of its own for this test session, so no test sees rows left by anyone else."""
-    try:
-        admin = psycopg.connect(PG_ADMIN_DSN, autocommit=True)
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL is not reachable at 127.0.0.1:5432 as user postgres: {exc}")
-    name = f"catalog_test_{uuid.uuid4().hex[:12]}"
-    admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield name
-    finally:
-        # FORCE: pooled connections of catalogs a failed test did not close must not block the drop.
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
-
-
-@pytest.fixture
-def postgres_url(postgres_database: str) -> str:
-    """A fresh schema per test, selected through search_path in the URL."""
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(f"host=127.0.0.1 port=5432 user=postgres dbname={postgres_database}", autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    return f"postgresql+psycopg://postgres@127.0.0.1:5432/{postgres_database}?options=-csearch_path%3D{schema}"
 
 
 def feast_repo(repo: Path, project: str, tables: Path) -> Path:

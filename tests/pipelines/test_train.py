@@ -357,7 +357,7 @@ def mlflow_server(tmp_path):
     import uuid
 
     psycopg = pytest.importorskip("psycopg")
-    from tests.pipelines.conftest import PG_ADMIN_DSN
+    from tests.conftest import PG_ADMIN_DSN
 
     try:
         admin = psycopg.connect(PG_ADMIN_DSN, autocommit=True)

@@ -13,7 +13,7 @@ import pandas as pd
 from adapters.feast_repo import apply_repo, open_store
 from adapters.offline_store import source_path
 from adapters.redis_loader import load_latest
-from tests.pipelines.test_feature_store_production import redis_server  # noqa: F401  (fixture)
+from tests.adapters.test_feature_store_production import redis_server  # noqa: F401  (fixture)
 
 START = datetime(2024, 3, 1, tzinfo=UTC)
 END = datetime(2024, 4, 1, tzinfo=UTC)

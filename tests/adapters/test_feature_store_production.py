@@ -13,7 +13,7 @@ import pytest
 
 from adapters.feast_repo import apply_repo, materialize, online_features, open_store
 from features.tables import TABLES
-from tests.pipelines.conftest import PG_ADMIN_DSN
+from tests.conftest import PG_ADMIN_DSN
 
 pytestmark = pytest.mark.postgres
 
