@@ -6,21 +6,24 @@ a subject's curated data, this module turns it into feature rows.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 import pandas as pd
 
 from features.biomarkers import activity, cardiac, gait, labs, sleep, vitals
+from features.settings import BiomarkerSettings
 from features.tables import TABLES_BY_NAME
 
 
 @dataclass(frozen=True)
 class Recording:
-    """A curated frame of one source for one subject, with the source's sampling rate (high-rate only)."""
+    """A curated frame of one source for one subject, with the source's sampling rate (high-rate
+    only) and, for RR intervals, whether they are already edited NN intervals."""
 
     frame: pd.DataFrame
     sampling_rate_hz: float | None = None
+    intervals_edited: bool = False
 
 
 @dataclass(frozen=True)
@@ -33,17 +36,20 @@ class SubjectInputs:
     recordings : input key (``minute_wearable``, ``accelerometry:wrist``, ``labs`` ...) -> the
         recordings of that key, one per curated source.
     subject : the subject's row of the enrollment table (one-row frame).
+    settings : the study's biomarker algorithms and parameters.
     """
 
     subject_id: str
     recordings: dict[str, list[Recording]] = field(default_factory=dict)
     subject: pd.DataFrame | None = None
+    settings: BiomarkerSettings = field(default_factory=BiomarkerSettings)
 
 
 def _daily_activity(inputs: SubjectInputs) -> list[pd.DataFrame]:
     results = []
     for recording in inputs.recordings.get("minute_wearable", []):
-        steps = activity.minute_activity_daily_features(recording.frame)
+        steps = activity.minute_activity_daily_features(recording.frame,
+                                                        min_wear_min=inputs.settings.activity.min_wear_min)
         heart = cardiac.heart_rate_daily_features(recording.frame)
         merged = steps.merge(heart, on=["subject_id", "event_timestamp"], how="outer", suffixes=("", "_heart"))
         merged["missing_reason"] = _join_reasons(merged["missing_reason"], merged.pop("missing_reason_heart"))
@@ -51,16 +57,20 @@ def _daily_activity(inputs: SubjectInputs) -> list[pd.DataFrame]:
     return results
 
 
-def _per_recording(key: str, function: Callable[..., pd.DataFrame], high_rate: bool = False):
+def _per_recording(key: str, function: Callable[..., pd.DataFrame], high_rate: bool = False,
+                   options: Callable[[BiomarkerSettings], dict] = lambda settings: {}):
+    """The table's frames from each recording of ``key``: ``function(frame, **options(settings))``,
+    for high-rate recordings ``function(frame, rate, subject_id, **options(settings))``."""
     def compute(inputs: SubjectInputs) -> list[pd.DataFrame]:
         results = []
+        chosen = options(inputs.settings)
         for recording in inputs.recordings.get(key, []):
             if not high_rate:
-                results.append(function(recording.frame))
+                results.append(function(recording.frame, **chosen))
                 continue
             rate = measured_rate_hz(recording.frame["timestamp"], recording.sampling_rate_hz)
             try:
-                results.append(function(recording.frame, rate, inputs.subject_id))
+                results.append(function(recording.frame, rate, inputs.subject_id, **chosen))
             except ValueError as error:  # a recording SKDH cannot use: its days get NaN and the reason
                 results.append(_unusable_recording(recording.frame, inputs.subject_id, str(error)))
         return results
@@ -91,9 +101,13 @@ def _unusable_recording(frame: pd.DataFrame, subject_id: str, reason: str) -> pd
 
 def _cardiac(inputs: SubjectInputs) -> list[pd.DataFrame]:
     """HRV from RR recordings; a day without one takes the HRV of that day's ECG or PPG, if any."""
-    from_rr = [cardiac.hrv_daily_features(r.frame) for r in inputs.recordings.get("rr_intervals", [])]
+    hrv = inputs.settings.hrv
+    from_rr = [cardiac.hrv_daily_features(r.frame, artefacts=hrv.artefact_options(r.intervals_edited),
+                                          **hrv.window_options())
+               for r in inputs.recordings.get("rr_intervals", [])]
     from_waveforms = [
-        function(r.frame, r.sampling_rate_hz, inputs.subject_id)
+        function(r.frame, r.sampling_rate_hz, inputs.subject_id, artefacts=hrv.artefact_options(),
+                 **hrv.window_options())
         for key, function in (("ecg", cardiac.ecg_hrv_features), ("ppg", cardiac.ppg_hrv_features))
         for r in inputs.recordings.get(key, [])
     ]
@@ -110,7 +124,9 @@ def _labs(inputs: SubjectInputs) -> list[pd.DataFrame]:
 # recordings of an input; duplicates of one window are resolved by ``compute_subject_tables``).
 COMPUTATIONS: dict[str, Callable[[SubjectInputs], list[pd.DataFrame]]] = {
     "daily_activity": _daily_activity,
-    "accel_activity": _per_recording("accelerometry:wrist", activity.accel_activity_daily_features, high_rate=True),
+    "accel_activity": _per_recording("accelerometry:wrist", activity.accel_activity_daily_features, high_rate=True,
+                                     options=lambda settings: {"cutpoints": settings.activity.skdh_cutpoints(),
+                                                               "min_wear_min": settings.activity.min_wear_min}),
     "gait": _per_recording("accelerometry:lower_back", gait.gait_daily_features, high_rate=True),
     "sleep": _per_recording("minute_wearable", sleep.minute_sleep_nightly_features),
     "accel_sleep": _per_recording("accelerometry:wrist", sleep.accel_sleep_nightly_features, high_rate=True),
@@ -136,8 +152,9 @@ def _closed_windows(name: str, rows: pd.DataFrame, inputs: SubjectInputs) -> pd.
     return rows[rows["event_timestamp"] <= last + _CLOSING_MARGIN]
 
 
-def compute_subject_tables(inputs: SubjectInputs) -> dict[str, pd.DataFrame]:
-    """Every feature table's rows for one subject: table name -> frame (tables without rows left out).
+def compute_subject_tables(inputs: SubjectInputs, only: Collection[str] | None = None) -> dict[str, pd.DataFrame]:
+    """Every feature table's rows for one subject (the tables named in ``only``, when given):
+    table name -> frame (tables without rows left out).
 
     When two recordings give a row for the same window (two devices worn the same day), the
     row with the fewest missing values is kept. Windows of continuous monitoring that are still
@@ -146,6 +163,8 @@ def compute_subject_tables(inputs: SubjectInputs) -> dict[str, pd.DataFrame]:
     """
     tables = {}
     for name, compute in COMPUTATIONS.items():
+        if only is not None and name not in only:
+            continue
         frames = [frame for frame in compute(inputs) if not frame.empty]
         if not frames:
             continue

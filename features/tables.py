@@ -40,7 +40,8 @@ class FeatureTable:
 
 
 _MINUTE = "minute-level wearable export (steps, heart rate, sleep stage, wear per minute)"
-_RR = "RR intervals of the daily 5-minute morning recording"
+_RR = ("beats of the day's morning recording: its first 5 min of RR intervals (biomarkers.hrv.window_s), "
+       "artefacts left out by the study's biomarkers.hrv.artefact_method (default Lipponen & Tarvainen 2019)")
 _WRIST = "raw wrist accelerometry (g)"
 _LOWER_BACK = "raw lower-back accelerometry (g)"
 _VITALS = "bedside vital signs"
@@ -86,14 +87,15 @@ def _describe_lab(name: str) -> str:
 
 
 HRV_COLUMNS = {
-    "mean_nn_morning_ms": "mean NN interval, ms; " + _RR + "; Task Force 1996, ectopic beats removed (Malik filter)",
+    "mean_nn_morning_ms": "mean NN interval, ms; " + _RR + "; Task Force 1996",
+    "mean_hr_morning_bpm": "mean heart rate, bpm; the mean of the beat-to-beat rates 60000/NN; " + _RR,
     "sdnn_morning_ms": "standard deviation of NN intervals, ms; " + _RR + "; Task Force 1996",
     "rmssd_morning_ms": "root mean square of successive NN differences, ms; " + _RR + "; Task Force 1996",
     "pnn50_morning_percent": "share of successive NN differences > 50 ms, %; " + _RR + "; Task Force 1996",
     "lf_power_morning_ms2": "low-frequency power 0.04-0.15 Hz, ms^2; " + _RR + "; 4 Hz cubic spline + Welch",
     "hf_power_morning_ms2": "high-frequency power 0.15-0.40 Hz, ms^2; " + _RR + "; 4 Hz cubic spline + Welch",
     "lf_hf_ratio_morning": "LF/HF power ratio, unitless; " + _RR + "; Task Force 1996",
-    "ectopic_beats_morning_percent": "intervals flagged ectopic or artefact, %; " + _RR + "; Malik 1989 20 % rule",
+    "ectopic_beats_morning_percent": "intervals flagged ectopic or artefact, %; " + _RR,
 }
 
 TABLES: tuple[FeatureTable, ...] = (

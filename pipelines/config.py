@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from features.settings import BiomarkerSettings
 from pipelines.ingest.units import check_units
 from training.acceptance import AcceptanceCriteria
 from validation.schemas import SCHEMAS, SourceKind
@@ -135,6 +136,9 @@ class SourceConfig(TableSpec):
         description="regex with a subject_id group, matched against the file name when rows carry no subject",
     )
     max_missing_fraction: float = Field(0.2, ge=0, le=1, description="missingness limit per measured column")
+    intervals_edited: bool = Field(
+        False, description="rr_intervals only: the files hold NN intervals already edited by the device's or an "
+                           "analyst's software; HRV then looks for no artefacts beyond the physiological range")
     timestamp_format: str | None = Field(
         None,
         description="with timestamp_encoding text: the strptime format of vendor text timestamps, e.g. "
@@ -172,6 +176,8 @@ class SourceConfig(TableSpec):
             raise ValueError(f"format {self.format.value!r} cannot hold {self.kind.value} data (use one of: {allowed})")
         if SCHEMAS[self.kind].high_rate and self.sampling_rate_hz is None:
             raise ValueError(f"a {self.kind.value} source needs sampling_rate_hz")
+        if self.intervals_edited and self.kind != SourceKind.RR_INTERVALS:
+            raise ValueError(f"intervals_edited is for rr_intervals sources, not {self.kind.value}")
         if (self.timestamp_encoding == "text") != (self.timestamp_format is not None):
             raise ValueError("timestamp_encoding text and timestamp_format go together: text timestamps need their "
                              "strptime format, e.g. timestamp_format: '%m/%d/%Y %H:%M:%S.%f'")
@@ -348,6 +354,8 @@ class StudyConfig(BaseModel):
     models: dict[ModelName, ModelConfig] = Field(default_factory=dict, description="models trained on this study")
     serving: ServingConfig = Field(default_factory=ServingConfig)
     spark: SparkConfig = Field(default_factory=SparkConfig)
+    biomarkers: BiomarkerSettings = Field(default_factory=BiomarkerSettings,
+                                          description="the biomarker algorithms and their parameters, per family")
     mlflow_tracking_uri: str | None = Field(
         None, description="MLflow tracking server or store; default SQLite under the platform folder")
     platform_dir: str = Field(".platform", description="catalog, curated lake, quarantine, reports, Data Docs")

@@ -318,7 +318,8 @@ def unix_time_s_and_accel_g(accel: pd.DataFrame, fs_hz: float) -> tuple[np.ndarr
     return time_s, accel_g
 
 
-def skdh_activity_pipeline(fs_hz: float, *, cutpoints: str | dict = DEFAULT_CUTPOINTS) -> skdh.Pipeline:
+def skdh_activity_pipeline(fs_hz: float, *, cutpoints: str | dict = DEFAULT_CUTPOINTS,
+                           min_wear_min: int = MIN_WEAR_MIN) -> skdh.Pipeline:
     """The SKDH pipeline behind :func:`accel_activity_daily_features`.
 
     Steps, all with SKDH's defaults unless stated:
@@ -330,7 +331,7 @@ def skdh_activity_pipeline(fs_hz: float, *, cutpoints: str | dict = DEFAULT_CUTP
        re-classification rules), its window statistics computed per 15-min block;
     3. :class:`ActivityLevelTimes` (SKDH's ``ActivityLevelClassification`` computing only the
        endpoints used here): ENMO in 5-s epochs, time per intensity level by ``cutpoints``,
-       mean ENMO over worn time; days with < 10 h of wear are left NaN.
+       mean ENMO over worn time; days with less wear than ``min_wear_min`` (10 h) are left NaN.
 
     Run it the way :func:`accel_activity_daily_features` does::
 
@@ -348,6 +349,8 @@ def skdh_activity_pipeline(fs_hz: float, *, cutpoints: str | dict = DEFAULT_CUTP
         ``"migueles_wrist_adult"`` (default; Migueles et al. 2019) or
         ``"hildebrand_wrist_adult_geneactiv"`` (Hildebrand et al. 2014), or an SKDH cut-point
         dict. Cut-points on another metric (MAD, BFEN) are refused: the mean intensity is ENMO.
+    min_wear_min : int
+        Least worn minutes of a valid day, a whole number of hours (SKDH counts hours).
 
     Returns
     -------
@@ -373,16 +376,20 @@ def skdh_activity_pipeline(fs_hz: float, *, cutpoints: str | dict = DEFAULT_CUTP
 
     if not fs_hz > 0:
         raise ValueError(f"fs_hz={fs_hz}: pass the sampling rate in Hz (> 0)")
+    if min_wear_min % 60:
+        raise ValueError(f"min_wear_min={min_wear_min}: SKDH counts wear in whole hours; pass a multiple of 60")
     classes = _skdh_process_classes()
     pipeline = skdh.Pipeline()
     pipeline.add(GetDayWindowIndices(bases=0, periods=24))
     pipeline.add(classes["BlockWearDetection"]())
-    pipeline.add(classes["ActivityLevelTimes"](cutpoints=cutpoints, day_window=(0, 24)))
+    pipeline.add(classes["ActivityLevelTimes"](cutpoints=cutpoints, min_wear_time=min_wear_min // 60,
+                                               day_window=(0, 24)))
     return pipeline
 
 
 def accel_activity_daily_features(
-    accel: pd.DataFrame, fs_hz: float, subject_id: str, *, cutpoints: str | dict = DEFAULT_CUTPOINTS
+    accel: pd.DataFrame, fs_hz: float, subject_id: str, *, cutpoints: str | dict = DEFAULT_CUTPOINTS,
+    min_wear_min: int = MIN_WEAR_MIN,
 ) -> pd.DataFrame:
     """Daily activity levels from one raw wrist accelerometry recording, through SKDH.
 
@@ -415,6 +422,8 @@ def accel_activity_daily_features(
         The recording's subject, copied to every row.
     cutpoints : str or dict
         ENMO cut-points, see :func:`skdh_activity_pipeline`.
+    min_wear_min : int
+        Least worn minutes of a valid day (600), a whole number of hours.
 
     Returns
     -------
@@ -436,11 +445,11 @@ def accel_activity_daily_features(
         return _empty_frame(ACCEL_ACTIVITY_DAILY_COLUMNS)
     days = _utc_days(time_s)
     duration_min = (time_s[-1] - time_s[0]) / 60.0 + 1.0 / (60.0 * fs_hz)
-    if duration_min < MIN_WEAR_MIN:
-        reason = f"recording {duration_min:.0f} min < {MIN_WEAR_MIN} min of wear needed for a valid day"
+    if duration_min < min_wear_min:
+        reason = f"recording {duration_min:.0f} min < {min_wear_min} min of wear needed for a valid day"
         return _table([_nan_row(subject_id, day + _DAY, ACCEL_ACTIVITY_DAILY_COLUMNS, reason) for day in days],
                       ACCEL_ACTIVITY_DAILY_COLUMNS)
-    pipeline = skdh_activity_pipeline(fs_hz, cutpoints=cutpoints)
+    pipeline = skdh_activity_pipeline(fs_hz, cutpoints=cutpoints, min_wear_min=min_wear_min)
     # AccelThresholdWearDetection divides by a zero non-wear length when a recording starts
     # or ends worn (the ratio is then inf, which its rules handle): not worth a warning.
     with np.errstate(divide="ignore"):
@@ -463,7 +472,7 @@ def accel_activity_daily_features(
         }
         if not np.isfinite(row["sedentary_time_1d_min"]):
             row["missing_reason"] = (
-                f"wear time {wear_min:.0f} min < {MIN_WEAR_MIN} min" if wear_min < MIN_WEAR_MIN
+                f"wear time {wear_min:.0f} min < {min_wear_min} min" if wear_min < min_wear_min
                 else "SKDH computed no activity levels"
             )
         rows.append(row)

@@ -14,7 +14,14 @@ manifest (``lake_versions``); ``build_features(..., lake_versions=...)`` reads t
 later (time travel), so a recorded build can be rebuilt after the lake moved on.
 
 Idempotent: the build is skipped when the curated parts of the snapshot (whose names carry
-their content hash) and the feature code are the same as at the last published build.
+their content hash), the feature code and the study's biomarker settings are the same as at the
+last published build. Each table has its own fingerprint (the data's and the settings of the
+families that feed it, ``features.settings.TABLES_BY_FAMILY``): when only a family's settings
+changed, only its tables are computed again and the others stay as published.
+
+The manifest records the resolved biomarker pipeline (``pipeline``: every family's settings with
+their defaults, and the versions of the packages that compute them), which training runs copy
+into their lineage.
 
 Lineage: the build's manifest (``_build.json`` beside the tables) lists every raw file whose
 curated parts fed it, with its SHA-256, validation report id and outcome, from the catalog, so
@@ -40,6 +47,7 @@ from typing import TYPE_CHECKING, Literal
 
 import pandas as pd
 
+from features.settings import BiomarkerSettings, family_settings, resolved_pipeline
 from pipelines.build.subjects import SubjectResult
 from pipelines.config import ENDPOINTS_SOURCE, SUBJECTS_SOURCE, StudyConfig
 from pipelines.ingest.lake import lake_versions as current_lake_versions
@@ -53,7 +61,7 @@ logger = logging.getLogger(__name__)
 
 MANIFEST = "_build.json"
 # What lineage records of a build, and compares to tell whether the tables were rebuilt since.
-MANIFEST_BUILD_KEYS = ("built_at", "fingerprint", "tables", "lake_versions")
+MANIFEST_BUILD_KEYS = ("built_at", "fingerprint", "tables", "lake_versions", "pipeline")
 
 Engine = Literal["local", "spark"]
 ENGINES: tuple[Engine, ...] = ("local", "spark")
@@ -66,6 +74,7 @@ class BuildSummary:
     skipped: bool = False
     subjects: int = 0
     out_dir: Path | None = None
+    computed: list[str] = field(default_factory=list)  # tables computed by this build (the others were kept)
 
 
 class SubjectsFailedError(RuntimeError):
@@ -140,16 +149,21 @@ def build_features(
     if subjects is None or subjects.empty:
         raise ValueError(f"study {config.study_id} has no curated enrollment table: run `biomarkers ingest` first")
     subject_ids = sorted(subjects["subject_id"].astype(str))
-    fingerprint = _fingerprint(config, keys, subject_ids, lake_versions)
+    data_fingerprint = _fingerprint(config, keys, subject_ids, lake_versions)
+    table_fingerprints = _table_fingerprints(data_fingerprint, config.biomarkers)
+    fingerprint = _combined(table_fingerprints)
     manifest = out_dir / MANIFEST
+    previous = json.loads(manifest.read_text()) if manifest.is_file() else {}
     summary = BuildSummary(subjects=len(subject_ids), out_dir=out_dir)
-    if not force and manifest.is_file() and json.loads(manifest.read_text()).get("fingerprint") == fingerprint:
+    if not force and previous.get("fingerprint") == fingerprint:
         summary.skipped = True
-        summary.tables = json.loads(manifest.read_text())["tables"]
+        summary.tables = previous["tables"]
         return summary
+    kept = set() if force else _unchanged_tables(previous, table_fingerprints, out_dir)
+    stale = sorted(set(table_fingerprints) - kept)
 
     subject_rows = {sid: subjects[subjects["subject_id"] == sid].reset_index(drop=True) for sid in subject_ids}
-    compute = functools.partial(_subject_result, config, keys, lake_versions)
+    compute = functools.partial(_subject_result, config, keys, lake_versions, stale)
     if engine == "spark":
         from pipelines.build.spark import map_subjects
 
@@ -173,9 +187,11 @@ def build_features(
     from features.tables import TABLES
     from pipelines.build.checks import check_feature_table
 
+    summary.tables = {name: rows for name, rows in previous.get("tables", {}).items() if name in kept}
+    summary.computed = stale
     for table in TABLES:
         frames = results.get(table.name)
-        if not frames:
+        if table.name in kept or not frames:
             continue
         frame = pd.concat(frames, ignore_index=True).sort_values(["subject_id", "event_timestamp"], ignore_index=True)
         frame["created_timestamp"] = created
@@ -187,7 +203,8 @@ def build_features(
         _publish(frame, out_dir / f"{table.name}.parquet")
         summary.tables[table.name] = len(frame)
     if not summary.rejected:
-        _write_json(manifest, {"fingerprint": fingerprint, "tables": summary.tables,
+        _write_json(manifest, {"fingerprint": fingerprint, "table_fingerprints": table_fingerprints,
+                               "pipeline": resolved_pipeline(config.biomarkers), "tables": summary.tables,
                                "built_at": created.isoformat(), "study_id": config.study_id, "engine": engine,
                                "lake_versions": lake_versions, "inputs": build_inputs(config, keys, lake_versions)})
     return summary
@@ -223,20 +240,21 @@ def _lake_sources(keys: dict[str, list[str]]) -> list[str]:
 
 
 def _subject_result(config: StudyConfig, keys: dict[str, list[str]], lake_versions: dict[str, int],
-                    subject_id: str, subject_row: pd.DataFrame) -> SubjectResult:
-    """One subject's feature rows, or its failure (runs in a pool worker or a Spark task).
+                    tables: list[str], subject_id: str, subject_row: pd.DataFrame) -> SubjectResult:
+    """One subject's rows of ``tables``, or its failure (runs in a pool worker or a Spark task).
 
     A failure is returned, not raised, so that the build names every failed subject, not the first.
     """
     try:
-        return SubjectResult(subject_id, _subject_tables(config, keys, lake_versions, subject_id, subject_row))
+        return SubjectResult(subject_id, _subject_tables(config, keys, lake_versions, tables, subject_id,
+                                                         subject_row))
     except Exception:
         return SubjectResult(subject_id, error=traceback.format_exc())
 
 
 def _subject_tables(config: StudyConfig, keys: dict[str, list[str]], lake_versions: dict[str, int],
-                    subject_id: str, subject_row: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """Read one subject's curated data and compute its feature rows."""
+                    tables: list[str], subject_id: str, subject_row: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Read one subject's curated data and compute its rows of ``tables``."""
     from features.compute import Recording, SubjectInputs, compute_subject_tables
 
     recordings: dict[str, list[Recording]] = {}
@@ -250,8 +268,8 @@ def _subject_tables(config: StudyConfig, keys: dict[str, list[str]], lake_versio
             spec = config.sources[source]
             if not SCHEMAS[spec.kind].per_subject_column:
                 frame = frame.drop(columns="subject_id")
-            recordings.setdefault(key, []).append(Recording(frame, spec.sampling_rate_hz))
-    return compute_subject_tables(SubjectInputs(subject_id, recordings, subject_row))
+            recordings.setdefault(key, []).append(Recording(frame, spec.sampling_rate_hz, spec.intervals_edited))
+    return compute_subject_tables(SubjectInputs(subject_id, recordings, subject_row, config.biomarkers), only=tables)
 
 
 def _map_local(compute: Callable[[str, pd.DataFrame], SubjectResult], subject_rows: dict[str, pd.DataFrame],
@@ -283,6 +301,29 @@ def _fingerprint(config: StudyConfig, keys: dict[str, list[str]], subject_ids: l
     for path in feature_code_files():
         digest.update(path.read_bytes())
     return digest.hexdigest()
+
+
+def _table_fingerprints(data_fingerprint: str, settings: BiomarkerSettings) -> dict[str, str]:
+    """Per feature table: the hash of the data's fingerprint and the settings of the families feeding it."""
+    from features.tables import TABLES
+
+    return {table.name: hashlib.sha256(json.dumps([data_fingerprint, family_settings(settings, table.name)],
+                                                  sort_keys=True).encode()).hexdigest()
+            for table in TABLES}
+
+
+def _combined(table_fingerprints: dict[str, str]) -> str:
+    """The build's fingerprint: one hash of every table's."""
+    return hashlib.sha256(json.dumps(table_fingerprints, sort_keys=True).encode()).hexdigest()
+
+
+def _unchanged_tables(previous: dict, table_fingerprints: dict[str, str], out_dir: Path) -> set[str]:
+    """Tables the last published build made from the same data and settings, still in place:
+    kept as they are. A table the last build published no rows for has no file and is computed again."""
+    recorded = previous.get("table_fingerprints") or {}
+    return {name for name, fingerprint in table_fingerprints.items()
+            if recorded.get(name) == fingerprint and (name not in previous.get("tables", {})
+                                                      or (out_dir / f"{name}.parquet").is_file())}
 
 
 def feature_code_files() -> list[Path]:

@@ -18,6 +18,7 @@ HRV_COLUMNS = [
     "subject_id",
     "event_timestamp",
     "mean_nn_morning_ms",
+    "mean_hr_morning_bpm",
     "sdnn_morning_ms",
     "rmssd_morning_ms",
     "pnn50_morning_percent",
@@ -165,7 +166,8 @@ def test_spectrum_bridges_removed_intervals():
 # Ectopic beats and artefacts
 
 
-def test_planted_ectopics_and_artefacts_are_flagged_and_counted():
+@pytest.mark.parametrize("method", ["lipponen_tarvainen_2019", "local_median"])
+def test_planted_ectopics_and_artefacts_are_flagged_and_counted(method):
     clean = modulated_rr_ms(300, components=((0.25, 40.0),), noise_ms=5.0)
     rr = clean.copy()
     planted = []
@@ -179,7 +181,7 @@ def test_planted_ectopics_and_artefacts_are_flagged_and_counted():
     planted += [200, 300]
     before = rr.copy()
 
-    nn, is_ectopic = cardiac.nn_intervals_ms(rr)
+    nn, is_ectopic = cardiac.nn_intervals_ms(rr, method=method)
 
     np.testing.assert_array_equal(np.flatnonzero(is_ectopic), sorted(planted))
     assert np.isnan(nn[planted]).all()
@@ -191,10 +193,34 @@ def test_planted_ectopics_and_artefacts_are_flagged_and_counted():
     assert cardiac.rmssd_ms(nn) == pytest.approx(cardiac.rmssd_ms(clean), rel=0.05)
 
 
-def test_normal_sinus_arrhythmia_is_not_flagged():
+@pytest.mark.parametrize("method", cardiac.ARTEFACT_METHODS)
+def test_normal_sinus_arrhythmia_is_not_flagged(method):
     rr = modulated_rr_ms(300, components=((0.25, 60.0), (0.1, 40.0)), noise_ms=10.0)
-    _, is_ectopic = cardiac.nn_intervals_ms(rr)
+    _, is_ectopic = cardiac.nn_intervals_ms(rr, method=method)
     assert not is_ectopic.any()
+
+
+def test_an_extra_beat_flags_both_halves_and_none_flags_only_the_physiological_range():
+    rr = modulated_rr_ms(200, components=((0.25, 30.0),), noise_ms=5.0)
+    split = rr[100]
+    rr = np.r_[rr[:100], 0.45 * split, 0.55 * split, rr[101:]]  # a spurious beat inside one interval
+    rr[20] = 2500.0  # beyond 2000 ms: never a normal interval
+
+    _, adaptive = cardiac.nn_intervals_ms(rr)
+    _, untouched = cardiac.nn_intervals_ms(rr, method="none")
+
+    np.testing.assert_array_equal(np.flatnonzero(adaptive), [20, 100, 101])
+    np.testing.assert_array_equal(np.flatnonzero(untouched), [20])
+
+
+def test_an_unknown_artefact_method_is_refused():
+    with pytest.raises(ValueError, match="unknown artefact method 'kubios'"):
+        cardiac.nn_intervals_ms([800.0, 810.0, 790.0], method="kubios")
+
+
+def test_mean_heart_rate_is_the_mean_of_beat_to_beat_rates():
+    assert cardiac.mean_heart_rate_bpm(np.array([600.0, np.nan, 1200.0])) == pytest.approx((100 + 50) / 2)
+    assert math.isnan(cardiac.mean_heart_rate_bpm(np.array([np.nan])))
 
 
 # --------------------------------------------------------------------------------------------
@@ -237,18 +263,22 @@ def test_hrv_daily_features_too_little_data_gives_nan_and_reason():
 
 
 def test_hrv_daily_features_too_many_ectopics_gives_nan_and_reason():
-    rr = np.tile([500.0, 1200.0, 800.0, 800.0], 100)
-    out = cardiac.hrv_daily_features(rr_frame(rr, DAY + pd.Timedelta(hours=8)))
+    rr = modulated_rr_ms(360, components=((0.25, 30.0),), noise_ms=5.0)
+    rr[::8] *= 2  # a missed beat every 8th interval: 12.5 % of the intervals
+    out = cardiac.hrv_daily_features(rr_frame(rr, DAY + pd.Timedelta(hours=8)), window_s=600, max_ectopic_percent=10)
     row = out.iloc[0]
-    assert "flagged as ectopic or artefact (at most 20 % allowed)" in row["missing_reason"]
-    assert row["ectopic_beats_morning_percent"] > 20
+    assert "flagged as ectopic or artefact (at most 10 % allowed)" in row["missing_reason"]
+    assert row["ectopic_beats_morning_percent"] == pytest.approx(100 / 8, abs=0.5)
     assert math.isnan(row["rmssd_morning_ms"])
 
 
 def test_hrv_daily_features_uses_the_first_window_and_no_difference_spans_a_gap():
+    # A perfectly alternating series has no spread of its differences, which the adaptive
+    # method's thresholds scale with: this test is about windows, so no artefact detection.
+    untouched = {"method": "none"}
     rr = np.tile([800.0, 850.0], 200)  # 330 s: only the first 300 s are analysed
     first = rr_frame(rr, DAY + pd.Timedelta(hours=7))
-    out = cardiac.hrv_daily_features(first)
+    out = cardiac.hrv_daily_features(first, artefacts=untouched)
     assert out.iloc[0]["rmssd_morning_ms"] == pytest.approx(50.0)
     # Two stretches 10 min apart whose levels differ: a difference across the gap would
     # raise RMSSD above 50 ms.
@@ -256,7 +286,7 @@ def test_hrv_daily_features_uses_the_first_window_and_no_difference_spans_a_gap(
         rr_frame(np.tile([800.0, 850.0], 50), DAY + pd.Timedelta(hours=7)),
         rr_frame(np.tile([1000.0, 1050.0], 50), DAY + pd.Timedelta(hours=7, minutes=2)),
     ], ignore_index=True)
-    row = cardiac.hrv_daily_features(gapped, window_s=600).iloc[0]
+    row = cardiac.hrv_daily_features(gapped, window_s=600, artefacts=untouched).iloc[0]
     assert row["rmssd_morning_ms"] == pytest.approx(50.0)
     assert row["mean_nn_morning_ms"] == pytest.approx(925.0)
     # ... and no spectrum is interpolated across the gap (82.5 s to 121 s).
@@ -553,3 +583,47 @@ def test_heartpy_example_ppg_reproduces_published_heart_rate_and_rmssd():
     row = cardiac.ppg_hrv_features(frame, fs, "heartpy-data2", min_duration_s=60, max_ectopic_percent=50).iloc[0]
     assert row["rmssd_morning_ms"] == pytest.approx(cardiac.rmssd_ms(nn))
     assert row["mean_nn_morning_ms"] == pytest.approx(cardiac.mean_nn_ms(nn))
+
+
+@pytest.mark.parametrize("name", ["long", "short"])
+def test_published_clean_nn_series_keep_their_published_values_through_the_daily_table(name):
+    """The pyHRV sample NN series (see the test above for source and licence) as a study's edited
+    RR source, through the build's table code with the default settings: SDNN, RMSSD, pNN50 and
+    the mean heart rate within 1 % of the published values (they are exact: nothing is removed).
+    Published mean heart rate: long 78.990 bpm (``SampleReport.txt``), short
+    68.21534718213636 bpm (``SampleExport.json``, ``hr_mean``).
+
+    The same series declared as raw RR (not edited) go through the adaptive detector of
+    Lipponen and Tarvainen (2019), which judges a few of their fast physiological changes to be
+    long or short beats (83 of 4684 and 4 of 337); the 20 % local-median filter used before
+    removes 145 and 23 and is the further from the published values on every measure.
+    """
+    from features.compute import Recording, SubjectInputs, compute_subject_tables
+    from features.settings import BiomarkerSettings
+
+    published = {
+        "long": dict(file="pyhrv_SampleNNISeriesLong.npy", sdnn=85.357, rmssd=60.523, pnn50=28.571, hr=78.990),
+        "short": dict(file="pyhrv_SampleNNISeriesShort.npy", sdnn=95.69035398754954, rmssd=101.30063401766522,
+                      pnn50=48.51190476190476, hr=68.21534718213636),
+    }[name]
+    nn = np.load(DATA / published["file"]).astype(float)
+    frame = rr_frame(nn, DAY + pd.Timedelta(hours=7))
+    settings = BiomarkerSettings(hrv={"window_s": 4000.0})  # the whole hour of the long series
+
+    def day_row(edited: bool, method: str = "lipponen_tarvainen_2019") -> pd.Series:
+        inputs = SubjectInputs("S001", {"rr_intervals": [Recording(frame, intervals_edited=edited)]},
+                               settings=settings.model_copy(update={"hrv": settings.hrv.model_copy(
+                                   update={"artefact_method": method})}))
+        return compute_subject_tables(inputs, only={"cardiac"})["cardiac"].iloc[0]
+
+    edited = day_row(edited=True)
+    columns = {"sdnn": "sdnn_morning_ms", "rmssd": "rmssd_morning_ms", "pnn50": "pnn50_morning_percent",
+               "hr": "mean_hr_morning_bpm"}
+    for measure, column in columns.items():
+        assert edited[column] == pytest.approx(published[measure], rel=0.01), measure
+    assert edited["ectopic_beats_morning_percent"] == 0.0
+
+    adaptive, local_median = day_row(edited=False), day_row(edited=False, method="local_median")
+    assert adaptive["ectopic_beats_morning_percent"] < 2.0
+    for measure, column in columns.items():
+        assert abs(adaptive[column] - published[measure]) < abs(local_median[column] - published[measure]), measure

@@ -455,3 +455,52 @@ def test_ingest_refuses_a_quarantine_link_made_after_load_and_writes_nothing_the
         ingest_study(config, workers=1)
 
     assert list(outside.iterdir()) == []
+
+
+# --- biomarkers: the algorithms and parameters per family ----------------------------------
+
+
+def test_biomarker_settings_default_to_the_published_methods(data_root: Path) -> None:
+    config = load_study(DEMO_STUDY, data_root=data_root)
+    assert config.biomarkers.hrv.artefact_method == "lipponen_tarvainen_2019"
+    assert config.biomarkers.hrv.alpha == 5.2 and config.biomarkers.hrv.window_s == 300
+    assert config.biomarkers.activity.cutpoints == "migueles_wrist_adult"
+    assert config.biomarkers.activity.min_wear_min == 600
+
+
+def test_a_study_chooses_its_algorithms_and_parameters(tmp_path: Path, data_root: Path) -> None:
+    def change(raw: dict) -> None:
+        raw["biomarkers"] = {"hrv": {"artefact_method": "local_median", "local_median_max_deviation": 0.3},
+                             "activity": {"cutpoints": {"light_mg": 45, "moderate_mg": 100, "vigorous_mg": 400},
+                                          "min_wear_hours": 8}}
+
+    config = load_study(write_study(tmp_path, change), data_root=data_root)
+    assert config.biomarkers.hrv.artefact_options() == {"method": "local_median", "max_deviation_fraction": 0.3}
+    assert config.biomarkers.hrv.artefact_options(edited=True) == {"method": "none"}
+    assert config.biomarkers.activity.skdh_cutpoints()["sedentary"] == pytest.approx(0.045)
+    assert config.biomarkers.activity.min_wear_min == 480
+
+
+@pytest.mark.parametrize(("biomarkers", "expected"), [
+    ({"hrv": {"artefact_method": "kubios"}}, "biomarkers.hrv.artefact_method: Input should be"),
+    ({"hrv": {"window_s": 10}}, "biomarkers.hrv.window_s: Input should be greater than or equal to 60"),
+    ({"hrv": {"window_s": 120, "min_duration_s": 200}}, "min_duration_s 200 is longer than the analysed window"),
+    ({"hrv": {"alpha": -1}}, "biomarkers.hrv.alpha: Input should be greater than or equal to 2"),
+    ({"activity": {"cutpoints": "white_met"}}, "biomarkers.activity.cutpoints.name: Input should be"),
+    ({"activity": {"cutpoints": {"light_mg": 100, "moderate_mg": 50, "vigorous_mg": 400}}},
+     "biomarkers.activity.cutpoints.thresholds: Value error, cut-points must increase"),
+    ({"activity": {"min_wear_min": 600}}, "biomarkers.activity.min_wear_min: unknown key"),
+    ({"gait": {"enabled": False}}, "biomarkers.gait: unknown key"),
+])
+def test_a_bad_biomarker_setting_is_named_with_the_file(tmp_path: Path, data_root: Path, biomarkers: dict,
+                                                        expected: str) -> None:
+    path = write_study(tmp_path, lambda raw: raw.update(biomarkers=biomarkers))
+    message = load_error(path, data_root)
+    assert str(path) in message and expected in message
+
+
+def test_edited_intervals_are_for_rr_sources_only(tmp_path: Path, data_root: Path) -> None:
+    path = write_study(tmp_path, lambda raw: raw["sources"]["vitals"].update(intervals_edited=True))
+    assert "intervals_edited is for rr_intervals sources, not vitals" in load_error(path, data_root)
+    path = write_study(tmp_path, lambda raw: raw["sources"]["rr_intervals"].update(intervals_edited=True))
+    assert load_study(path, data_root=data_root).sources["rr_intervals"].intervals_edited

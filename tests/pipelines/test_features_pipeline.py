@@ -73,6 +73,41 @@ def test_a_second_build_with_nothing_changed_is_skipped(built) -> None:
     assert again.skipped and again.tables == first.tables
 
 
+def test_changing_one_familys_settings_rebuilds_only_its_tables_and_records_them(built, tmp_path) -> None:
+    import json
+    import shutil
+    from importlib import metadata
+
+    from features.settings import BiomarkerSettings
+    from pipelines.build.local import MANIFEST
+
+    _, config, first, tables, _ = built
+    copy = tmp_path / "tables"
+    shutil.copytree(tables, copy)
+    before = {path.name: path.read_bytes() for path in copy.glob("*.parquet")}
+    filtered = config.model_copy(update={"biomarkers": BiomarkerSettings(hrv={"artefact_method": "local_median"})})
+
+    changed = build_features(filtered, copy, workers=1)
+
+    assert not changed.skipped and changed.computed == ["cardiac"]
+    assert changed.tables == first.tables
+    after = {path.name: path.read_bytes() for path in copy.glob("*.parquet")}
+    assert {name for name in before if before[name] != after[name]} == {"cardiac.parquet"}
+    old, new = (pd.read_parquet(folder / "cardiac.parquet") for folder in (tables, copy))
+    # The stricter filter leaves out more beats on the same recordings.
+    assert new["ectopic_beats_morning_percent"].sum() > old["ectopic_beats_morning_percent"].sum()
+    pipeline = json.loads((copy / MANIFEST).read_text())["pipeline"]
+    assert pipeline["settings"]["hrv"]["artefact_method"] == "local_median"
+    assert pipeline["settings"]["activity"]["cutpoints"] == "migueles_wrist_adult"  # defaults written out
+    assert pipeline["packages"]["numpy"] == metadata.version("numpy")
+
+    assert build_features(filtered, copy, workers=1).skipped
+    back = build_features(config, copy, workers=1)  # the defaults again: cardiac as it was
+    assert back.computed == ["cardiac"]
+    pd.testing.assert_frame_equal(pd.read_parquet(copy / "cardiac.parquet").drop(columns="created_timestamp"),
+                                  old.drop(columns="created_timestamp"))
+
+
 def test_online_features_are_read_back_through_feast(built) -> None:
     manifest, _, _, tables, repo = built
     subjects = list(manifest.subject_ids[:2])

@@ -6,15 +6,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 
-from pipelines.config import load_study
+from pipelines.config import StudyConfig, load_study
 from pipelines.ingest.lake import read_subject
-from pipelines.study_run import StudyBusyError, run_study, study_lock, watch
+from pipelines.study_run import StudyBusyError, StudyRun, run_study, study_lock, watch
 from tests.pipelines.conftest import DEMO_STUDY, make_study, write_minute_file
 
 MODEL = "hospitalization_risk"
@@ -24,16 +25,15 @@ def outcomes(run) -> dict[str, str]:
     return {step.name: step.outcome for step in run.steps}
 
 
-@pytest.fixture(scope="module")
-def endpoint_study(tmp_path_factory) -> Path:
-    """The demo study, small, with its endpoint model only (the anomaly models need more subjects)."""
+def small_demo(root: Path, study_id: str, seed: int) -> Path:
+    """A generated demo study of 10 subjects by 3 days under ``root``, with its endpoint model only
+    (the anomaly models need more subjects): its study.yaml."""
     from pipelines.demo.generate import generate_demo
 
-    root = tmp_path_factory.mktemp("run")
-    generate_demo(root / "data", seed=3, n_subjects=10, days=3)
+    generate_demo(root / "data", seed=seed, n_subjects=10, days=3)
     settings = yaml.safe_load(DEMO_STUDY.read_text())
-    settings["data_root"] = "data"
-    # Criteria any model meets: a 10-subject study cannot show the demo's AUROC, and this test is about runs.
+    settings.update(study_id=study_id, data_root="data")
+    # Criteria any model meets: a 10-subject study cannot show the demo's AUROC, and these tests are about runs.
     settings["models"] = {MODEL: {**settings["models"][MODEL], "acceptance": {"require_validated_inputs": False}}}
     settings["serving"].pop("events_anomaly_model", None)
     study = root / "study.yaml"
@@ -41,27 +41,107 @@ def endpoint_study(tmp_path_factory) -> Path:
     return study
 
 
-def test_a_run_does_every_step_once_and_a_second_run_does_nothing(endpoint_study):
+@dataclass
+class Runs:
+    """A study's runs as its team and reviewer go: run, run again, promote, run."""
+
+    study: Path
+    config: StudyConfig
+    lines: list[str]
+    first: StudyRun
+    second: StudyRun
+    promoted: bool
+    third: StudyRun
+
+
+def run_promote_run(study: Path) -> Runs:
     from pipelines.models.registry import promote
 
-    config = load_study(endpoint_study)
+    config = load_study(study)
     lines: list[str] = []
+    first = run_study(config, study_path=study, log=lines.append)
+    second = run_study(config, study_path=study, log=lines.append)
+    # Promotion is the reviewer's act; the next run scores with the new champion and updates the report.
+    promoted = promote(config, f"{config.study_id}-{MODEL}", "1", approver="A. Reviewer", reason="test").accepted
+    third = run_study(config, study_path=study, log=lines.append)
+    return Runs(study, config, lines, first, second, promoted, third)
 
-    first = run_study(config, study_path=endpoint_study, log=lines.append)
-    second = run_study(config, study_path=endpoint_study, log=lines.append)
 
-    assert outcomes(first) == {"ingest": "done", "features": "done", "materialize": "done", f"train {MODEL}": "done",
-                               f"score {MODEL}": "skipped", "report": "done"}, lines
-    assert first.report is not None and first.report.is_file()
-    assert not second.did_work and set(outcomes(second).values()) == {"skipped"}, lines
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> Runs:
+    return run_promote_run(small_demo(tmp_path_factory.mktemp("demo"), "demo", seed=3))
+
+
+def test_a_run_does_every_step_once_and_a_second_run_does_nothing(demo):
+    lines = demo.lines
+    assert outcomes(demo.first) == {"ingest": "done", "features": "done", "materialize": "done",
+                                    f"train {MODEL}": "done", f"score {MODEL}": "skipped", "report": "done"}, lines
+    assert demo.first.report is not None and demo.first.report.is_file()
+    assert not demo.second.did_work and set(outcomes(demo.second).values()) == {"skipped"}, lines
     assert all(line.startswith("study demo: ") for line in lines)
 
-    # Promotion is the reviewer's act; the next run scores with the new champion and updates the report.
-    assert promote(config, f"demo-{MODEL}", "1", approver="A. Reviewer", reason="test").accepted
-    third = run_study(config, study_path=endpoint_study, log=lines.append)
-    assert outcomes(third)[f"score {MODEL}"] == "done" and outcomes(third)["report"] == "done"
-    assert outcomes(third)[f"train {MODEL}"] == "skipped"
-    assert list((config.platform_root / "scores").rglob("*.parquet"))
+    assert demo.promoted
+    assert outcomes(demo.third)[f"score {MODEL}"] == "done" and outcomes(demo.third)["report"] == "done"
+    assert outcomes(demo.third)[f"train {MODEL}"] == "skipped"
+    assert list((demo.config.platform_root / "scores").rglob("*.parquet"))
+
+
+def test_the_trained_models_lineage_holds_the_biomarker_pipeline_it_was_built_with(demo):
+    import json
+
+    import mlflow
+
+    from adapters.tracking import read_lineage
+    from features.settings import resolved_pipeline
+    from pipelines.build.local import MANIFEST
+
+    mlflow.set_tracking_uri(demo.config.tracking_uri)
+    champion = mlflow.MlflowClient().get_model_version_by_alias(f"demo-{MODEL}", "champion")
+    recorded = read_lineage(champion.run_id).feature_build["pipeline"]
+    assert recorded == resolved_pipeline(demo.config.biomarkers)
+    assert recorded == json.loads((demo.config.feature_tables_root / MANIFEST).read_text())["pipeline"]
+    assert recorded["settings"]["hrv"]["artefact_method"] == "lipponen_tarvainen_2019"
+
+
+def test_a_second_study_runs_beside_the_demo_and_both_are_served_apart(demo, tmp_path):
+    """A second generated study with its own id and seed goes through the same runs; one service
+    then serves both, each with its own features, model and keys."""
+    from fastapi.testclient import TestClient
+
+    from pipelines.cli import serving_settings
+    from serving.app import create_studies_app
+    from serving.settings import ApiKey, hash_api_key
+
+    ward = run_promote_run(small_demo(tmp_path, "ward-b", seed=4))
+    assert ward.promoted and outcomes(ward.third)[f"score {MODEL}"] == "done", ward.lines
+    assert all(line.startswith("study ward-b: ") for line in ward.lines)
+    roots = {runs.config.platform_root for runs in (demo, ward)}
+    assert len(roots) == 2 and not any(root in other.parents for root in roots for other in roots)
+
+    keys = {"demo": "key-of-the-demo", "ward-b": "key-of-ward-b"}
+    settings = [serving_settings(runs.config, None, None).model_copy(update={"api_keys": (
+        ApiKey(name="app", sha256=hash_api_key(keys[runs.config.study_id]), studies=(runs.config.study_id,)),)})
+        for runs in (demo, ward)]
+    answers = {}
+    with TestClient(create_studies_app(settings)) as client:
+        for study, key in keys.items():
+            headers = {"Authorization": f"Bearer {key}"}
+            scored = client.post(f"/studies/{study}/v1/score/{MODEL}", json={"subject_ids": ["S0001"]},
+                                 headers=headers)
+            assert scored.status_code == 200, scored.text
+            assert scored.json()["registered_model"] == f"{study}-{MODEL}" and scored.json()["version"] == "1"
+            features = client.get(f"/studies/{study}/v1/subjects/S0001/features", headers=headers,
+                                  params={"service": demo.config.models[MODEL].feature_service})
+            assert features.status_code == 200, features.text
+            answers[study] = (scored.json()["scores"][0]["score"], features.json()["features"])
+            other = next(name for name in keys if name != study)
+            refused = client.post(f"/studies/{other}/v1/score/{MODEL}", json={"subject_ids": ["S0001"]},
+                                  headers=headers)
+            assert refused.status_code == 403, refused.text
+    # Same subject code, different studies (seeds): each study's own data, nothing shared.
+    assert answers["demo"] != answers["ward-b"]
+    for study, (score, _) in answers.items():
+        assert 0.0 <= score <= 1.0, study
 
 
 def test_a_second_run_of_a_study_in_progress_is_refused(tmp_path):
