@@ -6,13 +6,17 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 INSTALLED_TEST := $(VENV)/.installed-test
+# Reference recordings that are not ours to copy (GPL-3): the tests read them from the publisher's
+# wheel on PyPI, fetched at set-up (pinned; tests/reference_data.py checks each file's SHA-256).
+REFERENCE := $(VENV)/reference
+REFERENCE_WHEELS := $(REFERENCE)/pyActigraphy-1.2.2-py3-none-any.whl
 
 .PHONY: demo test install clean
 
 demo: $(INSTALLED)
 	$(BIN)/biomarkers demo
 
-test: $(INSTALLED_TEST)
+test: $(INSTALLED_TEST) $(REFERENCE_WHEELS)
 	$(BIN)/python -m pytest
 
 install: $(INSTALLED)
@@ -33,6 +37,9 @@ $(INSTALLED_TEST): $(INSTALLED)
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \
 		|| echo "warning: could not install Debian's chromium: the report's browser test will be skipped"
 	touch $@
+
+$(REFERENCE_WHEELS): $(INSTALLED)
+	$(BIN)/python -m pip download --quiet --disable-pip-version-check --no-deps --dest $(REFERENCE) pyActigraphy==1.2.2
 
 clean:
 	rm -rf $(VENV) data

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from features.biomarkers import activity, cardiac, gait, labs, sleep, vitals
+from features.biomarkers import activity, cardiac, circadian, gait, labs, sleep, vitals
 from features.settings import BiomarkerSettings
 from features.tables import TABLES_BY_NAME
 
@@ -19,11 +19,13 @@ from features.tables import TABLES_BY_NAME
 @dataclass(frozen=True)
 class Recording:
     """A curated frame of one source for one subject, with the source's sampling rate (high-rate
-    only) and, for RR intervals, whether they are already edited NN intervals."""
+    only), for RR intervals whether they are already edited NN intervals, and the time zone of
+    the device's clock (where the wearer's day starts)."""
 
     frame: pd.DataFrame
     sampling_rate_hz: float | None = None
     intervals_edited: bool = False
+    timezone: str = "UTC"
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,15 @@ def _cardiac(inputs: SubjectInputs) -> list[pd.DataFrame]:
     return from_rr + from_waveforms
 
 
+def _circadian(inputs: SubjectInputs) -> list[pd.DataFrame]:
+    settings = inputs.settings
+    return [circadian.circadian_daily_features(
+        r.frame, timezone=r.timezone, definition=settings.circadian.definition,
+        bin_minutes=settings.circadian.bin_minutes, activity_threshold=settings.circadian.activity_threshold,
+        min_valid_days=settings.circadian.min_valid_days, min_wear_min=settings.activity.min_wear_min)
+        for r in inputs.recordings.get("minute_wearable", [])]
+
+
 def _labs(inputs: SubjectInputs) -> list[pd.DataFrame]:
     if inputs.subject is None or inputs.subject.empty:
         return []
@@ -129,6 +140,7 @@ COMPUTATIONS: dict[str, Callable[[SubjectInputs], list[pd.DataFrame]]] = {
                                                                "min_wear_min": settings.activity.min_wear_min}),
     "gait": _per_recording("accelerometry:lower_back", gait.gait_daily_features, high_rate=True),
     "sleep": _per_recording("minute_wearable", sleep.minute_sleep_nightly_features),
+    "circadian": _circadian,
     "accel_sleep": _per_recording("accelerometry:wrist", sleep.accel_sleep_nightly_features, high_rate=True),
     "cardiac": _cardiac,
     "hourly_vitals": _per_recording("vitals", vitals.vitals_hourly_features),
@@ -139,7 +151,7 @@ COMPUTATIONS: dict[str, Callable[[SubjectInputs], list[pd.DataFrame]]] = {
 # Tables from continuous monitoring, whose last window is usually still open when the data is
 # pulled: a window ending after the subject's last minute is not reported until it has closed
 # (its NaN row would otherwise become the subject's latest value, online and in training sets).
-CONTINUOUS_INPUT = {"daily_activity": "minute_wearable", "sleep": "minute_wearable"}
+CONTINUOUS_INPUT = {"daily_activity": "minute_wearable", "sleep": "minute_wearable", "circadian": "minute_wearable"}
 _CLOSING_MARGIN = pd.Timedelta(minutes=1)  # the last minute's row starts one minute before the window ends
 
 

@@ -147,6 +147,25 @@ class HrvSettings(BaseModel):
                 "max_ectopic_percent": self.max_ectopic_percent, "max_spectral_gap_s": self.max_spectral_gap_s}
 
 
+class CircadianSettings(BaseModel):
+    """Circadian rest-activity rhythm over the 7 days ending with each day (IS, IV, RA, L5, M10).
+
+    ``definition``: ``van_someren_1999`` (default; the published formulas, clock-hour bins) or
+    ``pyactigraphy`` (pyActigraphy's conventions: bins from the first epoch, sample variances),
+    see :mod:`features.biomarkers.circadian`. ``bin_minutes``: bins for IS and IV (60).
+    ``activity_threshold``: binarize the minutes first, active above it (none: as they are;
+    pyActigraphy binarizes activity counts above 4). ``min_valid_days``: least valid days (with
+    the activity family's minimum wear) in the window (5).
+    """
+
+    model_config = _Strict
+
+    definition: Literal["van_someren_1999", "pyactigraphy"] = "van_someren_1999"
+    bin_minutes: Literal[15, 20, 30, 60, 120] = 60
+    activity_threshold: float | None = Field(None, ge=0)
+    min_valid_days: int = Field(5, ge=2, le=7)
+
+
 class BiomarkerSettings(BaseModel):
     """The ``biomarkers:`` section of study.yaml: one entry per family, each optional."""
 
@@ -154,11 +173,13 @@ class BiomarkerSettings(BaseModel):
 
     activity: ActivitySettings = Field(default_factory=ActivitySettings)
     hrv: HrvSettings = Field(default_factory=HrvSettings)
+    circadian: CircadianSettings = Field(default_factory=CircadianSettings)
 
 
 TABLES_BY_FAMILY: dict[str, tuple[str, ...]] = {
-    "activity": ("daily_activity", "accel_activity"),
+    "activity": ("daily_activity", "accel_activity", "circadian"),  # its minimum wear makes a valid day
     "hrv": ("cardiac",),
+    "circadian": ("circadian",),
 }
 """The feature tables each family's settings feed: a change to a family rebuilds these only."""
 

@@ -42,6 +42,8 @@ class FeatureTable:
 _MINUTE = "minute-level wearable export (steps, heart rate, sleep stage, wear per minute)"
 _RR = ("beats of the day's morning recording: its first 5 min of RR intervals (biomarkers.hrv.window_s), "
        "artefacts left out by the study's biomarkers.hrv.artefact_method (default Lipponen & Tarvainen 2019)")
+_CIRCADIAN = ("worn minutes' steps of the 7 UTC days ending with the row's, in the wearer's local time "
+              "(the source's timezone), binarized when biomarkers.circadian.activity_threshold is set")
 _WRIST = "raw wrist accelerometry (g)"
 _LOWER_BACK = "raw lower-back accelerometry (g)"
 _VITALS = "bedside vital signs"
@@ -157,6 +159,25 @@ TABLES: tuple[FeatureTable, ...] = (
         },
         ttl_days=2,
         description="Nightly sleep from minute-level sleep stages.",
+    ),
+    FeatureTable(
+        name="circadian",
+        inputs=("minute_wearable",),
+        columns={
+            "interdaily_stability_7d": "interdaily stability IS of the 7 days to this one, unitless; " + _CIRCADIAN
+            + "; van Someren et al. 1999 (biomarkers.circadian.definition)",
+            "intradaily_variability_7d": "intradaily variability IV, unitless; " + _CIRCADIAN
+            + "; van Someren et al. 1999",
+            "relative_amplitude_7d": "relative amplitude RA = (M10 - L5) / (M10 + L5), unitless; " + _CIRCADIAN
+            + "; van Someren et al. 1996",
+            "l5_mean_7d_steps_per_min": "mean of the least active 5 h of the average day, steps/min; " + _CIRCADIAN,
+            "l5_onset_7d_min": "start of the least active 5 h, minutes after local midnight, min; " + _CIRCADIAN,
+            "m10_mean_7d_steps_per_min": "mean of the most active 10 h of the average day, steps/min; " + _CIRCADIAN,
+            "m10_onset_7d_min": "start of the most active 10 h, minutes after local midnight, min; " + _CIRCADIAN,
+            "circadian_valid_days_7d_count": "days with the minimum wear among the 7, count; " + _CIRCADIAN,
+        },
+        ttl_days=3,
+        description="Circadian rest-activity rhythm (IS, IV, RA, L5, M10) over the week to each day.",
     ),
     FeatureTable(
         name="accel_sleep",

@@ -53,7 +53,8 @@ def spark():
 
 @pytest.fixture(scope="session")
 def demo_build(tmp_path_factory):
-    """The demo study at small scale (5 subjects, 4 days), ingested and built on the local engine.
+    """The demo study at small scale (5 subjects, 6 days: the circadian table's week needs 5 valid
+    days), ingested and built on the local engine.
 
     Shared by the modules that test the feature build (generating and ingesting it takes most of
     their time); they read it and build into folders of their own, never change it.
@@ -67,7 +68,7 @@ def demo_build(tmp_path_factory):
     from pipelines.ingest.run import ingest_study
 
     root = tmp_path_factory.mktemp("features")
-    manifest = generate_demo(root / "study", seed=5, n_subjects=5, days=4)
+    manifest = generate_demo(root / "study", seed=5, n_subjects=5, days=6)
     config = load_study(DEMO_STUDY, root / "study")
     ingest_study(config, workers=1)
     tables = root / "tables"

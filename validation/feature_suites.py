@@ -31,7 +31,11 @@ UNIT_RANGES: tuple[tuple[str, float | None, float | None], ...] = (
     ("_ml_min_1_73m2", 0, 250),
     ("_ratio_morning", 0, None),
 )
-SCORE_RANGES = {"news2_score": (0, 20)}
+# Dimensionless measures, by the name they start with. RA is 0 to 1; IS too, but pyActigraphy's
+# sample variances let it reach p / (p - 1) of a day's p bins (24/23 for hours); IV is at most
+# 4 (a series alternating between two values), about 2 for noise.
+SCORE_RANGES = {"news2_score": (0, 20), "interdaily_stability": (0, 1.1), "relative_amplitude": (0, 1),
+                "intradaily_variability": (0, 4)}
 
 
 def feature_table_checks(columns: list[str]) -> list[Check]:

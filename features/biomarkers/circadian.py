@@ -211,3 +211,113 @@ def relative_amplitude(l5: float, m10: float) -> float:
     """Relative amplitude RA = (M10 - L5) / (M10 + L5), 0 to 1; NaN when both are 0 or unknown."""
     total = m10 + l5
     return float((m10 - l5) / total) if np.isfinite(total) and total > 0 else math.nan
+
+
+# --------------------------------------------------------------------------------------------
+# Table: one row per subject per UTC day, over the week ending with it
+
+WINDOW_DAYS = 7
+CIRCADIAN_DAILY_COLUMNS = (
+    "subject_id",
+    "event_timestamp",
+    "interdaily_stability_7d",
+    "intradaily_variability_7d",
+    "relative_amplitude_7d",
+    "l5_mean_7d_steps_per_min",
+    "l5_onset_7d_min",
+    "m10_mean_7d_steps_per_min",
+    "m10_onset_7d_min",
+    "circadian_valid_days_7d_count",
+    "missing_reason",
+)
+_DAY = pd.Timedelta(days=1)
+
+
+def circadian_daily_features(
+    minute: pd.DataFrame,
+    *,
+    timezone: str = "UTC",
+    definition: Definition = "van_someren_1999",
+    bin_minutes: int = 60,
+    activity_threshold: float | None = None,
+    min_valid_days: int = 5,
+    min_wear_min: int = 600,
+) -> pd.DataFrame:
+    """The rest-activity rhythm of the 7 days ending with each UTC day, from minute-level steps.
+
+    For each UTC day with data, the window is that day and the 6 before it. A worn minute
+    (``wear`` true, a step count) contributes its steps per minute, binarized first when
+    ``activity_threshold`` is given; an unworn minute has no value. The window's measures are
+    computed in the wearer's local time (``timezone``, the source's device clock zone) so that
+    L5 and M10 onsets are clock times, and only when at least ``min_valid_days`` of its days
+    have ``min_wear_min`` worn minutes (a valid day, as for the daily activity table); else NaN
+    and a reason. L5 and M10 also need every minute of the day worn on at least one day.
+
+    Parameters
+    ----------
+    minute : DataFrame
+        Canonical MINUTE_WEARABLE frame: ``subject_id``, ``timestamp`` (UTC, start of the
+        minute), ``steps_count``, ``wear``. Not modified. A repeated minute keeps its last row.
+    timezone : str
+        IANA zone of the wearer's clock.
+    definition : str
+        IS and IV by :data:`DEFINITIONS`.
+    bin_minutes : int
+        Bin length for IS and IV (60, van Someren et al. 1999).
+    activity_threshold : float, optional
+        Binarize the minutes (active above it) before any measure; default: steps as they are.
+    min_valid_days : int
+        Least valid days in the 7-day window.
+    min_wear_min : int
+        Least worn minutes of a valid day.
+
+    Returns
+    -------
+    DataFrame
+        Columns :data:`CIRCADIAN_DAILY_COLUMNS`, one row per subject and UTC day present in
+        ``minute``, sorted by subject and day.
+    """
+    from features.biomarkers._frames import _empty_frame, _require_columns, _table, _utc
+
+    _require_columns(minute, ("subject_id", "timestamp", "steps_count", "wear"), "MINUTE_WEARABLE")
+    frame = pd.DataFrame({
+        "subject_id": minute["subject_id"].astype(str).to_numpy(),
+        "timestamp": _utc(minute["timestamp"], "MINUTE_WEARABLE").dt.floor("min").to_numpy(dtype="datetime64[ns]"),
+        "steps": pd.to_numeric(minute["steps_count"], errors="coerce").to_numpy(dtype=float),
+        "worn": minute["wear"].fillna(False).astype(bool).to_numpy(),
+    })
+    if frame.empty:
+        return _empty_frame(CIRCADIAN_DAILY_COLUMNS)
+    frame = frame.drop_duplicates(["subject_id", "timestamp"], keep="last").sort_values(["subject_id", "timestamp"])
+    rows = []
+    for subject_id, subject in frame.groupby("subject_id", sort=True):
+        stamps = pd.DatetimeIndex(subject["timestamp"]).tz_localize("UTC")  # numpy times: UTC without a zone
+        steps = pd.Series(np.where(subject["worn"], subject["steps"], np.nan), index=stamps)
+        # Every minute from the first to the last: a minute without a row is a minute without a value.
+        steps = steps.reindex(pd.date_range(stamps[0], stamps[-1], freq="min"))
+        activity = binarized(steps, activity_threshold) if activity_threshold is not None else steps
+        worn_per_day = steps.notna().groupby(steps.index.floor("D")).sum()
+        for day in worn_per_day.index:
+            start, end = day - (WINDOW_DAYS - 1) * _DAY, day + _DAY
+            window = activity[(activity.index >= start) & (activity.index < end)]
+            valid = int((worn_per_day[(worn_per_day.index >= start) & (worn_per_day.index < end)] >= min_wear_min)
+                        .sum())
+            row = {"subject_id": subject_id, "event_timestamp": end, "circadian_valid_days_7d_count": float(valid),
+                   "missing_reason": None}
+            if valid < min_valid_days:
+                row["missing_reason"] = (f"{valid} valid days in the 7 days to this one (needs {min_valid_days} with "
+                                         f"{min_wear_min} worn minutes)")
+                rows.append(row)
+                continue
+            local = window.tz_convert(timezone)
+            bins = hourly_bins(local, bin_minutes, definition)
+            extremes = least_and_most_active(local)
+            row.update(interdaily_stability_7d=interdaily_stability(bins, definition),
+                       intradaily_variability_7d=intradaily_variability(bins, definition),
+                       relative_amplitude_7d=extremes.relative_amplitude,
+                       l5_mean_7d_steps_per_min=extremes.l5, l5_onset_7d_min=extremes.l5_onset_min,
+                       m10_mean_7d_steps_per_min=extremes.m10, m10_onset_7d_min=extremes.m10_onset_min)
+            if not np.isfinite(extremes.l5):
+                row["missing_reason"] = "L5, M10 and RA need every minute of the day worn on at least one day"
+            rows.append(row)
+    return _table(rows, CIRCADIAN_DAILY_COLUMNS)

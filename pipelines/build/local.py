@@ -49,13 +49,15 @@ import pandas as pd
 
 from features.settings import BiomarkerSettings, family_settings, resolved_pipeline
 from pipelines.build.subjects import SubjectResult
-from pipelines.config import ENDPOINTS_SOURCE, SUBJECTS_SOURCE, StudyConfig
+from pipelines.config import ENDPOINTS_SOURCE, SUBJECTS_SOURCE, SourceConfig, StudyConfig
 from pipelines.ingest.lake import lake_versions as current_lake_versions
 from pipelines.ingest.lake import read_subject, read_table, subject_parts, table_parts
 from validation.schemas import SCHEMAS, SourceKind
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
+
+    from features.compute import Recording
 
 logger = logging.getLogger(__name__)
 
@@ -255,7 +257,7 @@ def _subject_result(config: StudyConfig, keys: dict[str, list[str]], lake_versio
 def _subject_tables(config: StudyConfig, keys: dict[str, list[str]], lake_versions: dict[str, int],
                     tables: list[str], subject_id: str, subject_row: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """Read one subject's curated data and compute its rows of ``tables``."""
-    from features.compute import Recording, SubjectInputs, compute_subject_tables
+    from features.compute import SubjectInputs, compute_subject_tables
 
     recordings: dict[str, list[Recording]] = {}
     for key, sources in keys.items():
@@ -268,8 +270,15 @@ def _subject_tables(config: StudyConfig, keys: dict[str, list[str]], lake_versio
             spec = config.sources[source]
             if not SCHEMAS[spec.kind].per_subject_column:
                 frame = frame.drop(columns="subject_id")
-            recordings.setdefault(key, []).append(Recording(frame, spec.sampling_rate_hz, spec.intervals_edited))
+            recordings.setdefault(key, []).append(source_recording(frame, spec))
     return compute_subject_tables(SubjectInputs(subject_id, recordings, subject_row, config.biomarkers), only=tables)
+
+
+def source_recording(frame: pd.DataFrame, spec: SourceConfig) -> Recording:
+    """A curated frame as the biomarker code takes it, with what its source says about it."""
+    from features.compute import Recording
+
+    return Recording(frame, spec.sampling_rate_hz, spec.intervals_edited, spec.timezone)
 
 
 def _map_local(compute: Callable[[str, pd.DataFrame], SubjectResult], subject_rows: dict[str, pd.DataFrame],

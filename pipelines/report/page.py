@@ -48,7 +48,7 @@ logger = logging.getLogger(__name__)
 
 REPORT_FILE = "study_report.html"
 KEY_BIOMARKERS = ("steps_sum_1d_count", "resting_heart_rate_1d_bpm", "total_sleep_time_night_min",
-                  "rmssd_morning_ms", "creatinine_last_mg_dl")
+                  "interdaily_stability_7d", "relative_amplitude_7d", "rmssd_morning_ms", "creatinine_last_mg_dl")
 GROUPINGS = {"arm": "arm", "site_id": "site"}  # enrollment column -> its name on the plots
 TRAJECTORY_SUBJECTS = 3
 HIGHEST_RISK_SHOWN = 10

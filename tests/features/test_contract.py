@@ -24,6 +24,7 @@ import pytest
 
 from features.biomarkers import activity
 from features.compute import COMPUTATIONS, Recording, SubjectInputs, compute_subject_tables
+from features.settings import BiomarkerSettings
 from features.tables import LIVE_VITALS, TABLES, TABLES_BY_NAME, FeatureTable
 
 KEYS = ("subject_id", "event_timestamp", "created_timestamp")
@@ -172,7 +173,7 @@ def write_one_subject(root: Path) -> str:
 def read_subject_inputs(root: Path, subject_id: str) -> SubjectInputs:
     """The subject's curated frames as the feature build assembles them (``pipelines.build.local``),
     read from the files by the study's own readers instead of from the lake."""
-    from pipelines.build.local import input_sources
+    from pipelines.build.local import input_sources, source_recording
     from pipelines.config import load_study
     from pipelines.ingest.readers import read_raw
     from pipelines.ingest.readers.tables import read_table
@@ -187,8 +188,12 @@ def read_subject_inputs(root: Path, subject_id: str) -> SubjectInputs:
             spec = config.sources[source]
             for path in sorted(config.data_root.glob(spec.pattern)):
                 frame = read_raw(path, spec).frame
-                recordings.setdefault(key, []).append(Recording(frame, spec.sampling_rate_hz))
-    return SubjectInputs(subject_id, recordings, subjects[subjects["subject_id"] == subject_id].reset_index(drop=True))
+                recordings.setdefault(key, []).append(source_recording(frame, spec))
+    # Three days hold fewer than the circadian window's five valid days: this test is about
+    # columns, not thresholds, so the window takes two.
+    settings = BiomarkerSettings(circadian={"min_valid_days": 2})
+    return SubjectInputs(subject_id, recordings, subjects[subjects["subject_id"] == subject_id].reset_index(drop=True),
+                         settings)
 
 
 def compute_with_raw_frames(inputs: SubjectInputs) -> tuple[dict[str, list[pd.DataFrame]], dict[str, pd.DataFrame]]:

@@ -1,0 +1,188 @@
+"""Circadian rest-activity measures: against pyActigraphy's published values on its example
+recording, against closed forms on constructed series, and the daily table."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.biomarkers import circadian
+from tests.reference_data import PYACTIGRAPHY_WHEEL, reference_file
+
+START = pd.Timestamp("2026-03-02", tz="UTC")
+
+
+def example_01() -> pd.Series:
+    """pyActigraphy's ``example_01.AWD`` (an Actiwatch 4, 60-s epochs, 18,401 epochs from
+    23-Jan-1918 13:58, the year anonymised): activity counts per minute.
+
+    Actiwatch AWD text: seven header lines (name, start date, start time, epoch code "4" = 60 s,
+    age, serial number, sex), then one epoch per line, its count first (a marker "M" may follow).
+    """
+    lines = reference_file(PYACTIGRAPHY_WHEEL, "pyActigraphy/tests/data/example_01.AWD").decode("ascii").splitlines()
+    assert lines[3].strip() == "4"  # 60-s epochs
+    counts = [float(line.split()[0]) for line in lines[7:] if line.strip()]
+    start = pd.Timestamp(f"{lines[1].strip()} {lines[2].strip()}")
+    return pd.Series(counts, index=pd.date_range(start, periods=len(counts), freq="min"))
+
+
+def test_pyactigraphy_example_recording_gives_its_published_values():
+    """Reference: pyActigraphy 1.2.2 (Hammad et al. 2021, GPL-3), ``example_01.AWD`` of its wheel
+    (SHA-256 checked), and the values its documentation publishes for it, in the executed
+    notebook ``docs/source/pyActigraphy-Non-parametric-variables.ipynb`` (defaults: activity
+    binarized above 4 counts, 1-h bins): IS 0.527656245354158, IV 0.32913524895082263; with
+    30-min bins IS 0.49538299172546324, IV 0.314973337080311; above 10 counts IS
+    0.5418567121727559, IV 0.33654319292100576; counts as they are IS 0.46561431150973936, IV
+    0.7095292983583361; RA 0.7576503909857768, unbinarized 0.9168632026873167.
+
+    L5 and M10 are not printed there; the values below are pyActigraphy 1.2.2's own output for
+    this file (binarized: L5 0.10512820512820513 from 02:02, an exact tie with 02:03, M10
+    0.7624465811965813 from 08:26; counts: L5 10.991794871794871 from 01:06, M10
+    253.43491452991452 from 08:27).
+    """
+    counts = example_01()
+    assert len(counts) == 18_401 and counts.sum() == 2_596_555
+    active = circadian.binarized(counts, 4)
+
+    def is_iv(activity: pd.Series, bin_minutes: int = 60) -> tuple[float, float]:
+        bins = circadian.hourly_bins(activity, bin_minutes, "pyactigraphy")
+        return (circadian.interdaily_stability(bins, "pyactigraphy"),
+                circadian.intradaily_variability(bins, "pyactigraphy"))
+
+    published = {
+        "binarized above 4": (is_iv(active), (0.527656245354158, 0.32913524895082263)),
+        "30-min bins": (is_iv(active, 30), (0.49538299172546324, 0.314973337080311)),
+        "binarized above 10": (is_iv(circadian.binarized(counts, 10)), (0.5418567121727559, 0.33654319292100576)),
+        "counts": (is_iv(counts), (0.46561431150973936, 0.7095292983583361)),
+    }
+    for case, (ours, theirs) in published.items():
+        assert ours == pytest.approx(theirs, abs=1e-6), case
+
+    binarized_extremes = circadian.least_and_most_active(active)
+    count_extremes = circadian.least_and_most_active(counts)
+    assert binarized_extremes.relative_amplitude == pytest.approx(0.7576503909857768, abs=1e-6)
+    assert count_extremes.relative_amplitude == pytest.approx(0.9168632026873167, abs=1e-6)
+    assert binarized_extremes.l5 == pytest.approx(0.10512820512820513, abs=1e-6)
+    assert binarized_extremes.l5_onset_min in (2 * 60 + 2, 2 * 60 + 3)  # the tie
+    assert binarized_extremes.m10 == pytest.approx(0.7624465811965813, abs=1e-6)
+    assert binarized_extremes.m10_onset_min == 8 * 60 + 26
+    assert (count_extremes.l5, count_extremes.l5_onset_min) == (pytest.approx(10.991794871794871, abs=1e-6), 66)
+    assert (count_extremes.m10, count_extremes.m10_onset_min) == (pytest.approx(253.43491452991452, abs=1e-6),
+                                                                  8 * 60 + 27)
+
+
+def minutes(values_by_minute_of_day: np.ndarray, days: int, start: pd.Timestamp = START) -> pd.Series:
+    """The same day ``days`` times, one value per minute."""
+    return pd.Series(np.tile(values_by_minute_of_day, days),
+                     index=pd.date_range(start, periods=1440 * days, freq="min"))
+
+
+def test_identical_days_are_perfectly_stable_and_alternating_hours_maximally_variable():
+    hour_of_day = np.arange(1440) // 60
+    alternating = minutes(np.where(hour_of_day % 2 == 0, 30.0, 0.0), days=7)
+    bins = circadian.hourly_bins(alternating)
+
+    assert circadian.interdaily_stability(bins) == pytest.approx(1.0)
+    # n * (n - 1) * d^2 / ((n - 1) * n * d^2 / 4) = 4 exactly, by van Someren's formula
+    assert circadian.intradaily_variability(bins) == pytest.approx(4.0)
+
+
+def test_a_smooth_daily_rhythm_is_stable_and_unfragmented_and_noise_is_neither():
+    minute_of_day = np.arange(1440)
+    sine = minutes(50 + 50 * np.sin(2 * np.pi * minute_of_day / 1440), days=7)
+    noise = pd.Series(np.random.default_rng(1).gamma(2.0, 10.0, 1440 * 14),
+                      index=pd.date_range(START, periods=1440 * 14, freq="min"))
+
+    sine_bins, noise_bins = circadian.hourly_bins(sine), circadian.hourly_bins(noise)
+    assert circadian.interdaily_stability(sine_bins) == pytest.approx(1.0)
+    # Successive hours of a sine of period p hours differ by 2 sin(pi / p) of its amplitude:
+    # IV = 2 (1 - cos(2 pi / 24)) = 0.068, over whole periods.
+    assert circadian.intradaily_variability(sine_bins) == pytest.approx(2 * (1 - np.cos(2 * np.pi / 24)), rel=0.01)
+    assert circadian.interdaily_stability(noise_bins) < 0.15  # about 1 / days for noise
+    assert circadian.intradaily_variability(noise_bins) == pytest.approx(2.0, rel=0.15)
+
+
+def test_l5_and_m10_of_a_day_active_from_8_to_18():
+    minute_of_day = np.arange(1440)
+    day = np.where((minute_of_day >= 8 * 60) & (minute_of_day < 18 * 60), 100.0, 0.0)
+    extremes = circadian.least_and_most_active(minutes(day, days=3))
+
+    assert (extremes.m10, extremes.m10_onset_min) == (100.0, 480.0)
+    assert (extremes.l5, extremes.l5_onset_min) == (0.0, 0.0)  # the earliest of the all-rest windows
+    assert extremes.relative_amplitude == 1.0
+
+
+def test_l5_spans_midnight_when_the_rest_does():
+    minute_of_day = np.arange(1440)
+    day = np.where((minute_of_day >= 22 * 60) | (minute_of_day < 3 * 60), 1.0, 50.0)  # rest 22:00-03:00
+    extremes = circadian.least_and_most_active(minutes(day, days=3))
+    assert (extremes.l5, extremes.l5_onset_min) == (1.0, 22 * 60.0)
+
+
+def test_unworn_minutes_are_left_out_not_taken_as_rest():
+    hour_of_day = np.arange(1440) // 60
+    rhythm = minutes(np.where((hour_of_day >= 8) & (hour_of_day < 20), 40.0, 5.0), days=7)
+    unworn = rhythm.copy()
+    unworn.iloc[np.random.default_rng(2).choice(unworn.size, unworn.size // 5, replace=False)] = np.nan
+
+    for measure in (circadian.interdaily_stability, circadian.intradaily_variability):
+        assert measure(circadian.hourly_bins(unworn)) == pytest.approx(measure(circadian.hourly_bins(rhythm)))
+    assert circadian.least_and_most_active(unworn) == circadian.least_and_most_active(rhythm)
+    # A minute of the day never worn: no average day to take L5 and M10 from.
+    rhythm[rhythm.index.hour * 60 + rhythm.index.minute == 180] = np.nan
+    assert math.isnan(circadian.least_and_most_active(rhythm).l5)
+
+
+def test_too_little_or_constant_data_gives_nan_and_bad_input_is_refused():
+    flat = minutes(np.full(1440, 7.0), days=2)
+    assert math.isnan(circadian.interdaily_stability(circadian.hourly_bins(flat)))
+    assert math.isnan(circadian.intradaily_variability(circadian.hourly_bins(flat)))
+    assert math.isnan(circadian.interdaily_stability(pd.Series([1.0], index=[START])))
+    assert math.isnan(circadian.relative_amplitude(0.0, 0.0))
+    with pytest.raises(ValueError, match="DatetimeIndex"):
+        circadian.hourly_bins(pd.Series([1.0, 2.0]))
+    with pytest.raises(ValueError, match="negative"):
+        circadian.hourly_bins(pd.Series([1.0, -2.0], index=pd.date_range(START, periods=2, freq="min")))
+
+
+def minute_frame(days: int, worn_hours: tuple[int, int] = (0, 24)) -> pd.DataFrame:
+    """A wearer active 08:00-18:00 UTC (about 60 steps/min), resting otherwise, for ``days`` days;
+    the device worn in ``worn_hours`` only."""
+    stamps = pd.date_range(START, periods=1440 * days, freq="min")
+    hour = stamps.hour
+    steps = np.where((hour >= 8) & (hour < 18), 60.0, 0.0) + np.random.default_rng(3).poisson(2.0, stamps.size)
+    return pd.DataFrame({"subject_id": "S0001", "timestamp": stamps, "steps_count": steps,
+                         "heart_rate_bpm": 70.0, "sleep_stage": None,
+                         "wear": (hour >= worn_hours[0]) & (hour < worn_hours[1])})
+
+
+def test_the_daily_table_takes_the_week_to_each_day_in_the_wearers_time():
+    frame = minute_frame(days=8)
+    before = frame.copy()
+
+    utc = circadian.circadian_daily_features(frame)
+    local = circadian.circadian_daily_features(frame, timezone="Asia/Kolkata")  # UTC+5:30, no daylight saving
+
+    pd.testing.assert_frame_equal(frame, before)
+    assert list(utc.columns) == list(circadian.CIRCADIAN_DAILY_COLUMNS)
+    assert list(utc["event_timestamp"]) == [START + pd.Timedelta(days=day) for day in range(1, 9)]
+    early, later = utc.iloc[:4], utc.iloc[4:]
+    assert early["interdaily_stability_7d"].isna().all()
+    assert early["missing_reason"].iloc[0] == "1 valid days in the 7 days to this one (needs 5 with 600 worn minutes)"
+    assert later["missing_reason"].isna().all() and (later["circadian_valid_days_7d_count"] >= 5).all()
+    assert (later["interdaily_stability_7d"] > 0.9).all() and (later["relative_amplitude_7d"] > 0.9).all()
+    assert (later["m10_onset_7d_min"] == 8 * 60).all()
+    # The same minutes on a clock in India: the active day starts at 13:30 local.
+    assert (local.iloc[4:]["m10_onset_7d_min"] == 13 * 60 + 30).all()
+    assert local.iloc[4:]["interdaily_stability_7d"].to_numpy() == pytest.approx(
+        later["interdaily_stability_7d"].to_numpy(), abs=0.02)
+
+
+def test_the_daily_table_says_why_when_the_nights_are_never_worn():
+    table = circadian.circadian_daily_features(minute_frame(days=7, worn_hours=(6, 23)))
+    last = table.iloc[-1]
+    assert np.isfinite(last["interdaily_stability_7d"]) and math.isnan(last["l5_mean_7d_steps_per_min"])
+    assert last["missing_reason"] == "L5, M10 and RA need every minute of the day worn on at least one day"
