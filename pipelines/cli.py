@@ -236,9 +236,10 @@ def build_features_command(
     workers: Annotated[int, typer.Option(help="engine local: processes computing subjects in parallel")] = 2,
     force: Annotated[bool, typer.Option(help="rebuild even when no curated data changed")] = False,
     lake_versions_of: Annotated[str | None, typer.Option(
-        help="build from the lake as a training run read it (its recorded table versions): the run's id, or its "
-             "model version NAME@ALIAS or NAME/VERSION; `reproduce` then matches after newer data arrived. Build "
-             "again without it to return to the newest lake")] = None,
+        help="build as a training run's tables were built: from the lake as it read it (its recorded table "
+             "versions) and with the biomarker settings it recorded; the run's id, or its model version NAME@ALIAS or "
+             "NAME/VERSION; `reproduce` then matches after newer data arrived or the settings changed. Build again "
+             "without it to return to the newest lake and the study's settings")] = None,
 ) -> None:
     """Compute every biomarker feature table from the curated lake, one subject per task.
 
@@ -248,11 +249,18 @@ def build_features_command(
     lake_versions = None
     if lake_versions_of is not None:
         with _registry_errors(), _quiet_mlflow():
-            from pipelines.models.registry import recorded_lake_versions
+            from pipelines.models.registry import recorded_build
 
-            lake_versions = recorded_lake_versions(config, lake_versions_of)
+            recorded = recorded_build(config, lake_versions_of)
+        lake_versions = recorded.lake_versions
         console.print("building from the lake as it was: "
                       + ", ".join(f"{source} v{version}" for source, version in sorted(lake_versions.items())))
+        if recorded.settings is None:
+            console.print("the run recorded no biomarker settings (trained before they were recorded): building with "
+                          "the study's own")
+        elif recorded.settings != config.biomarkers:
+            console.print("with the biomarker settings the run recorded (they differ from the study's now)")
+            config = config.model_copy(update={"biomarkers": recorded.settings})
     _build_features(config, workers, force, engine, lake_versions)
 
 

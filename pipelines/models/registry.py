@@ -23,6 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from adapters.tracking import Lineage, ModelReference, read_lineage
+from features.settings import BiomarkerSettings
 from pipelines.config import StudyConfig
 from pipelines.models.train import (
     TrainingError,
@@ -243,26 +244,39 @@ def reproduce(config: StudyConfig, reference: str, *, repo_path: Path | None = N
     result["reproduced"] = all(check["match"] for check in result["checks"].values())
     if not result["reproduced"] and record.feature_build != _current_build(config, repo_path, yaml_file):
         versions = record.feature_build.get("lake_versions")
-        result["hint"] = ("the feature tables were rebuilt since this run (new curated data or feature code): "
-                          "rebuild them from the recorded inputs to reproduce it"
-                          + (f" (the lake as it was: biomarkers build-features STUDY --lake-versions-of {reference};"
-                             " without the option it returns to the newest lake)" if versions else ""))
+        result["hint"] = ("the feature tables were rebuilt since this run (new curated data, feature code or "
+                          "biomarker settings): rebuild them from the recorded inputs to reproduce it"
+                          + (" (the lake and settings as they were: biomarkers build-features STUDY "
+                             f"--lake-versions-of {reference}; without the option it returns to the newest lake and "
+                             "the study's settings)" if versions else ""))
     return result
 
 
-def recorded_lake_versions(config: StudyConfig, reference: str) -> dict[str, int]:
-    """The lake snapshot (source -> Delta table version) that a training run's feature tables were built from.
+@dataclass(frozen=True)
+class RecordedBuild:
+    """What a training run's feature tables were built from: the lake snapshot (source -> Delta
+    table version) and the biomarker settings (``None`` for a run that recorded none)."""
 
-    ``reference`` is the run's id or its model version (``NAME@ALIAS``, ``NAME/VERSION``). Those
-    versions stay readable (time travel) while the lake moves on: superseded parts are kept.
+    lake_versions: dict[str, int]
+    settings: BiomarkerSettings | None
+
+
+def recorded_build(config: StudyConfig, reference: str) -> RecordedBuild:
+    """The lake snapshot and biomarker settings a training run's feature tables were built from.
+
+    ``reference`` is the run's id or its model version (``NAME@ALIAS``, ``NAME/VERSION``). The
+    lake versions stay readable (time travel) while the lake moves on: superseded parts are kept.
     """
     _, version, run_id = resolve(config, reference)
     run_id = version.run_id if version is not None else run_id
-    versions = run_lineage(run_id).feature_build.get("lake_versions")
+    feature_build = run_lineage(run_id).feature_build
+    versions = feature_build.get("lake_versions")
     if not versions:
         raise RegistryError(f"run {run_id} recorded no lake versions: it was trained before the curated lake "
                             "had versioned tables, so the lake as it read it cannot be named")
-    return {str(source): int(number) for source, number in versions.items()}
+    pipeline = feature_build.get("pipeline")
+    return RecordedBuild({str(source): int(number) for source, number in versions.items()},
+                         BiomarkerSettings.model_validate(pipeline["settings"]) if pipeline else None)
 
 
 def _current_build(config: StudyConfig, repo_path: Path | None, yaml_file: Path | None) -> dict:

@@ -309,16 +309,17 @@ def test_a_run_is_reproduced_from_the_lake_as_it_was_after_the_lake_moved_on(stu
     """A re-exported raw file moves the lake on and a build publishes it; the run's recorded table
     versions still rebuild its training set exactly (time travel). The raw file and the published
     tables are put back afterwards, byte for byte, for the other tests of the module."""
+    from features.settings import BiomarkerSettings
     from pipelines.build.local import MANIFEST
-    from pipelines.models.registry import recorded_lake_versions, reproduce
+    from pipelines.models.registry import recorded_build, reproduce
 
     config, result = trained
     _, repo, tables = study
     raw = config.data_root / "raw" / "minute" / "S0001_minute.csv"
     original = raw.read_bytes()
     published = {path: path.read_bytes() for path in tables.iterdir() if path.is_file()}
-    recorded = recorded_lake_versions(config, f"{result.registered_name}/{result.version}")
-    assert recorded == recorded_lake_versions(config, result.run_id)
+    recorded = recorded_build(config, f"{result.registered_name}/{result.version}").lake_versions
+    assert recorded == recorded_build(config, result.run_id).lake_versions
     try:
         minutes = pd.read_csv(raw)
         minutes.loc[minutes["worn"] == 1, "steps"] += 7  # the vendor re-exported the file with corrected steps
@@ -338,6 +339,17 @@ def test_a_run_is_reproduced_from_the_lake_as_it_was_after_the_lake_moved_on(stu
         again = reproduce(config, result.run_id, repo_path=repo)
         assert again["reproduced"], again
         assert again["checks"]["training_frame_sha256"]["rebuilt"] == result.training_sha256
+
+        # The study then changes an algorithm that feeds the model's features: the run's recorded
+        # settings rebuild what it trained on.
+        changed = config.model_copy(update={"biomarkers": BiomarkerSettings(hrv={"artefact_method": "local_median"})})
+        assert build_features(changed, tables, workers=1, lake_versions=recorded).computed == ["cardiac"]
+        assert not reproduce(changed, result.run_id, repo_path=repo)["reproduced"]
+        as_built = recorded_build(changed, result.run_id)
+        assert as_built.settings == config.biomarkers
+        build_features(changed.model_copy(update={"biomarkers": as_built.settings}), tables, workers=1,
+                       lake_versions=as_built.lake_versions)
+        assert reproduce(changed, result.run_id, repo_path=repo)["reproduced"]
     finally:
         raw.write_bytes(original)
         ingest_study(config, workers=1)
