@@ -18,6 +18,10 @@ PYACTIGRAPHY_WHEEL = "pyActigraphy-1.2.2-py3-none-any.whl"
 
 SHA256 = {
     "pyActigraphy/tests/data/example_01.AWD": "7a18100d3c883049e0a8feda387859414b031b01cb129c74b749fd3f8dc13864",
+    "pyActigraphy/tests/data/example_02.AWD": "5392d264ad03cd932a51dca2cd65e8864c9ddfb05a4e3ec3c6428ae988baf5b0",
+    "pyActigraphy/tests/data/example_03.AWD": "765781ede2ccefd01b7e396ff09596caf780e939d32aa2e9c87f718ee87d79ca",
+    "pyActigraphy/tests/data/example_04.AWD": "f6d9f869f214b20b19a4a2718a1115aaa4ccc942fb46554ffd9a4509e2c2cc30",
+    "pyActigraphy/tests/data/example_05.AWD": "0c728a780b2f5ac9ac3ed7a25b445485231452098bcaaf67e78458016c21fa24",
 }
 
 

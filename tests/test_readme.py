@@ -136,6 +136,7 @@ class Shell:
         self.process = subprocess.Popen(["bash", "--noprofile", "--norc"], stdin=subprocess.PIPE, cwd=cwd,
                                         env=environment, stdout=self.log_file, stderr=subprocess.STDOUT,
                                         text=True, start_new_session=True)
+        self.seconds: dict[str, float] = {}  # command -> wall time, to see where the test's time goes
         self.run("set -m")
 
     def run(self, command: str, timeout_s: float = 600) -> tuple[int, str]:
@@ -145,12 +146,14 @@ class Shell:
         end = f"README_STATUS=$?; echo ''\necho \"__end_{marker}_${{README_STATUS}}__\"\n"
         self.process.stdin.write(f"{command}\n{end}")
         self.process.stdin.flush()
-        deadline = time.monotonic() + timeout_s
+        began = time.monotonic()
+        deadline = began + timeout_s
         pattern = re.compile(rf"__end_{marker}_(\d+)__")
         while True:
             output = self.log.read_bytes()[start:].decode(errors="replace")
             found = pattern.search(output)
             if found:
+                self.seconds[command] = self.seconds.get(command, 0.0) + time.monotonic() - began
                 return int(found.group(1)), output[:found.start()]
             if self.process.poll() is not None:
                 raise AssertionError(f"the shell exited while running {command!r}:\n{output[-3000:]}")
@@ -326,6 +329,9 @@ def test_the_readme_works_as_written(checkout: Path, tmp_path: Path) -> None:
                     stop(pid)
     finally:
         shell.close()
+        slowest = sorted(shell.seconds.items(), key=lambda item: -item[1])[:15]
+        print("slowest README commands (s):", *(f"{seconds:7.1f}  {command[:110]}" for command, seconds in slowest),
+              sep="\n")  # shown with `pytest -s` or on failure
     unchecked = set(ReadmeChecks.EXPECTED) - checks.done
     assert unchecked == set(), f"promised results not checked: {unchecked}"
 

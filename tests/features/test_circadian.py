@@ -15,14 +15,15 @@ from tests.reference_data import PYACTIGRAPHY_WHEEL, reference_file
 START = pd.Timestamp("2026-03-02", tz="UTC")
 
 
-def example_01() -> pd.Series:
-    """pyActigraphy's ``example_01.AWD`` (an Actiwatch 4, 60-s epochs, 18,401 epochs from
-    23-Jan-1918 13:58, the year anonymised): activity counts per minute.
+def awd_example(number: int) -> pd.Series:
+    """pyActigraphy's ``example_0<number>.AWD`` (Actiwatch 4 recordings, 60-s epochs, the years
+    anonymised as 1918): activity counts per minute.
 
     Actiwatch AWD text: seven header lines (name, start date, start time, epoch code "4" = 60 s,
     age, serial number, sex), then one epoch per line, its count first (a marker "M" may follow).
     """
-    lines = reference_file(PYACTIGRAPHY_WHEEL, "pyActigraphy/tests/data/example_01.AWD").decode("ascii").splitlines()
+    member = f"pyActigraphy/tests/data/example_{number:02d}.AWD"
+    lines = reference_file(PYACTIGRAPHY_WHEEL, member).decode("ascii").splitlines()
     assert lines[3].strip() == "4"  # 60-s epochs
     counts = [float(line.split()[0]) for line in lines[7:] if line.strip()]
     start = pd.Timestamp(f"{lines[1].strip()} {lines[2].strip()}")
@@ -43,7 +44,7 @@ def test_pyactigraphy_example_recording_gives_its_published_values():
     0.7624465811965813 from 08:26; counts: L5 10.991794871794871 from 01:06, M10
     253.43491452991452 from 08:27).
     """
-    counts = example_01()
+    counts = awd_example(1)
     assert len(counts) == 18_401 and counts.sum() == 2_596_555
     active = circadian.binarized(counts, 4)
 
@@ -72,6 +73,15 @@ def test_pyactigraphy_example_recording_gives_its_published_values():
     assert (count_extremes.l5, count_extremes.l5_onset_min) == (pytest.approx(10.991794871794871, abs=1e-6), 66)
     assert (count_extremes.m10, count_extremes.m10_onset_min) == (pytest.approx(253.43491452991452, abs=1e-6),
                                                                   8 * 60 + 27)
+
+
+@pytest.mark.parametrize(("number", "published"), [
+    (2, 0.5237758757150337), (3, 0.3720781873681576), (4, 0.2551624866267735), (5, 0.6595438549841431)])
+def test_pyactigraphys_other_example_recordings_give_their_published_interdaily_stability(number, published):
+    """IS with pyActigraphy's defaults (binarized above 4 counts, 1-h bins), as its documentation
+    publishes it for each example recording (``docs/source/pyActigraphy-Batch.ipynb``)."""
+    bins = circadian.hourly_bins(circadian.binarized(awd_example(number), 4), 60, "pyactigraphy")
+    assert circadian.interdaily_stability(bins, "pyactigraphy") == pytest.approx(published, abs=1e-6)
 
 
 def minutes(values_by_minute_of_day: np.ndarray, days: int, start: pd.Timestamp = START) -> pd.Series:
