@@ -193,7 +193,12 @@ def build_features(
     summary.computed = stale
     for table in TABLES:
         frames = results.get(table.name)
-        if table.name in kept or not frames:
+        if table.name in kept:
+            continue
+        if not frames:
+            # Nothing feeds it any more (a source left the study): a table of the last build would
+            # otherwise go on serving its old rows as if they were current.
+            (out_dir / f"{table.name}.parquet").unlink(missing_ok=True)
             continue
         frame = pd.concat(frames, ignore_index=True).sort_values(["subject_id", "event_timestamp"], ignore_index=True)
         frame["created_timestamp"] = created

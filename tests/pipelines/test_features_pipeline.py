@@ -108,6 +108,23 @@ def test_changing_one_familys_settings_rebuilds_only_its_tables_and_records_them
                                   old.drop(columns="created_timestamp"))
 
 
+def test_a_table_that_nothing_feeds_any_more_is_withdrawn(built, tmp_path) -> None:
+    import shutil
+
+    _, config, first, tables, _ = built
+    copy = tmp_path / "tables"
+    shutil.copytree(tables, copy)
+    cardiac_sources = {name for name, source in config.sources.items() if source.kind in ("rr_intervals", "ecg", "ppg")}
+    without = config.model_copy(update={"sources": {name: source for name, source in config.sources.items()
+                                                    if name not in cardiac_sources}})
+
+    summary = build_features(without, copy, workers=1)
+
+    assert "cardiac" in first.tables and "cardiac" not in summary.tables
+    assert not (copy / "cardiac.parquet").exists()
+    assert set(summary.tables) == set(first.tables) - {"cardiac"}
+
+
 def test_online_features_are_read_back_through_feast(built) -> None:
     manifest, _, _, tables, repo = built
     subjects = list(manifest.subject_ids[:2])
