@@ -57,6 +57,9 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from features.biomarkers._frames import _empty_frame, _require_columns, _table, _utc
+from features.biomarkers.activity import MIN_WEAR_MIN
+
 Definition = Literal["van_someren_1999", "pyactigraphy"]
 DEFINITIONS: tuple[Definition, ...] = ("van_someren_1999", "pyactigraphy")
 
@@ -241,7 +244,7 @@ def circadian_daily_features(
     bin_minutes: int = 60,
     activity_threshold: float | None = None,
     min_valid_days: int = 5,
-    min_wear_min: int = 600,
+    min_wear_min: int = MIN_WEAR_MIN,
 ) -> pd.DataFrame:
     """The rest-activity rhythm of the 7 days ending with each UTC day, from minute-level steps.
 
@@ -277,8 +280,6 @@ def circadian_daily_features(
         Columns :data:`CIRCADIAN_DAILY_COLUMNS`, one row per subject and UTC day present in
         ``minute``, sorted by subject and day.
     """
-    from features.biomarkers._frames import _empty_frame, _require_columns, _table, _utc
-
     _require_columns(minute, ("subject_id", "timestamp", "steps_count", "wear"), "MINUTE_WEARABLE")
     frame = pd.DataFrame({
         "subject_id": minute["subject_id"].astype(str).to_numpy(),
@@ -296,12 +297,13 @@ def circadian_daily_features(
         # Every minute from the first to the last: a minute without a row is a minute without a value.
         steps = steps.reindex(pd.date_range(stamps[0], stamps[-1], freq="min"))
         activity = binarized(steps, activity_threshold) if activity_threshold is not None else steps
+        # Every day from the first to the last is there (the minutes were reindexed): a rolling
+        # count over 7 rows is the count over the 7 days.
         worn_per_day = steps.notna().groupby(steps.index.floor("D")).sum()
-        for day in worn_per_day.index:
+        valid_days = (worn_per_day >= min_wear_min).astype(int).rolling(WINDOW_DAYS, min_periods=1).sum()
+        for day, valid in valid_days.astype(int).items():
             start, end = day - (WINDOW_DAYS - 1) * _DAY, day + _DAY
-            window = activity[(activity.index >= start) & (activity.index < end)]
-            valid = int((worn_per_day[(worn_per_day.index >= start) & (worn_per_day.index < end)] >= min_wear_min)
-                        .sum())
+            window = activity.loc[start:end - pd.Timedelta(minutes=1)]
             row = {"subject_id": subject_id, "event_timestamp": end, "circadian_valid_days_7d_count": float(valid),
                    "missing_reason": None}
             if valid < min_valid_days:
