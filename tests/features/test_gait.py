@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from features.biomarkers import gait
 from features.biomarkers.gait import (
+    GAIT_BOUT_COLUMNS,
     GAIT_DAILY_COLUMNS,
     coefficient_of_variation_percent,
+    gait_bouts,
     gait_daily_features,
     skdh_gait_pipeline,
     stride_time_s,
 )
 
 HEIGHT_M = 1.70
+# Mobilise-D lab recordings with the INDIP reference, from mobgap's example data: see
+# tests/data/gait/README.md for the source, licence and how they were extracted.
+GAIT_DATA = Path(__file__).resolve().parents[1] / "data" / "gait"
 NOT_COUNTS = ("cadence_mean_1d_steps_per_min", "gait_speed_mean_1d_m_s", "stride_time_mean_1d_s",
               "stride_time_cv_1d_percent")
 
@@ -127,9 +134,122 @@ def test_stride_time_and_its_variability():
     assert math.isnan(coefficient_of_variation_percent(np.array([1.0])))
 
 
-def test_skdh_gait_pipeline_steps():
+def test_skdh_gait_pipeline_is_data_that_saves_and_loads(tmp_path):
+    import skdh
+
     pipeline = skdh_gait_pipeline(50.0)
     assert [type(step).__name__ for step in pipeline._steps] == [
-        "GetDayWindowIndices", "PredictGaitLumbarLgbm", "GaitLumbar"]
+        "GetDayWindowIndices", "PaddedPredictGaitLumbarLgbm", "GaitLumbar"]
+    path = tmp_path / "gait.skdh"
+    pipeline.save(str(path))
+    loaded = skdh.Pipeline(load_kwargs={"file": str(path)})
+    assert type(loaded._steps[1]) is gait.PaddedPredictGaitLumbarLgbm
+    assert loaded._steps[1].pad_s == gait.BOUT_PAD_S == 3.0
     with pytest.raises(ValueError, match="20 Hz"):
         skdh_gait_pipeline(10.0)
+
+
+def _mobgap_recording(name: str) -> tuple[pd.DataFrame, float]:
+    """One lower-back recording of tests/data/gait as a canonical ACCELEROMETRY frame, and its
+    sampling rate (Hz). The sensor's timestamps lie within 0.3 us of this regular grid."""
+    with np.load(GAIT_DATA / "mobgap_lab_lowback.npz") as npz:
+        accel_g = npz[f"{name}.accel_g"]
+        start_s, fs_hz = float(npz[f"{name}.start_unix_s"]), float(npz[f"{name}.fs_hz"])
+    frame = pd.DataFrame({
+        "timestamp": pd.to_datetime(start_s + np.arange(len(accel_g)) / fs_hz, unit="s", utc=True),
+        **{f"accel_{axis}_g": accel_g[:, k] for k, axis in enumerate("xyz")},
+    })
+    return frame, fs_hz
+
+
+def _indip_walking_bouts(name: str) -> pd.DataFrame:
+    """The INDIP reference's walking bouts of one recording; start_s and end_s from the
+    recording's first sample (the file's values are MATLAB 1-based: minus one sample)."""
+    table = pd.read_csv(GAIT_DATA / "mobgap_lab_indip_walking_bouts.csv", dtype={"participant_id": str})
+    rows = table[table[["cohort", "participant_id", "test", "trial"]].agg("_".join, axis=1) == name]
+    return rows.assign(start_s=rows["start_s"] - 0.01, end_s=rows["end_s"] - 0.01).reset_index(drop=True)
+
+
+def _relative_s(stamps: pd.Series, frame: pd.DataFrame) -> np.ndarray:
+    return (stamps - frame["timestamp"].iloc[0]).dt.total_seconds().to_numpy()
+
+
+STRAIGHT_WALKS = ("HA_001_Test5_Trial1", "HA_001_Test5_Trial2", "MS_001_Test5_Trial1", "MS_001_Test5_Trial2")
+
+
+def test_straight_walks_match_the_indip_reference_in_steps_duration_and_cadence():
+    """Mobilise-D Technical Validation Study, lab test 5 (straight walking at comfortable
+    speed), participants HA/001 (healthy adult) and MS/001 (multiple sclerosis), two trials
+    each: lower-back McRoberts MoveMonitor+ at 100 Hz; reference: the INDIP multi-sensor
+    system's walking bouts (Salis et al. 2023, doi:10.3389/fbioe.2023.1143248), 9 initial
+    contacts each, 36 in all.
+
+    The targets hold in total over the four walks: steps (initial contacts) and bout duration
+    within 5 %, cadence (the mean of the four bouts' cadences) within 2 %. Measured: 35 / 36
+    steps (-2.8 %), 17.99 / 18.47 s (-2.6 %), 104.4 / 105.7 steps/min (-1.2 %). Per walk they
+    do not all hold: in MS/001 trial 1 the last contact, which starts no stride, fails SKDH's
+    stride quality control (8 of 9 steps; the bout ends one step, 0.57 s, early). Each walk is
+    found as one bout that starts within 0.25 s of INDIP's bout (measured: within 0.1 s) and
+    ends within 0.25 s of it (measured: within 0.1 s) but for a missed last contact.
+    """
+    ours, reference = [], []
+    for name in STRAIGHT_WALKS:
+        frame, fs_hz = _mobgap_recording(name)
+        bouts = gait_bouts(frame, fs_hz, name[:6])
+        indip = _indip_walking_bouts(name)
+        assert list(bouts.columns) == list(GAIT_BOUT_COLUMNS)
+        assert len(bouts) == len(indip) == 1, name
+        missed = indip["initial_contacts_count"].iloc[0] - bouts["bout_steps_count"].iloc[0]
+        step_s = 60.0 / indip["cadence_steps_per_min"].iloc[0]
+        assert missed in (0, 1), name
+        assert abs(_relative_s(bouts["bout_start"], frame)[0] - indip["start_s"].iloc[0]) <= 0.25, name
+        assert abs(_relative_s(bouts["bout_end"], frame)[0] - indip["end_s"].iloc[0]) <= 0.25 + missed * step_s, name
+        ours.append(bouts.iloc[0])
+        reference.append(indip.iloc[0])
+    ours, reference = pd.DataFrame(ours), pd.DataFrame(reference)
+
+    assert ours["bout_steps_count"].sum() == pytest.approx(reference["initial_contacts_count"].sum(), rel=0.05)
+    assert ours["bout_duration_s"].sum() == pytest.approx(reference["duration_s"].sum(), rel=0.05)
+    assert ours["bout_cadence_mean_steps_per_min"].mean() == pytest.approx(
+        reference["cadence_steps_per_min"].mean(), rel=0.02)
+
+    # The daily table counts the same bouts and steps.
+    frame, fs_hz = _mobgap_recording(STRAIGHT_WALKS[0])
+    day = gait_daily_features(frame, fs_hz, "HA_001").iloc[0]
+    assert (day["gait_bouts_1d_count"], day["gait_steps_1d_count"]) == (1, ours["bout_steps_count"].iloc[0])
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "known limitation of SKDH 0.17.18 gait: in simulated daily living (turns, slow irregular steps) its "
+    "classifier marks only parts of the walks as gait and its stride quality control rejects most contacts; "
+    "measured 8 of 54 INDIP steps, one bout of three"))
+def test_daily_living_walks_match_the_indip_reference():
+    """Mobilise-D lab test 11 (simulated activities of daily living), participant HA/002:
+    three INDIP walking bouts of 6.45, 18.07 and 16.24 s with 11, 22 and 21 initial contacts
+    (54; INDIP could time 46 of them) at 92.8, 74.2 and 84.5 steps/min. Same targets, in total,
+    as the straight walks. Measured: one bout, 62.6-69.8 s from the start, of 8 steps, 7.19 s,
+    81.1 steps/min: -85 % steps, -82 % duration, -3.3 % cadence."""
+    name = "HA_002_Test11_Trial1"
+    frame, fs_hz = _mobgap_recording(name)
+    bouts = gait_bouts(frame, fs_hz, "HA_002")
+    indip = _indip_walking_bouts(name)
+    assert bouts["bout_steps_count"].sum() == pytest.approx(indip["initial_contacts_count"].sum(), rel=0.05)
+    assert bouts["bout_duration_s"].sum() == pytest.approx(indip["duration_s"].sum(), rel=0.05)
+    assert bouts["bout_cadence_mean_steps_per_min"].mean() == pytest.approx(
+        indip["cadence_steps_per_min"].mean(), rel=0.02)
+
+
+def test_gait_bouts_of_a_recording_without_walking_or_too_short_are_empty():
+    fs_hz = 50.0
+    n = int(60 * fs_hz)
+    rng = np.random.default_rng(2)
+    standing = np.c_[np.ones(n), np.zeros(n), np.zeros(n)] + rng.normal(0, 0.005, (n, 3))
+    frame = pd.DataFrame({"timestamp": pd.Timestamp("2024-03-05 10:00", tz="UTC")
+                          + pd.to_timedelta(np.arange(n) / fs_hz, unit="s"),
+                          **{f"accel_{a}_g": standing[:, k].astype(np.float32) for k, a in enumerate("xyz")}})
+    for recording in (frame, frame.iloc[:100]):
+        bouts = gait_bouts(recording, fs_hz, "S0001")
+        assert bouts.empty and list(bouts.columns) == list(GAIT_BOUT_COLUMNS)
+        assert str(bouts["bout_start"].dtype) == "datetime64[ns, UTC]"
+    with pytest.raises(ValueError, match="20 Hz"):
+        gait_bouts(frame.iloc[::5], fs_hz / 5, "S0001")
