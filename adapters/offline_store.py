@@ -280,7 +280,7 @@ class PushLog:
         for _ in range(5):
             try:
                 sources = ([self.path] if self.path.is_file() else []) + self.parts()
-                tables = [pq.read_table(source, columns=columns, filters=filters) for source in sources]
+                tables = [read_parquet_whole(source, columns, filters) for source in sources]
             except FileNotFoundError:  # folded away meanwhile: the file holds it now
                 continue
             if not tables:
@@ -349,6 +349,14 @@ def _last_per_key(table: pa.Table, key_columns: list[str]) -> pa.Table:
     finally:
         connection.close()
     return table.take(pa.array(last, type=pa.int64()))
+
+
+def read_parquet_whole(path: Path, columns: list[str] | None, filters) -> pa.Table:
+    """One Parquet file, opened once: Arrow opens a path again between its footer and its pages,
+    and a fold renaming a new file over it in between would pair one file's footer with the
+    other's pages. An open file stays the version it was when opened."""
+    with path.open("rb") as handle:
+        return pq.read_table(handle, columns=columns, filters=filters)
 
 
 def _write_atomically(table: pa.Table, target: Path) -> None:

@@ -255,16 +255,17 @@ def _read_log(store, view, columns: list[str], filters):
     The project's offline store reads pushes not yet folded into the log file too
     (``read_push_log``); with any other store, the file is read as it is.
     """
-    import pyarrow.parquet as pq
-
-    from adapters.offline_store import source_path
+    from adapters.offline_store import read_parquet_whole, source_path
 
     config = store.config
     read = getattr(store._get_provider().offline_store, "read_push_log", None)
     if read is not None:
         return read(config, view, columns, filters)
     path = source_path(view.batch_source, store.repo_path)
-    return pq.read_table(path, columns=columns, filters=filters) if path.is_file() else None
+    try:
+        return read_parquet_whole(path, columns, filters)
+    except FileNotFoundError:
+        return None
 
 
 def recent_observations(store, view, subject_ids: Sequence[str], since: datetime,

@@ -260,3 +260,40 @@ def test_a_push_that_does_not_fit_the_declared_schema_is_refused_before_anything
         log.append(table())
     assert "vital_signs_live.parquet" in str(refused.value)
     assert len(log.parts()) == 1 and log.read().to_pylist() == before
+
+
+def test_a_push_log_read_while_folds_replace_its_file_never_mixes_two_versions(tmp_path):
+    """A reader racing a writer that renames new versions of the log file over it (as folds do):
+    Arrow opened the path twice per read, and a rename in between paired one version's footer with
+    the other's pages ("Page was smaller than expected"), which killed the reading consumer; about
+    a third of such reads failed before the log read each file through one open handle."""
+    import threading
+
+    import pyarrow as pa
+
+    from adapters.offline_store import PushLog, _write_atomically
+
+    log = PushLog(tmp_path / "log.parquet", ["subject_id", "event_timestamp"])
+
+    def version(rows: int) -> pa.Table:
+        return pa.table({"subject_id": [f"S{i}" for i in range(rows)],
+                         "event_timestamp": pa.array(range(rows), pa.int64()),
+                         "value": pa.array([float(i) for i in range(rows)])})
+
+    _write_atomically(version(10), log.path)
+    stop = threading.Event()
+
+    def fold_again_and_again() -> None:
+        rows = 10
+        while not stop.is_set():
+            rows = 10 + (rows * 7) % 500
+            _write_atomically(version(rows), log.path)
+
+    writer = threading.Thread(target=fold_again_and_again)
+    writer.start()
+    try:
+        sizes = {log.read().num_rows for _ in range(300)}
+    finally:
+        stop.set()
+        writer.join()
+    assert sizes and all(10 <= size < 510 for size in sizes)
