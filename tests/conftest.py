@@ -19,6 +19,17 @@ PG_ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_t
 DEVICES_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "devices"
 
 
+# The longest modules, started first: with two workers handing out whole modules (`-n 2 --dist
+# loadfile`, see pyproject.toml), the README walk-through (about ten minutes) then runs beside
+# the rest of the suite instead of after it, on one core while the other waits.
+SLOWEST_FIRST = ("tests/test_readme.py", "tests/pipelines/test_train.py", "tests/test_wheel.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {module: position for position, module in enumerate(SLOWEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))  # stable: the rest keep order
+
+
 @pytest.fixture(scope="session")
 def devices_dir() -> Path:
     """The folder of real Axivity, GENEActiv and CSV recordings; fails (never skips) when it is missing."""
