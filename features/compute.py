@@ -19,13 +19,14 @@ from features.tables import TABLES_BY_NAME
 @dataclass(frozen=True)
 class Recording:
     """A curated frame of one source for one subject, with the source's sampling rate (high-rate
-    only), for RR intervals whether they are already edited NN intervals, and the time zone of
-    the device's clock (where the wearer's day starts)."""
+    only), for RR intervals whether they are already edited NN intervals, the time zone of the
+    device's clock (where the wearer's day starts) and, for accelerometry, its full-scale range."""
 
     frame: pd.DataFrame
     sampling_rate_hz: float | None = None
     intervals_edited: bool = False
     timezone: str = "UTC"
+    device_range_g: float = 8.0
 
 
 @dataclass(frozen=True)
@@ -60,13 +61,13 @@ def _daily_activity(inputs: SubjectInputs) -> list[pd.DataFrame]:
 
 
 def _per_recording(key: str, function: Callable[..., pd.DataFrame], high_rate: bool = False,
-                   options: Callable[[BiomarkerSettings], dict] = lambda settings: {}):
-    """The table's frames from each recording of ``key``: ``function(frame, **options(settings))``,
-    for high-rate recordings ``function(frame, rate, subject_id, **options(settings))``."""
+                   options: Callable[[BiomarkerSettings, Recording], dict] = lambda settings, recording: {}):
+    """The table's frames from each recording of ``key``: ``function(frame, **options(settings, recording))``,
+    for high-rate recordings ``function(frame, rate, subject_id, **options(settings, recording))``."""
     def compute(inputs: SubjectInputs) -> list[pd.DataFrame]:
         results = []
-        chosen = options(inputs.settings)
         for recording in inputs.recordings.get(key, []):
+            chosen = options(inputs.settings, recording)
             if not high_rate:
                 results.append(function(recording.frame, **chosen))
                 continue
@@ -116,13 +117,16 @@ def _cardiac(inputs: SubjectInputs) -> list[pd.DataFrame]:
     return from_rr + from_waveforms
 
 
-def _circadian(inputs: SubjectInputs) -> list[pd.DataFrame]:
-    settings = inputs.settings
-    return [circadian.circadian_daily_features(
-        r.frame, timezone=r.timezone, definition=settings.circadian.definition,
-        bin_minutes=settings.circadian.bin_minutes, activity_threshold=settings.circadian.activity_threshold,
-        min_valid_days=settings.circadian.min_valid_days, min_wear_min=settings.activity.min_wear_min)
-        for r in inputs.recordings.get("minute_wearable", [])]
+def _circadian(key: str, function: Callable[..., pd.DataFrame]):
+    """The rest-activity rhythm table from each recording of ``key``, in the recording's time zone."""
+    def compute(inputs: SubjectInputs) -> list[pd.DataFrame]:
+        settings = inputs.settings
+        return [function(r.frame, timezone=r.timezone, definition=settings.circadian.definition,
+                         bin_minutes=settings.circadian.bin_minutes,
+                         activity_threshold=settings.circadian.activity_threshold,
+                         min_valid_days=settings.circadian.min_valid_days, min_wear_min=settings.activity.min_wear_min)
+                for r in inputs.recordings.get(key, [])]
+    return compute
 
 
 def _labs(inputs: SubjectInputs) -> list[pd.DataFrame]:
@@ -136,11 +140,14 @@ def _labs(inputs: SubjectInputs) -> list[pd.DataFrame]:
 COMPUTATIONS: dict[str, Callable[[SubjectInputs], list[pd.DataFrame]]] = {
     "daily_activity": _daily_activity,
     "accel_activity": _per_recording("accelerometry:wrist", activity.accel_activity_daily_features, high_rate=True,
-                                     options=lambda settings: {"cutpoints": settings.activity.skdh_cutpoints(),
-                                                               "min_wear_min": settings.activity.min_wear_min}),
+                                     options=lambda settings, recording: {
+                                         "cutpoints": settings.activity.skdh_cutpoints(),
+                                         "min_wear_min": settings.activity.min_wear_min,
+                                         "device_range_g": recording.device_range_g, **settings.qc.options()}),
     "gait": _per_recording("accelerometry:lower_back", gait.gait_daily_features, high_rate=True),
     "sleep": _per_recording("minute_wearable", sleep.minute_sleep_nightly_features),
-    "circadian": _circadian,
+    "circadian": _circadian("minute_wearable", circadian.circadian_daily_features),
+    "circadian_counts": _circadian("activity_counts", circadian.circadian_counts_daily_features),
     "accel_sleep": _per_recording("accelerometry:wrist", sleep.accel_sleep_nightly_features, high_rate=True),
     "cardiac": _cardiac,
     "hourly_vitals": _per_recording("vitals", vitals.vitals_hourly_features),
@@ -151,7 +158,8 @@ COMPUTATIONS: dict[str, Callable[[SubjectInputs], list[pd.DataFrame]]] = {
 # Tables from continuous monitoring, whose last window is usually still open when the data is
 # pulled: a window ending after the subject's last minute is not reported until it has closed
 # (its NaN row would otherwise become the subject's latest value, online and in training sets).
-CONTINUOUS_INPUT = {"daily_activity": "minute_wearable", "sleep": "minute_wearable", "circadian": "minute_wearable"}
+CONTINUOUS_INPUT = {"daily_activity": "minute_wearable", "sleep": "minute_wearable", "circadian": "minute_wearable",
+                    "circadian_counts": "activity_counts"}
 _CLOSING_MARGIN = pd.Timedelta(minutes=1)  # the last minute's row starts one minute before the window ends
 
 

@@ -166,6 +166,31 @@ class CircadianSettings(BaseModel):
     min_valid_days: int = Field(5, ge=2, le=7)
 
 
+class QualitySettings(BaseModel):
+    """Quality control of raw accelerometry, before any activity measure (GGIR's and
+    biobankAccelerometerAnalysis's per-file checks; :mod:`features.biomarkers.quality`).
+
+    ``autocalibrate``: fit each recording's offset and scale from its still periods (van Hees et
+    al. 2014) and use the calibrated signal (default on; needs 12 h and still periods in enough
+    orientations, else the recording is used as it is and says why).
+    ``max_calibration_error_mg``: a recording whose calibration error (after autocalibration)
+    is above it gets no activity levels (10 mg, GGIR's criterion; none: not checked).
+    ``max_clipped_percent``: a day with more of its samples at the device's range gets no
+    activity levels (1 %; none: not checked).
+    """
+
+    model_config = _Strict
+
+    autocalibrate: bool = True
+    max_calibration_error_mg: float | None = Field(10.0, gt=0, le=1000)
+    max_clipped_percent: float | None = Field(1.0, ge=0, le=100)
+
+    def options(self) -> dict:
+        """Keyword arguments of :func:`features.biomarkers.activity.accel_activity_daily_features`."""
+        return {"autocalibrate": self.autocalibrate, "max_calibration_error_mg": self.max_calibration_error_mg,
+                "max_clipped_percent": self.max_clipped_percent}
+
+
 class BiomarkerSettings(BaseModel):
     """The ``biomarkers:`` section of study.yaml: one entry per family, each optional."""
 
@@ -174,12 +199,14 @@ class BiomarkerSettings(BaseModel):
     activity: ActivitySettings = Field(default_factory=ActivitySettings)
     hrv: HrvSettings = Field(default_factory=HrvSettings)
     circadian: CircadianSettings = Field(default_factory=CircadianSettings)
+    qc: QualitySettings = Field(default_factory=QualitySettings)
 
 
 TABLES_BY_FAMILY: dict[str, tuple[str, ...]] = {
-    "activity": ("daily_activity", "accel_activity", "circadian"),  # its minimum wear makes a valid day
+    "activity": ("daily_activity", "accel_activity", "circadian", "circadian_counts"),  # minimum wear: a valid day
     "hrv": ("cardiac",),
-    "circadian": ("circadian",),
+    "circadian": ("circadian", "circadian_counts"),
+    "qc": ("accel_activity",),
 }
 """The feature tables each family's settings feed: a change to a family rebuilds these only."""
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from features.biomarkers import labs, vitals
+from features.biomarkers import circadian, labs, vitals
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,9 @@ _RR = ("beats of the day's morning recording: its first 5 min of RR intervals (b
        "artefacts left out by the study's biomarkers.hrv.artefact_method (default Lipponen & Tarvainen 2019)")
 _CIRCADIAN = ("worn minutes' steps of the 7 UTC days ending with the row's, in the wearer's local time "
               "(the source's timezone), binarized when biomarkers.circadian.activity_threshold is set")
+_CIRCADIAN_COUNTS = ("activity counts per minute (a device's epoch counts: Actiwatch, ActiGraph) of the 7 UTC days "
+                     "ending with the row's, in the wearer's local time (the source's timezone), every minute with a "
+                     "count taken as worn, binarized when biomarkers.circadian.activity_threshold is set")
 _WRIST = "raw wrist accelerometry (g)"
 _LOWER_BACK = "raw lower-back accelerometry (g)"
 _VITALS = "bedside vital signs"
@@ -51,6 +54,23 @@ _LABS = "laboratory results (LIMS, HL7 v2, FHIR), canonical units"
 _EVENTS = "live vital-sign events (HTTP API or Kafka stream)"
 
 _STATISTICS = {"mean": "mean", "min": "lowest", "max": "highest", "slope": "least-squares slope per hour of"}
+
+
+def _circadian_columns(names: circadian.CircadianColumns, unit: str, what: str) -> dict[str, str]:
+    """The circadian table's columns for one activity signal (``unit`` of L5 and M10, ``what`` it is)."""
+    return {
+        names.interdaily_stability: "interdaily stability IS of the 7 days to this one, unitless; " + what
+        + "; van Someren et al. 1999 (biomarkers.circadian.definition)",
+        names.intradaily_variability: "intradaily variability IV, unitless; " + what + "; van Someren et al. 1999",
+        names.relative_amplitude: "relative amplitude RA = (M10 - L5) / (M10 + L5), unitless; " + what
+        + "; van Someren et al. 1996",
+        names.l5_mean: f"mean of the least active 5 h of the average day, {unit}; " + what,
+        names.l5_onset: "start of the least active 5 h (the middle one of equal windows), minutes after local "
+        "midnight, min; " + what,
+        names.m10_mean: f"mean of the most active 10 h of the average day, {unit}; " + what,
+        names.m10_onset: "start of the most active 10 h, minutes after local midnight, min; " + what,
+        names.valid_days: "days with the minimum wear among the 7, count; " + what,
+    }
 
 
 def _describe_vital(name: str) -> str:
@@ -124,15 +144,26 @@ TABLES: tuple[FeatureTable, ...] = (
         name="accel_activity",
         inputs=("accelerometry:wrist",),
         columns={
-            "sedentary_time_1d_min": "sedentary minutes in the UTC day, min; " + _WRIST
+            "sedentary_time_1d_min": "sedentary minutes in the UTC day, min; " + _WRIST + ", autocalibrated"
             + "; SKDH ActivityLevelClassification cut-points",
             "light_activity_1d_min": "light-activity minutes, min; " + _WRIST + "; SKDH cut-points",
             "mvpa_1d_min": "moderate-to-vigorous activity minutes, min; " + _WRIST + "; SKDH cut-points",
             "acceleration_intensity_mean_1d_mg": "mean ENMO over worn time, mg; " + _WRIST + "; SKDH ENMO",
             "accel_wear_time_1d_min": "minutes worn, min; " + _WRIST + "; SKDH wear detection",
+            "nonwear_1d_percent": "share of the day's recorded minutes not worn, %; " + _WRIST
+            + "; SKDH wear detection (quality control)",
+            "clipped_samples_1d_percent": "share of the day's samples at 99 % or more of the device's range, %; "
+            + _WRIST + " (quality control; days above biomarkers.qc.max_clipped_percent get no levels)",
+            "calibration_error_before_mg": "mean |norm - 1 g| of the recording's still 10-s windows before "
+            "autocalibration, mg; " + _WRIST + "; van Hees et al. 2014, GGIR cal.error.start (quality control)",
+            "calibration_error_after_mg": "the same after autocalibration (equal to before when not applied), mg; "
+            + _WRIST + "; recordings above biomarkers.qc.max_calibration_error_mg get no levels",
+            "autocalibrated_flag": "the recording autocalibrated (1) or not (0), when too short or with too few "
+            "orientations at rest to fit; " + _WRIST + "; SKDH CalibrateAccelerometer, van Hees et al. 2014",
         },
         ttl_days=3,
-        description="Daily activity levels from raw wrist accelerometry through SKDH.",
+        description="Daily activity levels from raw wrist accelerometry through SKDH, autocalibrated, with the "
+        "recording's quality control (calibration error, clipping, non-wear).",
     ),
     FeatureTable(
         name="gait",
@@ -160,24 +191,20 @@ TABLES: tuple[FeatureTable, ...] = (
         ttl_days=2,
         description="Nightly sleep from minute-level sleep stages.",
     ),
-    FeatureTable(
-        name="circadian",
-        inputs=("minute_wearable",),
-        columns={
-            "interdaily_stability_7d": "interdaily stability IS of the 7 days to this one, unitless; " + _CIRCADIAN
-            + "; van Someren et al. 1999 (biomarkers.circadian.definition)",
-            "intradaily_variability_7d": "intradaily variability IV, unitless; " + _CIRCADIAN
-            + "; van Someren et al. 1999",
-            "relative_amplitude_7d": "relative amplitude RA = (M10 - L5) / (M10 + L5), unitless; " + _CIRCADIAN
-            + "; van Someren et al. 1996",
-            "l5_mean_7d_steps_per_min": "mean of the least active 5 h of the average day, steps/min; " + _CIRCADIAN,
-            "l5_onset_7d_min": "start of the least active 5 h, minutes after local midnight, min; " + _CIRCADIAN,
-            "m10_mean_7d_steps_per_min": "mean of the most active 10 h of the average day, steps/min; " + _CIRCADIAN,
-            "m10_onset_7d_min": "start of the most active 10 h, minutes after local midnight, min; " + _CIRCADIAN,
-            "circadian_valid_days_7d_count": "days with the minimum wear among the 7, count; " + _CIRCADIAN,
-        },
-        ttl_days=3,
-        description="Circadian rest-activity rhythm (IS, IV, RA, L5, M10) over the week to each day.",
+    *(
+        FeatureTable(
+            name=name,
+            inputs=(source,),
+            columns=_circadian_columns(names, unit, what),
+            ttl_days=3,
+            description="Circadian rest-activity rhythm (IS, IV, RA, L5, M10) over the week to each day, "
+            f"from {signal}.",
+        )
+        for name, source, names, unit, what, signal in (
+            ("circadian", "minute_wearable", circadian.STEPS_COLUMNS, "steps/min", _CIRCADIAN, "minute steps"),
+            ("circadian_counts", "activity_counts", circadian.COUNTS_COLUMNS, "counts/min", _CIRCADIAN_COUNTS,
+             "activity counts"),
+        )
     ),
     FeatureTable(
         name="accel_sleep",

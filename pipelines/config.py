@@ -65,16 +65,19 @@ class FileFormat(StrEnum):
     GT3X = "gt3x"  # ActiGraph .gt3x: a zip of info.txt and log.bin (or the older activity.bin)
     ACTILIFE_CSV = "actilife_csv"  # ActiLife raw CSV export: a 10-line header block, then X,Y,Z (time optional)
     GENEACTIV_CSV = "geneactiv_csv"  # GENEActiv PC software CSV: key,value header lines, then time,x,y,z,lux,...
+    AWD = "awd"  # Actiwatch .AWD (Actiware): a 7-line header, then one activity count per epoch
 
 
 # Vendor formats that describe their own columns, units and clock: a study names the format only.
-SELF_DESCRIBING_FORMATS = frozenset({FileFormat.GT3X, FileFormat.ACTILIFE_CSV, FileFormat.GENEACTIV_CSV})
+SELF_DESCRIBING_FORMATS = frozenset({FileFormat.GT3X, FileFormat.ACTILIFE_CSV, FileFormat.GENEACTIV_CSV,
+                                     FileFormat.AWD})
 
 
 FORMATS_BY_KIND: dict[SourceKind, set[FileFormat]] = {
     SourceKind.ACCELEROMETRY: {FileFormat.CSV, FileFormat.PARQUET, FileFormat.CWA, FileFormat.BIN, FileFormat.GT3X,
                                FileFormat.ACTILIFE_CSV, FileFormat.GENEACTIV_CSV},
     SourceKind.MINUTE_WEARABLE: {FileFormat.CSV, FileFormat.PARQUET},
+    SourceKind.ACTIVITY_COUNTS: {FileFormat.CSV, FileFormat.PARQUET, FileFormat.AWD},
     SourceKind.RR_INTERVALS: {FileFormat.CSV, FileFormat.PARQUET},
     SourceKind.ECG: {FileFormat.CSV, FileFormat.PARQUET},
     SourceKind.PPG: {FileFormat.CSV, FileFormat.PARQUET},
@@ -139,6 +142,9 @@ class SourceConfig(TableSpec):
     intervals_edited: bool = Field(
         False, description="rr_intervals only: the files hold NN intervals already edited by the device's or an "
                            "analyst's software; HRV then looks for no artefacts beyond the physiological range")
+    epoch_s: float | None = Field(
+        None, gt=0, le=3600, description="activity_counts in CSV or Parquet without an epoch column: the epoch "
+                                         "length in seconds (vendor formats such as awd state their own)")
     timestamp_format: str | None = Field(
         None,
         description="with timestamp_encoding text: the strptime format of vendor text timestamps, e.g. "
@@ -181,6 +187,10 @@ class SourceConfig(TableSpec):
         if (self.timestamp_encoding == "text") != (self.timestamp_format is not None):
             raise ValueError("timestamp_encoding text and timestamp_format go together: text timestamps need their "
                              "strptime format, e.g. timestamp_format: '%m/%d/%Y %H:%M:%S.%f'")
+        if self.epoch_s is not None and (self.kind != SourceKind.ACTIVITY_COUNTS
+                                         or self.format in SELF_DESCRIBING_FORMATS):
+            raise ValueError(f"epoch_s is for activity_counts sources in csv or parquet, not {self.kind.value} in "
+                             f"{self.format.value}")
         if self.timestamp_encoding == "text" and not SCHEMAS[self.kind].high_rate:
             raise ValueError(f"timestamp_encoding text is for high-rate signals; a {self.kind.value} file takes "
                              "iso8601, unix_s or unix_ms")

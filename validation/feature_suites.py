@@ -15,6 +15,7 @@ UNIT_RANGES: tuple[tuple[str, float | None, float | None], ...] = (
     ("_per_day", None, None),
     ("_per_h", None, None),
     ("_steps_per_min", 0, 300),
+    ("_counts_per_min", 0, None),  # device counts: each vendor's own scale
     ("_per_min", 4, 60),  # respiratory rate
     ("_bpm", 20, 250),
     ("_percent", 0, 100),

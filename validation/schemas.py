@@ -20,6 +20,7 @@ class SourceKind(StrEnum):
 
     ACCELEROMETRY = "accelerometry"
     MINUTE_WEARABLE = "minute_wearable"
+    ACTIVITY_COUNTS = "activity_counts"
     RR_INTERVALS = "rr_intervals"
     ECG = "ecg"
     PPG = "ppg"
@@ -95,6 +96,17 @@ SCHEMAS: dict[SourceKind, CanonicalSchema] = {
             Column("sleep_stage", "string", description="one of " + ", ".join(SLEEP_STAGES)),
             Column("wear", "bool", description="device worn during the minute"),
         ),
+    ),
+    SourceKind.ACTIVITY_COUNTS: CanonicalSchema(
+        SourceKind.ACTIVITY_COUNTS,
+        (
+            _SUBJECT,
+            Column("timestamp", "datetime", description="start of the epoch, UTC"),
+            Column("activity_count", "float", "count", description="the device's activity counts in the epoch "
+                   "(Actiwatch counts; ActiGraph axis-1 or vector-magnitude counts), as the vendor computes them"),
+            Column("epoch_s", "float", "s", description="length of the epoch"),
+        ),
+        notes="epoch counts as the device stored them: counts of different vendors are not on one scale",
     ),
     SourceKind.RR_INTERVALS: CanonicalSchema(
         SourceKind.RR_INTERVALS,

@@ -43,6 +43,9 @@ PLAUSIBLE_RANGES: dict[str, tuple[float, float]] = {
     "respiratory_rate_per_min": (4, 60),
     "rr_interval_ms": (200, 3000),  # 300 to 20 beats per minute
     "steps_count": (0, 300),  # per minute; elite sprinting cadence stays under 250
+    # Per epoch, and epochs last 2 s to 1 h: the range catches negative and absurd counts, not high activity.
+    "activity_count": (0, 10_000_000),
+    "epoch_s": (1, 3600),
     "age_years": (0, 120),
     "ecg_mv": (-10, 10),
 }
@@ -196,6 +199,8 @@ def _kind_checks(kind: SourceKind, params: SuiteParameters) -> list[Check]:
             _not_missing("steps_count", params),
             _not_missing("heart_rate_bpm", params),
         ]
+    if kind is SourceKind.ACTIVITY_COUNTS:
+        return [_not_missing("activity_count", params)]
     if kind is SourceKind.RR_INTERVALS:
         return [_not_missing("rr_interval_ms", params)]
     if kind is SourceKind.VITALS:

@@ -77,8 +77,15 @@ ACCEL_ACTIVITY_DAILY_COLUMNS = (
     "mvpa_1d_min",
     "acceleration_intensity_mean_1d_mg",
     "accel_wear_time_1d_min",
+    "nonwear_1d_percent",
+    "clipped_samples_1d_percent",
+    "calibration_error_before_mg",
+    "calibration_error_after_mg",
+    "autocalibrated_flag",
     "missing_reason",
 )
+_ACTIVITY_LEVEL_COLUMNS = ("sedentary_time_1d_min", "light_activity_1d_min", "mvpa_1d_min",
+                           "acceleration_intensity_mean_1d_mg")
 
 _DAY = pd.Timedelta(days=1)
 _ACCEL_AXES = ("accel_x_g", "accel_y_g", "accel_z_g")
@@ -389,11 +396,15 @@ def skdh_activity_pipeline(fs_hz: float, *, cutpoints: str | dict = DEFAULT_CUTP
 
 def accel_activity_daily_features(
     accel: pd.DataFrame, fs_hz: float, subject_id: str, *, cutpoints: str | dict = DEFAULT_CUTPOINTS,
-    min_wear_min: int = MIN_WEAR_MIN,
+    min_wear_min: int = MIN_WEAR_MIN, autocalibrate: bool = True, device_range_g: float = 8.0,
+    max_calibration_error_mg: float | None = 10.0, max_clipped_percent: float | None = 1.0,
 ) -> pd.DataFrame:
-    """Daily activity levels from one raw wrist accelerometry recording, through SKDH.
+    """Daily activity levels from one raw wrist accelerometry recording, through SKDH, with its
+    quality control.
 
-    Runs :func:`skdh_activity_pipeline` on the recording, one row per UTC day it touches:
+    The recording is first autocalibrated from its still periods
+    (:func:`features.biomarkers.quality.autocalibrate`, van Hees et al. 2014) when
+    ``autocalibrate``; then :func:`skdh_activity_pipeline` runs on it, one row per UTC day it touches:
 
     * ``sedentary_time_1d_min``, ``light_activity_1d_min``, ``mvpa_1d_min``: worn time in each
       intensity level by the ENMO cut-points (default Migueles et al. 2019: < 50 mg sedentary,
@@ -401,14 +412,20 @@ def accel_activity_daily_features(
       ``"wake <level> 5s epoch [min]"``);
     * ``acceleration_intensity_mean_1d_mg``: mean ENMO (Euclidean norm minus 1 g, negative
       values set to 0) over the worn time, mg;
-    * ``accel_wear_time_1d_min``: worn minutes by SKDH's AccelThresholdWearDetection.
+    * ``accel_wear_time_1d_min``: worn minutes by SKDH's AccelThresholdWearDetection;
+    * quality control: ``nonwear_1d_percent`` (recorded minutes not worn), ``clipped_samples_1d_percent``
+      (samples at the device's range), the recording's ``calibration_error_before_mg`` and
+      ``calibration_error_after_mg`` and ``autocalibrated_flag`` (1 when the calibration was applied).
 
     Worn-time levels add up to the wear time (to within the epochs of wear blocks shorter than
     a minute, which SKDH skips), so a fully recorded day gives
     ``sedentary + light + mvpa + (1440 - wear) ~= 1440``. A day with < 10 h of wear gets NaN
-    levels and intensity and a reason such as ``"wear time 410 min < 600 min"``. A recording
-    shorter than 10 h is not run through SKDH (its wear detection needs 60-min windows, and no
-    day could be valid): every row gets NaN and a reason.
+    levels and intensity and a reason such as ``"wear time 410 min < 600 min"``; so does a day
+    failing quality control: more than ``max_clipped_percent`` of its samples clipped, or a
+    recording whose calibration error (after autocalibration) exceeds ``max_calibration_error_mg``
+    (GGIR's 10 mg); ``None`` turns a check off. A recording shorter than 10 h is not run through
+    SKDH (its wear detection needs 60-min windows, and no day could be valid): every row gets NaN
+    levels and a reason.
 
     Parameters
     ----------
@@ -424,12 +441,14 @@ def accel_activity_daily_features(
         ENMO cut-points, see :func:`skdh_activity_pipeline`.
     min_wear_min : int
         Least worn minutes of a valid day (600), a whole number of hours.
+    autocalibrate, device_range_g, max_calibration_error_mg, max_clipped_percent
+        Quality control (the study's ``biomarkers.qc``; ``device_range_g`` is the source's).
 
     Returns
     -------
     DataFrame
         Columns :data:`ACCEL_ACTIVITY_DAILY_COLUMNS`: ``subject_id``, ``event_timestamp`` (UTC,
-        the midnight ending the day), the five measures above (float) and ``missing_reason``.
+        the midnight ending the day), the measures above (float) and ``missing_reason``.
 
     Raises
     ------
@@ -438,49 +457,84 @@ def accel_activity_daily_features(
 
     References
     ----------
-    See :func:`skdh_activity_pipeline`.
+    See :func:`skdh_activity_pipeline` and :mod:`features.biomarkers.quality`.
     """
+    from features.biomarkers import quality
+
     time_s, accel_g = unix_time_s_and_accel_g(accel, fs_hz)
     if time_s.size == 0:
         return _empty_frame(ACCEL_ACTIVITY_DAILY_COLUMNS)
     days = _utc_days(time_s)
+    calibration = quality.autocalibrate(time_s, accel_g, fs_hz) if autocalibrate else None
+    if calibration is not None:
+        accel_g = calibration.apply(accel_g)
+    # Per-day sums by day index (one pass over the samples, not one mask per day).
+    day_index = np.floor(time_s / 86_400.0).astype(np.int64) - days[0].value // 86_400_000_000_000
+    clipped, valid = quality.clipped_samples(accel_g, device_range_g)
+    samples, with_values, clipped_count = (np.bincount(day_index, weights=weights, minlength=len(days))
+                                           for weights in (None, valid, clipped))
+    rows = {day: _quality_row(subject_id, day, samples[i] / fs_hz / 60.0,
+                              100.0 * clipped_count[i] / with_values[i] if with_values[i] else math.nan, calibration)
+            for i, day in enumerate(days)}
+
     duration_min = (time_s[-1] - time_s[0]) / 60.0 + 1.0 / (60.0 * fs_hz)
     if duration_min < min_wear_min:
         reason = f"recording {duration_min:.0f} min < {min_wear_min} min of wear needed for a valid day"
-        return _table([_nan_row(subject_id, day + _DAY, ACCEL_ACTIVITY_DAILY_COLUMNS, reason) for day in days],
-                      ACCEL_ACTIVITY_DAILY_COLUMNS)
+        return _table([{**row, "missing_reason": reason} for row in rows.values()], ACCEL_ACTIVITY_DAILY_COLUMNS)
     pipeline = skdh_activity_pipeline(fs_hz, cutpoints=cutpoints, min_wear_min=min_wear_min)
     # AccelThresholdWearDetection divides by a zero non-wear length when a recording starts
     # or ends worn (the ratio is then inf, which its rules handle): not worth a warning.
     with np.errstate(divide="ignore"):
         result = pipeline.run(time=time_s, accel=accel_g, fs=float(fs_hz), tz_name="UTC")["ActivityLevelTimes"]
     by_day = {pd.Timestamp(str(date), tz="UTC"): i for i, date in enumerate(result["Date"])}
-    rows = []
-    for day in days:
+    calibration_failed = _calibration_failure(calibration, max_calibration_error_mg)
+    for day, row in rows.items():
         i = by_day.get(day)
         if i is None:  # SKDH made no window for this day (a recording ending just after midnight)
-            rows.append(_nan_row(subject_id, day + _DAY, ACCEL_ACTIVITY_DAILY_COLUMNS, "no SKDH day window"))
+            row["missing_reason"] = "no SKDH day window"
             continue
         wear_min = float(result["Wear Minutes"][i])
-        row = {
-            "subject_id": subject_id,
-            "event_timestamp": day + _DAY,
-            **{column: float(result[key][i]) for column, key in _SKDH_LEVEL_KEYS.items()},
-            "acceleration_intensity_mean_1d_mg": 1000.0 * float(result[_SKDH_MEAN_KEY][i]),
-            "accel_wear_time_1d_min": wear_min,
-            "missing_reason": None,
-        }
+        recorded_min = row.pop("_recorded_min")
+        row.update({column: float(result[key][i]) for column, key in _SKDH_LEVEL_KEYS.items()})
+        row.update(acceleration_intensity_mean_1d_mg=1000.0 * float(result[_SKDH_MEAN_KEY][i]),
+                   accel_wear_time_1d_min=wear_min,
+                   nonwear_1d_percent=100.0 * max(0.0, 1.0 - wear_min / recorded_min) if recorded_min else math.nan)
+        reasons = [calibration_failed] if calibration_failed else []
+        clipped = row["clipped_samples_1d_percent"]
+        if max_clipped_percent is not None and clipped > max_clipped_percent:
+            reasons.append(f"{clipped:.1f} % of samples clipped at the {device_range_g:g} g range > "
+                           f"{max_clipped_percent:g} % (biomarkers.qc.max_clipped_percent)")
         if not np.isfinite(row["sedentary_time_1d_min"]):
-            row["missing_reason"] = (
-                f"wear time {wear_min:.0f} min < {min_wear_min} min" if wear_min < min_wear_min
-                else "SKDH computed no activity levels"
-            )
-        rows.append(row)
-    return _table(rows, ACCEL_ACTIVITY_DAILY_COLUMNS)
+            reasons.append(f"wear time {wear_min:.0f} min < {min_wear_min} min" if wear_min < min_wear_min
+                           else "SKDH computed no activity levels")
+        if reasons:
+            row.update(dict.fromkeys(_ACTIVITY_LEVEL_COLUMNS, math.nan), missing_reason="; ".join(reasons))
+    return _table([{k: v for k, v in row.items() if k != "_recorded_min"} for row in rows.values()],
+                  ACCEL_ACTIVITY_DAILY_COLUMNS)
 
 
-# --------------------------------------------------------------------------------------------
-# SKDH process classes, built on first access (PEP 562) so importing this module stays fast
+def _quality_row(subject_id: str, day: pd.Timestamp, recorded_min: float, clipped_percent: float,
+                 calibration) -> dict:
+    """A day's row with its quality-control columns filled and every other measure NaN."""
+    row = _nan_row(subject_id, day + _DAY, ACCEL_ACTIVITY_DAILY_COLUMNS, None)
+    row.update(clipped_samples_1d_percent=clipped_percent, _recorded_min=recorded_min)
+    if calibration is not None:
+        row.update(calibration_error_before_mg=1000.0 * calibration.error_before_g,
+                   calibration_error_after_mg=1000.0 * calibration.error_after_g,
+                   autocalibrated_flag=float(calibration.applied))
+    return row
+
+
+def _calibration_failure(calibration, max_error_mg: float | None) -> str | None:
+    """Why the recording fails the calibration check, or ``None``."""
+    if calibration is None or max_error_mg is None or not np.isfinite(calibration.error_after_g):
+        return None
+    error_mg = 1000.0 * calibration.error_after_g
+    if error_mg <= max_error_mg:
+        return None
+    why = "after autocalibration" if calibration.applied else f"not autocalibrated: {calibration.reason}"
+    return (f"calibration error {error_mg:.1f} mg > {max_error_mg:g} mg ({why}; "
+            "biomarkers.qc.max_calibration_error_mg)")
 
 
 def __getattr__(name: str) -> Any:

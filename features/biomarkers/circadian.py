@@ -176,14 +176,22 @@ def daily_profile(activity: pd.Series, epoch_minutes: int = 1) -> np.ndarray:
     return profile.reindex(range(_MINUTES_PER_DAY // epoch_minutes)).to_numpy(dtype=float)
 
 
+Ties = Literal["first", "middle"]
+
+
 def least_and_most_active(activity: pd.Series, *, low_hours: int = 5, high_hours: int = 10,
-                          epoch_minutes: int = 1) -> RestActivityExtremes:
+                          epoch_minutes: int = 1, ties: Ties = "first") -> RestActivityExtremes:
     """L5 and M10 (:class:`RestActivityExtremes`) of the average day of ``activity``.
 
     The mean of the least active ``low_hours`` (5) and the most active ``high_hours`` (10)
-    consecutive hours of :func:`daily_profile`, windows wrapping around midnight; the onset is
-    the window's first epoch (the earliest of equal windows). NaN when an epoch of the day was
-    never observed (the profile would be partial).
+    consecutive hours of :func:`daily_profile`, windows wrapping around midnight. NaN when an
+    epoch of the day was never observed (the profile would be partial).
+
+    The onset is the window's first epoch. Equal windows are common: with step counts a whole
+    night holds no steps, and every 5-h window inside it has L5 = 0. ``ties="first"`` takes the
+    earliest (pyActigraphy's rule: then the onset says when the night starts, not when its
+    quietest 5 h do); ``"middle"`` the middle one of the longest run of equal windows (midnight
+    wrapping), so that the L5 window sits in the middle of the rest period.
 
     Parameters
     ----------
@@ -204,10 +212,26 @@ def least_and_most_active(activity: pd.Series, *, low_hours: int = 5, high_hours
     # Sums in a different order than another implementation's can differ in the last bit: a tie
     # between two windows is decided by a tolerance, not by rounding noise.
     tolerance = 1e-12 * max(1.0, float(np.abs(profile).max()))
-    l5_at = int(np.flatnonzero(low <= low.min() + tolerance)[0])
-    m10_at = int(np.flatnonzero(high >= high.max() - tolerance)[0])
+    l5_at = _onset(low <= low.min() + tolerance, ties)
+    m10_at = _onset(high >= high.max() - tolerance, ties)
     return RestActivityExtremes(float(low[l5_at]), float(l5_at * epoch_minutes),
                                 float(high[m10_at]), float(m10_at * epoch_minutes))
+
+
+def _onset(tied: np.ndarray, ties: Ties) -> int:
+    """The window chosen among the ``tied`` ones (boolean per window start, wrapping at midnight)."""
+    first = int(np.flatnonzero(tied)[0])
+    if ties == "first" or tied.all():
+        return first
+    # Runs of consecutive tied windows, the day rotated to start just after an untied one so
+    # that a run across midnight is one run.
+    shift = int(np.flatnonzero(~tied)[-1]) + 1
+    rotated = np.roll(tied, -shift).astype(np.int8)
+    edges = np.diff(np.concatenate([[0], rotated, [0]]))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    longest = int(np.argmax(ends - starts))
+    middle = starts[longest] + (ends[longest] - starts[longest] - 1) // 2
+    return int((middle + shift) % tied.size)
 
 
 def relative_amplitude(l5: float, m10: float) -> float:
@@ -220,20 +244,39 @@ def relative_amplitude(l5: float, m10: float) -> float:
 # Table: one row per subject per UTC day, over the week ending with it
 
 WINDOW_DAYS = 7
-CIRCADIAN_DAILY_COLUMNS = (
-    "subject_id",
-    "event_timestamp",
-    "interdaily_stability_7d",
-    "intradaily_variability_7d",
-    "relative_amplitude_7d",
-    "l5_mean_7d_steps_per_min",
-    "l5_onset_7d_min",
-    "m10_mean_7d_steps_per_min",
-    "m10_onset_7d_min",
-    "circadian_valid_days_7d_count",
-    "missing_reason",
-)
 _DAY = pd.Timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class CircadianColumns:
+    """The table's column names for one activity signal: IS, IV and RA are unitless but depend on
+    the signal, and L5 and M10 carry its unit, so each signal has its own feature names."""
+
+    interdaily_stability: str
+    intradaily_variability: str
+    relative_amplitude: str
+    l5_mean: str
+    l5_onset: str
+    m10_mean: str
+    m10_onset: str
+    valid_days: str
+
+    @property
+    def table(self) -> tuple[str, ...]:
+        return ("subject_id", "event_timestamp", self.interdaily_stability, self.intradaily_variability,
+                self.relative_amplitude, self.l5_mean, self.l5_onset, self.m10_mean, self.m10_onset,
+                self.valid_days, "missing_reason")
+
+
+STEPS_COLUMNS = CircadianColumns(
+    "interdaily_stability_7d", "intradaily_variability_7d", "relative_amplitude_7d", "l5_mean_7d_steps_per_min",
+    "l5_onset_7d_min", "m10_mean_7d_steps_per_min", "m10_onset_7d_min", "circadian_valid_days_7d_count")
+COUNTS_COLUMNS = CircadianColumns(
+    "interdaily_stability_counts_7d", "intradaily_variability_counts_7d", "relative_amplitude_counts_7d",
+    "l5_mean_7d_counts_per_min", "l5_onset_counts_7d_min", "m10_mean_7d_counts_per_min", "m10_onset_counts_7d_min",
+    "circadian_counts_valid_days_7d_count")
+CIRCADIAN_DAILY_COLUMNS = STEPS_COLUMNS.table
+CIRCADIAN_COUNTS_DAILY_COLUMNS = COUNTS_COLUMNS.table
 
 
 def circadian_daily_features(
@@ -254,7 +297,9 @@ def circadian_daily_features(
     computed in the wearer's local time (``timezone``, the source's device clock zone) so that
     L5 and M10 onsets are clock times, and only when at least ``min_valid_days`` of its days
     have ``min_wear_min`` worn minutes (a valid day, as for the daily activity table); else NaN
-    and a reason. L5 and M10 also need every minute of the day worn on at least one day.
+    and a reason. L5 and M10 also need every minute of the day worn on at least one day; their
+    onsets take the middle of equal windows (``van_someren_1999``) or the first
+    (``pyactigraphy``), see :func:`least_and_most_active`.
 
     Parameters
     ----------
@@ -284,27 +329,95 @@ def circadian_daily_features(
     frame = pd.DataFrame({
         "subject_id": minute["subject_id"].astype(str).to_numpy(),
         "timestamp": _utc(minute["timestamp"], "MINUTE_WEARABLE").dt.floor("min").to_numpy(dtype="datetime64[ns]"),
-        "steps": pd.to_numeric(minute["steps_count"], errors="coerce").to_numpy(dtype=float),
-        "worn": minute["wear"].fillna(False).astype(bool).to_numpy(),
+        "activity": pd.to_numeric(minute["steps_count"], errors="coerce").to_numpy(dtype=float),
     })
+    frame["activity"] = frame["activity"].where(minute["wear"].fillna(False).astype(bool).to_numpy())
+    return _rhythm_rows(frame, STEPS_COLUMNS, timezone=timezone, definition=definition, bin_minutes=bin_minutes,
+                        activity_threshold=activity_threshold, min_valid_days=min_valid_days,
+                        min_wear_min=min_wear_min)
+
+
+def counts_per_minute(counts: pd.DataFrame) -> pd.DataFrame:
+    """Epoch activity counts (canonical ACTIVITY_COUNTS frame) as counts per minute.
+
+    Epochs shorter than a minute are summed into their minute, which has a value only when all
+    its epochs do (a minute with half its epochs would read as half as active). An epoch of
+    several minutes gives each of its minutes its mean count per minute. Epochs that neither
+    divide a minute nor are whole minutes (45 s) give no minutes.
+
+    Returns
+    -------
+    DataFrame
+        ``subject_id``, ``timestamp`` (UTC, naive numpy, start of the minute), ``activity``
+        (counts per minute, NaN where unknown), one row per subject and minute with data.
+    """
+    _require_columns(counts, ("subject_id", "timestamp", "activity_count", "epoch_s"), "ACTIVITY_COUNTS")
+    frame = pd.DataFrame({
+        "subject_id": counts["subject_id"].astype(str).to_numpy(),
+        "timestamp": _utc(counts["timestamp"], "ACTIVITY_COUNTS").to_numpy(dtype="datetime64[ns]"),
+        "count": pd.to_numeric(counts["activity_count"], errors="coerce").to_numpy(dtype=float),
+        "epoch_s": pd.to_numeric(counts["epoch_s"], errors="coerce").to_numpy(dtype=float),
+    }).drop_duplicates(["subject_id", "timestamp"], keep="last")
+    parts = []
+    short = frame[(frame["epoch_s"] < 60) & (60 % frame["epoch_s"] == 0)]
+    if not short.empty:
+        minute = short.assign(timestamp=short["timestamp"].dt.floor("min"),
+                              share=short["epoch_s"] / 60 * short["count"].notna())
+        summed = minute.groupby(["subject_id", "timestamp"], sort=False).agg(
+            activity=("count", "sum"), covered=("share", "sum")).reset_index()
+        summed["activity"] = summed["activity"].where(summed["covered"] > 1 - 1e-9)
+        parts.append(summed[["subject_id", "timestamp", "activity"]])
+    long = frame[(frame["epoch_s"] >= 60) & (frame["epoch_s"] % 60 == 0)]
+    if not long.empty:
+        minutes = (long["epoch_s"] // 60).astype(int).to_numpy()
+        expanded = long.loc[long.index.repeat(minutes)]
+        within = np.concatenate([np.arange(n) for n in minutes])
+        parts.append(pd.DataFrame({
+            "subject_id": expanded["subject_id"].to_numpy(),
+            "timestamp": expanded["timestamp"].to_numpy() + within.astype("timedelta64[m]"),
+            "activity": (expanded["count"] / (expanded["epoch_s"] / 60)).to_numpy(),
+        }))
+    if not parts:
+        return pd.DataFrame({"subject_id": pd.Series(dtype=object), "timestamp": pd.Series(dtype="datetime64[ns]"),
+                             "activity": pd.Series(dtype=float)})
+    return pd.concat(parts, ignore_index=True)
+
+
+def circadian_counts_daily_features(counts: pd.DataFrame, **options) -> pd.DataFrame:
+    """:func:`circadian_daily_features` from epoch activity counts (Actiwatch, ActiGraph), as
+    counts per minute (:func:`counts_per_minute`), into :data:`CIRCADIAN_COUNTS_DAILY_COLUMNS`.
+
+    Every minute with a count is taken as worn: counts carry no wear flag, and a run of zero
+    counts is rest as often as it is a watch on the table.
+    """
+    return _rhythm_rows(counts_per_minute(counts), COUNTS_COLUMNS, **options)
+
+
+def _rhythm_rows(frame: pd.DataFrame, names: CircadianColumns, *, timezone: str = "UTC",
+                 definition: Definition = "van_someren_1999", bin_minutes: int = 60,
+                 activity_threshold: float | None = None, min_valid_days: int = 5,
+                 min_wear_min: int = MIN_WEAR_MIN) -> pd.DataFrame:
+    """The table's rows from ``subject_id``, ``timestamp`` (naive UTC minutes) and ``activity`` per
+    minute (NaN: not worn), named by ``names``."""
     if frame.empty:
-        return _empty_frame(CIRCADIAN_DAILY_COLUMNS)
+        return _empty_frame(names.table)
     frame = frame.drop_duplicates(["subject_id", "timestamp"], keep="last").sort_values(["subject_id", "timestamp"])
+    ties: Ties = "first" if definition == "pyactigraphy" else "middle"
     rows = []
     for subject_id, subject in frame.groupby("subject_id", sort=True):
         stamps = pd.DatetimeIndex(subject["timestamp"]).tz_localize("UTC")  # numpy times: UTC without a zone
-        steps = pd.Series(np.where(subject["worn"], subject["steps"], np.nan), index=stamps)
+        worn = pd.Series(subject["activity"].to_numpy(dtype=float), index=stamps)
         # Every minute from the first to the last: a minute without a row is a minute without a value.
-        steps = steps.reindex(pd.date_range(stamps[0], stamps[-1], freq="min"))
-        activity = binarized(steps, activity_threshold) if activity_threshold is not None else steps
+        worn = worn.reindex(pd.date_range(stamps[0], stamps[-1], freq="min"))
+        activity = binarized(worn, activity_threshold) if activity_threshold is not None else worn
         # Every day from the first to the last is there (the minutes were reindexed): a rolling
         # count over 7 rows is the count over the 7 days.
-        worn_per_day = steps.notna().groupby(steps.index.floor("D")).sum()
+        worn_per_day = worn.notna().groupby(worn.index.floor("D")).sum()
         valid_days = (worn_per_day >= min_wear_min).astype(int).rolling(WINDOW_DAYS, min_periods=1).sum()
         for day, valid in valid_days.astype(int).items():
             start, end = day - (WINDOW_DAYS - 1) * _DAY, day + _DAY
             window = activity.loc[start:end - pd.Timedelta(minutes=1)]
-            row = {"subject_id": subject_id, "event_timestamp": end, "circadian_valid_days_7d_count": float(valid),
+            row = {"subject_id": subject_id, "event_timestamp": end, names.valid_days: float(valid),
                    "missing_reason": None}
             if valid < min_valid_days:
                 row["missing_reason"] = (f"{valid} valid days in the 7 days to this one (needs {min_valid_days} with "
@@ -313,13 +426,13 @@ def circadian_daily_features(
                 continue
             local = window.tz_convert(timezone)
             bins = hourly_bins(local, bin_minutes, definition)
-            extremes = least_and_most_active(local)
-            row.update(interdaily_stability_7d=interdaily_stability(bins, definition),
-                       intradaily_variability_7d=intradaily_variability(bins, definition),
-                       relative_amplitude_7d=extremes.relative_amplitude,
-                       l5_mean_7d_steps_per_min=extremes.l5, l5_onset_7d_min=extremes.l5_onset_min,
-                       m10_mean_7d_steps_per_min=extremes.m10, m10_onset_7d_min=extremes.m10_onset_min)
+            extremes = least_and_most_active(local, ties=ties)
+            row.update({names.interdaily_stability: interdaily_stability(bins, definition),
+                        names.intradaily_variability: intradaily_variability(bins, definition),
+                        names.relative_amplitude: extremes.relative_amplitude,
+                        names.l5_mean: extremes.l5, names.l5_onset: extremes.l5_onset_min,
+                        names.m10_mean: extremes.m10, names.m10_onset: extremes.m10_onset_min})
             if not np.isfinite(extremes.l5):
                 row["missing_reason"] = "L5, M10 and RA need every minute of the day worn on at least one day"
             rows.append(row)
-    return _table(rows, CIRCADIAN_DAILY_COLUMNS)
+    return _table(rows, names.table)

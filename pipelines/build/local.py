@@ -196,9 +196,11 @@ def build_features(
         if table.name in kept:
             continue
         if not frames:
-            # Nothing feeds it any more (a source left the study): a table of the last build would
-            # otherwise go on serving its old rows as if they were current.
-            (out_dir / f"{table.name}.parquet").unlink(missing_ok=True)
+            # Nothing feeds it (the study has no source of its kind, or one left): published empty,
+            # so that no old rows go on being served as current and Feast's own commands, which
+            # read every view's file, find one.
+            _publish_table(_empty_table(table), out_dir / f"{table.name}.parquet")
+            summary.tables[table.name] = 0
             continue
         frame = pd.concat(frames, ignore_index=True).sort_values(["subject_id", "event_timestamp"], ignore_index=True)
         frame["created_timestamp"] = created
@@ -283,7 +285,7 @@ def source_recording(frame: pd.DataFrame, spec: SourceConfig) -> Recording:
     """A curated frame as the biomarker code takes it, with what its source says about it."""
     from features.compute import Recording
 
-    return Recording(frame, spec.sampling_rate_hz, spec.intervals_edited, spec.timezone)
+    return Recording(frame, spec.sampling_rate_hz, spec.intervals_edited, spec.timezone, spec.device_range_g)
 
 
 def _map_local(compute: Callable[[str, pd.DataFrame], SubjectResult], subject_rows: dict[str, pd.DataFrame],
@@ -349,12 +351,28 @@ def feature_code_files() -> list[Path]:
 
 def _publish(frame: pd.DataFrame, target: Path) -> None:
     import pyarrow as pa
+
+    _publish_table(pa.Table.from_pandas(frame, preserve_index=False), target)
+
+
+def _publish_table(table, target: Path) -> None:
     import pyarrow.parquet as pq
 
     temporary = target.with_name(f".{target.name}.tmp")
-    table = pa.Table.from_pandas(frame, preserve_index=False)
     pq.write_table(table, temporary, coerce_timestamps="us", allow_truncated_timestamps=True)
     os.replace(temporary, target)
+
+
+def _empty_table(table):
+    """A feature table without rows, in the column types a built one has."""
+    import pyarrow as pa
+
+    stamp = pa.timestamp("us", tz="UTC")
+    fields = [pa.field("subject_id", pa.string()), pa.field("event_timestamp", stamp),
+              *(pa.field(name, pa.float64()) for name in table.columns),
+              *(pa.field(name, pa.string()) for name in table.text_columns),
+              pa.field(f"{table.name}_missing_reason", pa.string()), pa.field("created_timestamp", stamp)]
+    return pa.schema(fields).empty_table()
 
 
 def _write_json(target: Path, document: dict) -> None:

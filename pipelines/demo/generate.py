@@ -2,7 +2,8 @@
 
 Writes a realistic, deterministic cohort in the formats of real devices and laboratory
 interfaces, laid out as ``studies/demo/study.yaml`` declares: enrollment and endpoint files,
-minute-level wearable data, wrist and lower-back accelerometry, an Axivity AX6 binary, morning
+minute-level wearable data, Actiwatch activity counts (one subject in ten), wrist and
+lower-back accelerometry, an Axivity AX6 binary, morning
 RR-interval recordings, ECG snippets, inpatient vital signs and laboratory results from three
 sites in three interface formats (LIMS CSV, HL7 v2, FHIR). A real signal is planted: subjects
 whose outcome is 1 decline over the two weeks before their index time (fewer steps, slower
@@ -92,6 +93,7 @@ class Stream(IntEnum):
     LOWBACK = 8
     BROKEN = 9
     OUTCOMES = 10  # keyed by (block of subjects, OUTCOMES), not by subject
+    ACTIWATCH = 11
 
 # Which subjects carry planted anomalies: fixed by subject index, so every small cohort of at
 # least 12 subjects has each kind and subject 1 keeps its role whatever the cohort size.
@@ -293,6 +295,9 @@ def generate_demo(
         series, found = minute_series(subject, schedule, days, subject_rng(seed, subject.index, Stream.MINUTE))
         anomalies += found
         put(f"raw/minute/{sid}_minute.csv", partial(_write_csv, minute_table(series)))
+        if subject.index % ACTIWATCH_EVERY == 1:
+            counts = actiwatch_awd(subject, series, subject_rng(seed, subject.index, Stream.ACTIWATCH))
+            put(f"raw/actiwatch/{sid}_actiwatch.AWD", partial(_write_bytes, counts))
         rr = rr_recordings(subject, schedule, days, subject_rng(seed, subject.index, Stream.RR))
         anomalies += rr_anomalies(subject, rr)
         put(f"raw/rr/{sid}_rr.csv", partial(_write_csv, rr_table(rr)))
@@ -313,9 +318,13 @@ def generate_demo(
     tick("labs", 1)
 
     wear_day = days - 2  # a full day in the last week, where the decline shows
+    # The wrist recording starts at noon the day before (the first day has none before midnight)
+    # so that it holds a whole noon-to-noon sleep window, as a week-long recording would.
+    wrist_start_min = max(0, wear_day * 1440 - WRIST_LEAD_MIN)
     for index in roles.accel:
         subject = subjects[index]
-        wrist = wrist_accel_table(_day_slice(minutes[index], wear_day), subject_rng(seed, index, Stream.WRIST))
+        wrist = wrist_accel_table(_day_slice(minutes[index], 0, (wear_day + 1) * 1440 - wrist_start_min,
+                                             wrist_start_min), subject_rng(seed, index, Stream.WRIST))
         put(f"raw/accel/{subject.subject_id}_wrist.parquet", partial(_write_parquet, wrist))
         lowback = lowback_accel_table(subject, days, wear_day, subject_rng(seed, index, Stream.LOWBACK))
         put(f"raw/accel/{subject.subject_id}_lowback.csv", partial(_write_csv, lowback))
@@ -681,6 +690,27 @@ def minute_table(series: MinuteSeries) -> pa.Table:
             pa.array(series.stage, mask=series.stage < 0), pa.array(STAGES)).cast(pa.string()),
         "worn": pa.array(worn.astype(np.int8)),
     })
+
+
+WRIST_LEAD_MIN = 12 * 60  # wrist recordings start at noon before the day they cover
+ACTIWATCH_EVERY = 10  # one subject in ten also wears an Actiwatch (S0002, S0012, ...)
+
+
+def actiwatch_awd(subject: Subject, series: MinuteSeries, rng: np.random.Generator) -> bytes:
+    """``raw/actiwatch/<SID>_actiwatch.AWD``: an Actiwatch 4 worn on the same wrist, 60-s epochs.
+
+    Counts follow the minute data: wrist movement while walking (about 8 counts per step), a few
+    hundred counts in an awake minute without steps, little in sleep, none off the wrist; the
+    watch's clock keeps UTC here. The header's identity line holds the subject code, as study
+    teams set it up (the reader never keeps it).
+    """
+    awake = series.stage == 0
+    counts = np.where(awake, rng.gamma(1.5, 120.0, series.steps.size), rng.gamma(0.3, 15.0, series.steps.size))
+    counts = np.round((counts + 8.0 * series.steps) * series.worn).astype(np.int64)
+    start = dt.datetime.fromtimestamp(series.start_s, dt.UTC)
+    header = [subject.subject_id, start.strftime("%d-%b-%Y"), start.strftime("%H:%M"), " 4 ", "00",
+              f"V{600000 + subject.index}", "X"]
+    return ("\r\n".join(header + [str(count) for count in counts]) + "\r\n").encode("ascii")
 
 
 def _day_slice(series: MinuteSeries, day: int, minutes: int = 1440, offset_min: int = 0) -> MinuteSeries:

@@ -348,6 +348,43 @@ def _quality_section(study: _Study) -> str:
     return "\n".join(parts)
 
 
+_QC_COLUMNS = ["calibration_error_before_mg", "calibration_error_after_mg", "autocalibrated_flag",
+               "clipped_samples_1d_percent", "nonwear_1d_percent"]
+
+
+def _recording_qc_section(study: _Study) -> str:
+    path = study.tables / "accel_activity.parquet"
+    if not path.is_file():
+        return _note(f"No raw wrist accelerometry has been built into {study.tables} (table accel_activity): "
+                     "nothing to check.")
+    days = pd.read_parquet(path, columns=["subject_id", "event_timestamp", *_QC_COLUMNS,
+                                          "accel_activity_missing_reason"])
+    reason = days["accel_activity_missing_reason"].fillna("")
+    failed = reason.str.contains("biomarkers.qc.")
+    per_subject = days.assign(qc_failed=failed).groupby("subject_id", sort=True).agg(
+        days=("event_timestamp", "size"), before=("calibration_error_before_mg", "max"),
+        after=("calibration_error_after_mg", "max"), calibrated=("autocalibrated_flag", "max"),
+        clipped=("clipped_samples_1d_percent", "max"), nonwear=("nonwear_1d_percent", "median"),
+        qc_failed=("qc_failed", "sum"))
+    parts = [_paragraph(
+        f"Each wrist recording is autocalibrated from its still periods (van Hees et al. 2014) when it is long "
+        f"and varied enough, as GGIR does, before any activity level. The calibration error is the mean distance "
+        f"from 1 g of its still 10-s windows; a day fails quality control when the error after calibration or its "
+        f"share of clipped samples is above the study's limits (biomarkers.qc), and then has no activity levels. "
+        f"{int(failed.sum())} of {len(days)} subject-days failed; {int((per_subject['calibrated'] == 1).sum())} of "
+        f"{len(per_subject)} subjects' recordings were recalibrated."),
+        _table(["subject", "days", "calibration error before (mg)", "after (mg)", "autocalibrated",
+                "clipped samples, worst day (%)", "not worn, median day (%)", "days failing QC"],
+               [[subject, _count(row.days), _number(row.before, 2), _number(row.after, 2),
+                 "yes" if row.calibrated == 1 else "no", _number(row.clipped, 2), _number(row.nonwear, 1),
+                 _count(row.qc_failed)] for subject, row in per_subject.iterrows()],
+               numeric=(1, 2, 3, 5, 6, 7), css="recording-qc")]
+    reasons = sorted(set(reason[failed]))
+    if reasons:
+        parts.append(_paragraph("Why days failed: " + "; ".join(reasons[:5]) + ("; ..." if len(reasons) > 5 else "")))
+    return "\n".join(parts)
+
+
 def _validation_outcome(config: StudyConfig, report_id: str | None) -> str | None:
     path = config.reports_root / f"{report_id}.json" if report_id else None
     return json.loads(path.read_text()).get("outcome") if path is not None and path.is_file() else None
@@ -559,6 +596,7 @@ def _alerts_section(study: _Study) -> str:
 
 SECTIONS: tuple[tuple[str, str, Callable[[_Study], str]], ...] = (
     ("quality", "Data quality per source", _quality_section),
+    ("recording-qc", "Recording quality control", _recording_qc_section),
     ("distributions", "Biomarker distributions by arm and site", _distributions_section),
     ("trajectories", "Subject trajectories", _trajectories_section),
     ("model", "Endpoint model performance", _model_section),

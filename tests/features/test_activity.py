@@ -154,15 +154,20 @@ def test_demo_wrist_day_gives_plausible_activity_minutes(demo_wrist):
 
     pd.testing.assert_frame_equal(frame, before)
     assert list(out.columns) == list(ACCEL_ACTIVITY_DAILY_COLUMNS)
-    assert len(out) == 1  # the demo records one calendar day
-    row = out.iloc[0]
-    assert row["event_timestamp"] == frame["timestamp"].iloc[0].floor("D") + pd.Timedelta(days=1)
+    assert len(out) == 2  # the demo records from noon of one day to the end of the next
+    first, row = out.iloc[0], out.iloc[1]
+    assert row["event_timestamp"] == frame["timestamp"].iloc[0].floor("D") + pd.Timedelta(days=2)
     assert row["missing_reason"] is None
+    assert first["accel_wear_time_1d_min"] == pytest.approx(720, abs=1)  # the afternoon and evening
     levels = row["sedentary_time_1d_min"] + row["light_activity_1d_min"] + row["mvpa_1d_min"]
     assert levels + (1440 - row["accel_wear_time_1d_min"]) == pytest.approx(1440, abs=5)
     assert row["sedentary_time_1d_min"] > 600  # a day of an older adult, asleep a third of it
     assert row["mvpa_1d_min"] > 0  # the demo walks every day
     assert 1 < row["acceleration_intensity_mean_1d_mg"] < 100
+    # Quality control: a day and a half at most of a simulated, well-calibrated sensor.
+    assert row["clipped_samples_1d_percent"] == 0.0
+    assert 0 <= row["nonwear_1d_percent"] < 30
+    assert row["calibration_error_before_mg"] < 10 and row["autocalibrated_flag"] in (0.0, 1.0)
 
 
 def test_still_but_worn_recording_is_sedentary_and_motionless_one_is_not_worn():

@@ -125,6 +125,55 @@ def test_l5_and_m10_of_a_day_active_from_8_to_18():
     assert extremes.relative_amplitude == 1.0
 
 
+def test_equal_rest_windows_give_the_middle_one_when_asked():
+    """Rest 18:00-08:00 (14 h): every 5-h window inside it has L5 = 0, starting 18:00 to 03:00;
+    the middle one starts at 22:30 (across midnight), and the 10-h windows of activity tie once."""
+    minute_of_day = np.arange(1440)
+    day = np.where((minute_of_day >= 8 * 60) & (minute_of_day < 18 * 60), 100.0, 0.0)
+    first = circadian.least_and_most_active(minutes(day, days=3))
+    middle = circadian.least_and_most_active(minutes(day, days=3), ties="middle")
+    assert first.l5_onset_min == 0.0  # midnight: the first of the tied windows in clock order
+    assert middle.l5_onset_min == 18 * 60 + (9 * 60) // 2  # windows 18:00 to 03:00 tie: the middle is 22:30
+    assert (middle.l5, middle.m10, middle.m10_onset_min) == (0.0, 100.0, 480.0)
+
+
+def counts_frame(epoch_s: int, counts: list[float], start: str = "2026-03-02T10:00:00Z") -> pd.DataFrame:
+    return pd.DataFrame({"subject_id": "S1", "timestamp": pd.date_range(start, periods=len(counts),
+                                                                        freq=f"{epoch_s}s"),
+                         "activity_count": counts, "epoch_s": float(epoch_s)})
+
+
+def test_epoch_counts_become_counts_per_minute():
+    # 15-s epochs: four to a minute; a minute with a missing epoch has no value (not a quarter less).
+    short = circadian.counts_per_minute(counts_frame(15, [1, 2, 3, 4, 10, np.nan, 10, 10, 5, 5]))
+    np.testing.assert_array_equal(short["activity"].to_numpy(), [10.0, np.nan, np.nan])
+    # 2-min epochs: each minute gets half the epoch's count.
+    long = circadian.counts_per_minute(counts_frame(120, [100, 40]))
+    np.testing.assert_array_equal(long["activity"].to_numpy(), [50, 50, 20, 20])
+    assert list(long["timestamp"].astype("datetime64[ns]")) == list(
+        pd.date_range("2026-03-02T10:00:00", periods=4, freq="min"))
+    # 45-s epochs do not tile minutes: no value is made up.
+    assert circadian.counts_per_minute(counts_frame(45, [5, 5, 5, 5])).empty
+
+
+def test_the_counts_table_has_its_own_names_and_the_same_measures():
+    """The same minute activity as steps and as counts gives the same IS, IV, RA and L5/M10,
+    under the names of each signal."""
+    minute_of_day = np.arange(1440)
+    activity = np.tile(np.where((minute_of_day >= 7 * 60) & (minute_of_day < 22 * 60), 30.0, 1.0), 8)
+    stamps = pd.date_range(START, periods=activity.size, freq="min")
+    steps = pd.DataFrame({"subject_id": "S1", "timestamp": stamps, "steps_count": activity, "wear": True})
+    counts = pd.DataFrame({"subject_id": "S1", "timestamp": stamps, "activity_count": activity, "epoch_s": 60.0})
+
+    from_steps = circadian.circadian_daily_features(steps)
+    from_counts = circadian.circadian_counts_daily_features(counts)
+    assert list(from_counts.columns) == list(circadian.CIRCADIAN_COUNTS_DAILY_COLUMNS)
+    renamed = from_counts.rename(columns=dict(zip(circadian.CIRCADIAN_COUNTS_DAILY_COLUMNS,
+                                                  circadian.CIRCADIAN_DAILY_COLUMNS, strict=True)))
+    pd.testing.assert_frame_equal(renamed, from_steps)
+    assert from_counts["interdaily_stability_counts_7d"].iloc[-1] == pytest.approx(1.0)
+
+
 def test_l5_spans_midnight_when_the_rest_does():
     minute_of_day = np.arange(1440)
     day = np.where((minute_of_day >= 22 * 60) | (minute_of_day < 3 * 60), 1.0, 50.0)  # rest 22:00-03:00

@@ -150,6 +150,9 @@ def write_one_subject(root: Path) -> str:
     schedule = demo.sleep_schedule(subject, DAYS, rng(demo.Stream.SCHEDULE))
     minutes, _ = demo.minute_series(subject, schedule, DAYS, rng(demo.Stream.MINUTE))
     _write_csv(demo.minute_table(minutes), root / "raw" / "minute" / f"{sid}_minute.csv")
+    (root / "raw" / "actiwatch").mkdir(parents=True)
+    (root / "raw" / "actiwatch" / f"{sid}_actiwatch.AWD").write_bytes(
+        demo.actiwatch_awd(subject, minutes, rng(demo.Stream.ACTIWATCH)))
     rr = demo.rr_recordings(subject, schedule, DAYS, rng(demo.Stream.RR))
     _write_csv(demo.rr_table(rr), root / "raw" / "rr" / f"{sid}_rr.csv")
     _write_csv(demo.ecg_table(rr, rng(demo.Stream.ECG)), root / "raw" / "ecg" / f"{sid}_ecg.csv")

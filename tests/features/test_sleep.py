@@ -33,7 +33,7 @@ def demo(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def demo_wrist(demo) -> tuple[str, pd.DataFrame]:
-    """The first demo wrist recording (one calendar day, midnight to midnight) in g."""
+    """The first demo wrist recording (noon of one day to the end of the next) in g."""
     path = next(demo.out_dir / f for f in demo.files if f.endswith("_wrist.parquet") and "resampled" not in f)
     raw = pd.read_parquet(path)
     frame = pd.DataFrame({"timestamp": pd.to_datetime(raw["time"], unit="s", utc=True)})
@@ -151,37 +151,25 @@ def test_main_sleep_period_merges_short_gaps_and_keeps_the_longest():
 
 
 def test_skdh_finds_the_demo_night_in_its_window(demo_wrist, demo):
+    """The demo's wrist recording runs from noon to the midnight a day and a half later: one whole
+    noon-to-noon window, with the night, and the next one cut at midnight."""
     subject_id, frame = demo_wrist
-    # The demo records one calendar day; rotate it by 12 h into one whole noon-to-noon window:
-    # the evening and the start of the night, then the end of a night and the morning.
-    half = len(frame) // 2
-    night = pd.DataFrame({"timestamp": frame["timestamp"] + pd.Timedelta(hours=12)})
-    for column in ("accel_x_g", "accel_y_g", "accel_z_g"):
-        night[column] = np.r_[frame[column].to_numpy()[half:], frame[column].to_numpy()[:half]]
-    before = night.copy(deep=True)
-    out = accel_sleep_nightly_features(night, 50.0, subject_id)
+    before = frame.copy(deep=True)
+    out = accel_sleep_nightly_features(frame, 50.0, subject_id)
 
-    pd.testing.assert_frame_equal(night, before)
+    pd.testing.assert_frame_equal(frame, before)
     assert list(out.columns) == list(ACCEL_SLEEP_NIGHTLY_COLUMNS)
-    assert len(out) == 1
-    row = out.iloc[0]
-    assert row["event_timestamp"] == frame["timestamp"].iloc[0].floor("D") + pd.Timedelta(days=1, hours=12)
+    noon = frame["timestamp"].iloc[0]
+    assert noon == noon.floor("D") + pd.Timedelta(hours=12)
+    assert out["event_timestamp"].tolist() == [noon + pd.Timedelta(days=1), noon + pd.Timedelta(days=2)]
+    row, cut = out.iloc[0], out.iloc[1]
     assert row["missing_reason"] is None
-    # The minute data the wrist signal was made from say how long the subject slept that day.
+    # The minute data the wrist signal was made from say how long the subject slept that night.
     minute = pd.read_csv(demo.out_dir / "raw" / "minute" / f"{subject_id}_minute.csv", parse_dates=["time"])
-    day = minute[minute["time"].dt.floor("D") == frame["timestamp"].iloc[0].floor("D")]
-    asleep_min = int(day["sleep_stage"].isin(["light", "deep", "rem"]).sum())
+    window = minute[(minute["time"] >= noon) & (minute["time"] < noon + pd.Timedelta(days=1))]
+    asleep_min = int(window["sleep_stage"].isin(["light", "deep", "rem"]).sum())
     assert 60 <= row["total_sleep_time_accel_night_min"] <= asleep_min + 30
     assert 0 < row["sleep_efficiency_accel_night_percent"] <= 100
     assert row["waso_accel_night_min"] >= 0 and row["sleep_onset_latency_accel_night_min"] >= 0
-
-
-def test_demo_wrist_day_holds_no_whole_night(demo_wrist):
-    subject_id, frame = demo_wrist
-    out = accel_sleep_nightly_features(frame, 50.0, subject_id)
-
-    day = frame["timestamp"].iloc[0].floor("D")
-    assert out["event_timestamp"].tolist() == [day + pd.Timedelta(hours=12), day + pd.Timedelta(days=1, hours=12)]
-    assert out["total_sleep_time_accel_night_min"].isna().all()
-    assert (out["missing_reason"] == "recording covers 12.0 h of the 24 h noon-to-noon window: "
-                                     "the night may be cut").all()
+    assert np.isnan(cut["total_sleep_time_accel_night_min"])
+    assert cut["missing_reason"] == "recording covers 12.0 h of the 24 h noon-to-noon window: the night may be cut"

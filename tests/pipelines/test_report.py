@@ -118,6 +118,17 @@ def test_one_self_contained_page_with_every_section_and_its_plots(report) -> Non
     assert all(figure.count("<svg") + figure.count('src="data:image/png;base64,') == 1 for figure in figures)
 
 
+def test_recording_quality_control_lists_each_wrist_recording(report) -> None:
+    _, _, _, page = report
+    rows = Page(section(page, "recording-qc")).tables["recording-qc"]
+    # subject, days, error before, after, autocalibrated, clipped worst day, not worn median day, days failing QC
+    assert rows and all(row[0].startswith("S") for row in rows)
+    for row in rows:
+        assert float(row[2]) >= 0 and float(row[3]) <= float(row[2]) and row[4] in ("yes", "no")
+        assert row[7] == "0"  # the demo's simulated sensors are calibrated and never clip
+    assert "subject-days failed" in section(page, "recording-qc")
+
+
 def test_the_quarantine_table_names_each_planted_broken_file_and_its_reason(report) -> None:
     manifest, _, _, page = report
     rows = {row[1]: row for row in Page(page).tables["quarantine"]}  # source, file, status, reason, report id
@@ -178,6 +189,7 @@ def test_a_study_with_nothing_yet_says_so_in_every_section(tiny_study: Path) -> 
     config = load_study(tiny_study)
     page = write_report(config, out="report.html", tables=config.data_root / "no_tables").read_text()
     assert "Nothing has been ingested yet" in section(page, "quality")
+    assert "No raw wrist accelerometry has been built" in section(page, "recording-qc")
     assert "No feature tables have been built" in section(page, "distributions")
     assert "No feature tables have been built" in section(page, "trajectories")
     assert "study.yaml declares no endpoint model" in section(page, "model")

@@ -31,6 +31,7 @@ READERS: dict[FileFormat, str] = {
     FileFormat.GT3X: "pipelines.ingest.readers.actigraph:read_gt3x",
     FileFormat.ACTILIFE_CSV: "pipelines.ingest.readers.vendor_csv:read_vendor_csv",
     FileFormat.GENEACTIV_CSV: "pipelines.ingest.readers.vendor_csv:read_vendor_csv",
+    FileFormat.AWD: "pipelines.ingest.readers.actiwatch:read_awd",
     FileFormat.LIMS_CSV: "pipelines.ingest.readers.labs:read_lims_csv",
     FileFormat.HL7V2: "pipelines.ingest.readers.labs:read_hl7v2",
     FileFormat.FHIR: "pipelines.ingest.readers.labs:read_fhir",

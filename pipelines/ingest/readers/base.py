@@ -53,7 +53,7 @@ _MAGIC: dict[str, tuple[bytes, str, str]] = {
     "parquet": (b"PAR1", "a Parquet file", "'PAR1' (and ends with it)"),
 }
 # Text formats: a NUL byte never occurs in them, and a known binary magic names what came instead.
-_TEXT_FORMATS = {"csv", "lims_csv", "hl7v2", "fhir", "actilife_csv", "geneactiv_csv"}
+_TEXT_FORMATS = {"csv", "lims_csv", "hl7v2", "fhir", "actilife_csv", "geneactiv_csv", "awd"}
 _KNOWN_MAGIC: dict[bytes, str] = {
     b"%PDF": "a PDF document",
     b"PK\x03\x04": "a zip archive (xlsx, docx, gt3x, ...)",

@@ -56,6 +56,8 @@ def read_table(path: Path, spec: TableSpec, kind: SourceKind, file_format: FileF
             frame["subject_id"] = subject_id
     if kind is SourceKind.SUBJECTS:
         frame = _derive_age(frame)
+    if "epoch_s" not in frame and getattr(spec, "epoch_s", None) is not None:
+        frame["epoch_s"] = spec.epoch_s  # one epoch length per file, declared by the source
 
     unparsable = np.zeros(len(frame), dtype=np.int64) if file_format is FileFormat.CSV else None
     columns = {}
