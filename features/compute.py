@@ -117,16 +117,11 @@ def _cardiac(inputs: SubjectInputs) -> list[pd.DataFrame]:
     return from_rr + from_waveforms
 
 
-def _circadian(key: str, function: Callable[..., pd.DataFrame]):
-    """The rest-activity rhythm table from each recording of ``key``, in the recording's time zone."""
-    def compute(inputs: SubjectInputs) -> list[pd.DataFrame]:
-        settings = inputs.settings
-        return [function(r.frame, timezone=r.timezone, definition=settings.circadian.definition,
-                         bin_minutes=settings.circadian.bin_minutes,
-                         activity_threshold=settings.circadian.activity_threshold,
-                         min_valid_days=settings.circadian.min_valid_days, min_wear_min=settings.activity.min_wear_min)
-                for r in inputs.recordings.get(key, [])]
-    return compute
+def _circadian_options(settings: BiomarkerSettings, recording: Recording) -> dict:
+    """The rest-activity rhythm's settings, in the wearer's time zone (the recording's)."""
+    return {"timezone": recording.timezone, "definition": settings.circadian.definition,
+            "bin_minutes": settings.circadian.bin_minutes, "activity_threshold": settings.circadian.activity_threshold,
+            "min_valid_days": settings.circadian.min_valid_days, "min_wear_min": settings.activity.min_wear_min}
 
 
 def _labs(inputs: SubjectInputs) -> list[pd.DataFrame]:
@@ -146,8 +141,9 @@ COMPUTATIONS: dict[str, Callable[[SubjectInputs], list[pd.DataFrame]]] = {
                                          "device_range_g": recording.device_range_g, **settings.qc.options()}),
     "gait": _per_recording("accelerometry:lower_back", gait.gait_daily_features, high_rate=True),
     "sleep": _per_recording("minute_wearable", sleep.minute_sleep_nightly_features),
-    "circadian": _circadian("minute_wearable", circadian.circadian_daily_features),
-    "circadian_counts": _circadian("activity_counts", circadian.circadian_counts_daily_features),
+    "circadian": _per_recording("minute_wearable", circadian.circadian_daily_features, options=_circadian_options),
+    "circadian_counts": _per_recording("activity_counts", circadian.circadian_counts_daily_features,
+                                       options=_circadian_options),
     "accel_sleep": _per_recording("accelerometry:wrist", sleep.accel_sleep_nightly_features, high_rate=True),
     "cardiac": _cardiac,
     "hourly_vitals": _per_recording("vitals", vitals.vitals_hourly_features),

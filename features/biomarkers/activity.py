@@ -473,9 +473,10 @@ def accel_activity_daily_features(
     clipped, valid = quality.clipped_samples(accel_g, device_range_g)
     samples, with_values, clipped_count = (np.bincount(day_index, weights=weights, minlength=len(days))
                                            for weights in (None, valid, clipped))
-    rows = {day: _quality_row(subject_id, day, samples[i] / fs_hz / 60.0,
-                              100.0 * clipped_count[i] / with_values[i] if with_values[i] else math.nan, calibration)
-            for i, day in enumerate(days)}
+    recorded_min = samples / fs_hz / 60.0
+    clipped_percent = np.divide(100.0 * clipped_count, with_values, out=np.full(len(days), np.nan),
+                                where=with_values > 0)
+    rows = {day: _quality_row(subject_id, day, clipped_percent[i], calibration) for i, day in enumerate(days)}
 
     duration_min = (time_s[-1] - time_s[0]) / 60.0 + 1.0 / (60.0 * fs_hz)
     if duration_min < min_wear_min:
@@ -488,17 +489,16 @@ def accel_activity_daily_features(
         result = pipeline.run(time=time_s, accel=accel_g, fs=float(fs_hz), tz_name="UTC")["ActivityLevelTimes"]
     by_day = {pd.Timestamp(str(date), tz="UTC"): i for i, date in enumerate(result["Date"])}
     calibration_failed = _calibration_failure(calibration, max_calibration_error_mg)
-    for day, row in rows.items():
+    for recorded, (day, row) in zip(recorded_min, rows.items(), strict=True):
         i = by_day.get(day)
         if i is None:  # SKDH made no window for this day (a recording ending just after midnight)
             row["missing_reason"] = "no SKDH day window"
             continue
         wear_min = float(result["Wear Minutes"][i])
-        recorded_min = row.pop("_recorded_min")
         row.update({column: float(result[key][i]) for column, key in _SKDH_LEVEL_KEYS.items()})
         row.update(acceleration_intensity_mean_1d_mg=1000.0 * float(result[_SKDH_MEAN_KEY][i]),
                    accel_wear_time_1d_min=wear_min,
-                   nonwear_1d_percent=100.0 * max(0.0, 1.0 - wear_min / recorded_min) if recorded_min else math.nan)
+                   nonwear_1d_percent=100.0 * max(0.0, 1.0 - wear_min / recorded) if recorded else math.nan)
         reasons = [calibration_failed] if calibration_failed else []
         clipped = row["clipped_samples_1d_percent"]
         if max_clipped_percent is not None and clipped > max_clipped_percent:
@@ -509,15 +509,13 @@ def accel_activity_daily_features(
                            else "SKDH computed no activity levels")
         if reasons:
             row.update(dict.fromkeys(_ACTIVITY_LEVEL_COLUMNS, math.nan), missing_reason="; ".join(reasons))
-    return _table([{k: v for k, v in row.items() if k != "_recorded_min"} for row in rows.values()],
-                  ACCEL_ACTIVITY_DAILY_COLUMNS)
+    return _table(list(rows.values()), ACCEL_ACTIVITY_DAILY_COLUMNS)
 
 
-def _quality_row(subject_id: str, day: pd.Timestamp, recorded_min: float, clipped_percent: float,
-                 calibration) -> dict:
+def _quality_row(subject_id: str, day: pd.Timestamp, clipped_percent: float, calibration) -> dict:
     """A day's row with its quality-control columns filled and every other measure NaN."""
     row = _nan_row(subject_id, day + _DAY, ACCEL_ACTIVITY_DAILY_COLUMNS, None)
-    row.update(clipped_samples_1d_percent=clipped_percent, _recorded_min=recorded_min)
+    row["clipped_samples_1d_percent"] = clipped_percent
     if calibration is not None:
         row.update(calibration_error_before_mg=1000.0 * calibration.error_before_g,
                    calibration_error_after_mg=1000.0 * calibration.error_after_g,
