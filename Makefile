@@ -6,10 +6,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 INSTALLED_TEST := $(VENV)/.installed-test
-# Reference recordings that are not ours to copy (GPL-3): the tests read them from the publisher's
-# wheel on PyPI, fetched at set-up (pinned; tests/reference_data.py checks each file's SHA-256).
+# Reference recordings and implementations that are not ours to copy (GPL-3): the tests read them
+# from the publisher's wheel on PyPI, fetched at set-up (pinned; tests/reference_data.py checks
+# each file's SHA-256). They are never installed: the platform does not depend on them.
 REFERENCE := $(VENV)/reference
-REFERENCE_WHEELS := $(REFERENCE)/pyActigraphy-1.2.2-py3-none-any.whl
+REFERENCE_WHEELS := $(REFERENCE)/pyActigraphy-1.2.2-py3-none-any.whl $(REFERENCE)/agcounts-0.2.6-py3-none-any.whl
 
 .PHONY: demo test install clean
 
@@ -38,8 +39,9 @@ $(INSTALLED_TEST): $(INSTALLED)
 		|| echo "warning: could not install Debian's chromium: the report's browser test will be skipped"
 	touch $@
 
-$(REFERENCE_WHEELS): $(INSTALLED)
-	$(BIN)/python -m pip download --quiet --disable-pip-version-check --no-deps --dest $(REFERENCE) pyActigraphy==1.2.2
+$(REFERENCE)/%-py3-none-any.whl: $(INSTALLED)
+	$(BIN)/python -m pip download --quiet --disable-pip-version-check --no-deps --dest $(REFERENCE) \
+		$(word 1,$(subst -, ,$*))==$(word 2,$(subst -, ,$*))
 
 clean:
 	rm -rf $(VENV) data

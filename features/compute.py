@@ -144,6 +144,10 @@ COMPUTATIONS: dict[str, Callable[[SubjectInputs], list[pd.DataFrame]]] = {
     "circadian": _per_recording("minute_wearable", circadian.circadian_daily_features, options=_circadian_options),
     "circadian_counts": _per_recording("activity_counts", circadian.circadian_counts_daily_features,
                                        options=_circadian_options),
+    "circadian_accel": _per_recording("accelerometry:wrist", circadian.circadian_accel_daily_features, high_rate=True,
+                                      options=lambda settings, recording: {
+                                          **_circadian_options(settings, recording),
+                                          "autocalibrate": settings.qc.autocalibrate}),
     "accel_sleep": _per_recording("accelerometry:wrist", sleep.accel_sleep_nightly_features, high_rate=True),
     "cardiac": _cardiac,
     "hourly_vitals": _per_recording("vitals", vitals.vitals_hourly_features),

@@ -203,10 +203,10 @@ class BiomarkerSettings(BaseModel):
 
 
 TABLES_BY_FAMILY: dict[str, tuple[str, ...]] = {
-    "activity": ("daily_activity", "accel_activity", "circadian", "circadian_counts"),  # minimum wear: a valid day
+    "activity": ("daily_activity", "accel_activity", "circadian", "circadian_counts", "circadian_accel"),  # valid day
     "hrv": ("cardiac",),
-    "circadian": ("circadian", "circadian_counts"),
-    "qc": ("accel_activity",),
+    "circadian": ("circadian", "circadian_counts", "circadian_accel"),
+    "qc": ("accel_activity", "circadian_accel"),
 }
 """The feature tables each family's settings feed: a change to a family rebuilds these only."""
 

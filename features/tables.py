@@ -47,6 +47,9 @@ _CIRCADIAN = ("worn minutes' steps of the 7 UTC days ending with the row's, in t
 _CIRCADIAN_COUNTS = ("activity counts per minute (a device's epoch counts: Actiwatch, ActiGraph) of the 7 UTC days "
                      "ending with the row's, in the wearer's local time (the source's timezone), every minute with a "
                      "count taken as worn, binarized when biomarkers.circadian.activity_threshold is set")
+_CIRCADIAN_ENMO = ("worn minutes' mean ENMO (mg) of raw wrist accelerometry, autocalibrated (biomarkers.qc), of the 7 "
+                   "UTC days ending with the row's, in the wearer's local time (the source's timezone), worn minutes "
+                   "by SKDH's wear detection, binarized when biomarkers.circadian.activity_threshold is set")
 _WRIST = "raw wrist accelerometry (g)"
 _LOWER_BACK = "raw lower-back accelerometry (g)"
 _VITALS = "bedside vital signs"
@@ -160,10 +163,13 @@ TABLES: tuple[FeatureTable, ...] = (
             + _WRIST + "; recordings above biomarkers.qc.max_calibration_error_mg get no levels",
             "autocalibrated_flag": "the recording autocalibrated (1) or not (0), when too short or with too few "
             "orientations at rest to fit; " + _WRIST + "; SKDH CalibrateAccelerometer, van Hees et al. 2014",
+            "actigraph_counts_vm_mean_1d_counts_per_min": "mean ActiGraph vector-magnitude counts per worn "
+            "minute, counts/min; " + _WRIST + "; ActiGraph's count method (Brønd et al. 2017), equal to "
+            "ActiLife's at 30-100 Hz",
         },
         ttl_days=3,
-        description="Daily activity levels from raw wrist accelerometry through SKDH, autocalibrated, with the "
-        "recording's quality control (calibration error, clipping, non-wear).",
+        description="Daily activity levels and ActiGraph counts from raw wrist accelerometry through SKDH, "
+        "autocalibrated, with the recording's quality control (calibration error, clipping, non-wear).",
     ),
     FeatureTable(
         name="gait",
@@ -204,6 +210,8 @@ TABLES: tuple[FeatureTable, ...] = (
             ("circadian", "minute_wearable", circadian.STEPS_COLUMNS, "steps/min", _CIRCADIAN, "minute steps"),
             ("circadian_counts", "activity_counts", circadian.COUNTS_COLUMNS, "counts/min", _CIRCADIAN_COUNTS,
              "activity counts"),
+            ("circadian_accel", "accelerometry:wrist", circadian.ENMO_COLUMNS, "mg", _CIRCADIAN_ENMO,
+             "raw wrist accelerometry (per-minute ENMO)"),
         )
     ),
     FeatureTable(

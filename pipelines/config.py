@@ -66,18 +66,19 @@ class FileFormat(StrEnum):
     ACTILIFE_CSV = "actilife_csv"  # ActiLife raw CSV export: a 10-line header block, then X,Y,Z (time optional)
     GENEACTIV_CSV = "geneactiv_csv"  # GENEActiv PC software CSV: key,value header lines, then time,x,y,z,lux,...
     AWD = "awd"  # Actiwatch .AWD (Actiware): a 7-line header, then one activity count per epoch
+    AGD = "agd"  # ActiLife .agd: a SQLite database of settings and epoch counts per axis
 
 
 # Vendor formats that describe their own columns, units and clock: a study names the format only.
 SELF_DESCRIBING_FORMATS = frozenset({FileFormat.GT3X, FileFormat.ACTILIFE_CSV, FileFormat.GENEACTIV_CSV,
-                                     FileFormat.AWD})
+                                     FileFormat.AWD, FileFormat.AGD})
 
 
 FORMATS_BY_KIND: dict[SourceKind, set[FileFormat]] = {
     SourceKind.ACCELEROMETRY: {FileFormat.CSV, FileFormat.PARQUET, FileFormat.CWA, FileFormat.BIN, FileFormat.GT3X,
                                FileFormat.ACTILIFE_CSV, FileFormat.GENEACTIV_CSV},
     SourceKind.MINUTE_WEARABLE: {FileFormat.CSV, FileFormat.PARQUET},
-    SourceKind.ACTIVITY_COUNTS: {FileFormat.CSV, FileFormat.PARQUET, FileFormat.AWD},
+    SourceKind.ACTIVITY_COUNTS: {FileFormat.CSV, FileFormat.PARQUET, FileFormat.AWD, FileFormat.AGD},
     SourceKind.RR_INTERVALS: {FileFormat.CSV, FileFormat.PARQUET},
     SourceKind.ECG: {FileFormat.CSV, FileFormat.PARQUET},
     SourceKind.PPG: {FileFormat.CSV, FileFormat.PARQUET},
@@ -144,7 +145,7 @@ class SourceConfig(TableSpec):
                            "analyst's software; HRV then looks for no artefacts beyond the physiological range")
     epoch_s: float | None = Field(
         None, gt=0, le=3600, description="activity_counts in CSV or Parquet without an epoch column: the epoch "
-                                         "length in seconds (vendor formats such as awd state their own)")
+                                         "length in seconds (vendor formats such as awd and agd state their own)")
     timestamp_format: str | None = Field(
         None,
         description="with timestamp_encoding text: the strptime format of vendor text timestamps, e.g. "

@@ -82,10 +82,11 @@ ACCEL_ACTIVITY_DAILY_COLUMNS = (
     "calibration_error_before_mg",
     "calibration_error_after_mg",
     "autocalibrated_flag",
+    "actigraph_counts_vm_mean_1d_counts_per_min",
     "missing_reason",
 )
 _ACTIVITY_LEVEL_COLUMNS = ("sedentary_time_1d_min", "light_activity_1d_min", "mvpa_1d_min",
-                           "acceleration_intensity_mean_1d_mg")
+                           "acceleration_intensity_mean_1d_mg", "actigraph_counts_vm_mean_1d_counts_per_min")
 
 _DAY = pd.Timedelta(days=1)
 _ACCEL_AXES = ("accel_x_g", "accel_y_g", "accel_z_g")
@@ -394,6 +395,99 @@ def skdh_activity_pipeline(fs_hz: float, *, cutpoints: str | dict = DEFAULT_CUTP
     return pipeline
 
 
+
+def calibrated_recording(accel: pd.DataFrame, fs_hz: float, *, autocalibrate: bool = True):
+    """A wrist recording as SKDH's arrays, autocalibrated from its still periods when asked.
+
+    Returns ``(time_s, accel_g, calibration)``: see :func:`unix_time_s_and_accel_g`; ``accel_g`` is
+    the calibrated signal; ``calibration`` the :class:`features.biomarkers.quality.Calibration`
+    (``None`` when ``autocalibrate`` is off).
+    """
+    from features.biomarkers import quality
+
+    time_s, accel_g = unix_time_s_and_accel_g(accel, fs_hz)
+    calibration = quality.autocalibrate(time_s, accel_g, fs_hz) if autocalibrate and time_s.size else None
+    if calibration is not None:
+        accel_g = calibration.apply(accel_g)
+    return time_s, accel_g, calibration
+
+
+def worn_periods(time_s: np.ndarray, accel_g: np.ndarray, fs_hz: float) -> np.ndarray:
+    """Worn periods, (k, 2) start and stop sample indices, by the wear detection of
+    :func:`skdh_activity_pipeline` (none for a recording shorter than its 60-min window)."""
+    if time_s.size < 60 * 60 * fs_hz:
+        return np.empty((0, 2), dtype=np.int64)
+    with np.errstate(divide="ignore"):  # see accel_activity_daily_features
+        return np.asarray(_skdh_process_classes()["BlockWearDetection"]().predict(
+            time=time_s, accel=accel_g, fs=float(fs_hz))["wear"], dtype=np.int64).reshape(-1, 2)
+
+
+def wrist_minutes(time_s: np.ndarray, accel_g: np.ndarray, fs_hz: float, wear: np.ndarray) -> pd.DataFrame:
+    """The recording minute by minute (UTC minutes): mean ENMO, ActiGraph counts, worn or not.
+
+    Parameters
+    ----------
+    time_s : (n,) unix seconds; accel_g : (n, 3) acceleration in g (calibrated); fs_hz : rate.
+    wear : (k, 2) worn periods as start and stop sample indices (:func:`worn_periods`).
+
+    Returns
+    -------
+    DataFrame
+        ``timestamp`` (UTC, naive numpy, start of the minute), ``enmo_mg`` (mean of
+        max(|a| - 1 g, 0) over the minute's samples, mg), ``counts_vm_per_min`` (vector magnitude
+        of the minute's ActiGraph counts per axis, :mod:`features.biomarkers.counts`, summed from
+        1-s epochs; NaN for a minute not wholly recorded or below 10 Hz), ``worn`` (at least half
+        the minute's samples in a worn period).
+    """
+    from features.biomarkers import counts
+
+    n = time_s.size
+    minute = np.floor(time_s / 60.0).astype(np.int64)
+    first = minute[0] if n else 0
+    index = minute - first
+    n_minutes = int(index[-1]) + 1 if n else 0
+    enmo = np.maximum(np.sqrt(np.square(accel_g).sum(axis=1)) - 1.0, 0.0)
+    samples = np.bincount(index, minlength=n_minutes)
+    in_wear = np.zeros(n + 1, dtype=np.int64)
+    for start, stop in wear:
+        in_wear[start] += 1
+        in_wear[min(stop, n)] -= 1
+    worn_samples = np.bincount(index, weights=np.cumsum(in_wear[:n]) > 0, minlength=n_minutes)
+    frame = pd.DataFrame({
+        "timestamp": ((first + np.arange(n_minutes)) * 60).astype("datetime64[s]").astype("datetime64[ns]"),
+        "enmo_mg": 1000.0 * np.divide(np.bincount(index, weights=enmo, minlength=n_minutes), samples,
+                                      out=np.full(n_minutes, np.nan), where=samples > 0),
+        "counts_vm_per_min": np.nan,
+        "worn": worn_samples >= 0.5 * np.maximum(samples, 1),
+    })
+    rate = counts_rate_hz(fs_hz)
+    if rate is None or n < rate:
+        return frame
+    per_second = counts.actigraph_counts(accel_g, rate, epoch_s=1)
+    # Each 1-s epoch (``rate`` samples: a drifting clock's "second" is the device's) into the UTC
+    # minute its first sample is in; a minute counts only with all 60 of its seconds. The vector
+    # magnitude is of the minute's axis counts, as ActiLife's for 60-s epochs.
+    starts = np.minimum(np.floor(np.arange(per_second.shape[0]) * rate).astype(np.int64), n - 1)
+    second_minute = minute[starts] - first
+    seconds = np.bincount(second_minute, minlength=n_minutes)
+    summed = counts.vector_magnitude(np.stack(
+        [np.bincount(second_minute, weights=axis, minlength=n_minutes) for axis in per_second.T], axis=1))
+    frame["counts_vm_per_min"] = np.where(seconds >= 60, summed, np.nan)
+    return frame
+
+
+def counts_rate_hz(fs_hz: float) -> float | None:
+    """The rate ActiGraph's count method takes the recording at: the ActiGraph rate within 5 % of
+    ``fs_hz`` (device clocks drift: an AX6 at 100 Hz samples ~98.4 Hz), else ``fs_hz`` itself
+    (resampled to 30 Hz by the method); ``None`` below 10 Hz."""
+    from features.biomarkers.counts import ACTIGRAPH_RATES_HZ, MIN_RATE_HZ
+
+    nearest = min(ACTIGRAPH_RATES_HZ, key=lambda rate: abs(rate - fs_hz))
+    if abs(nearest - fs_hz) <= 0.05 * nearest:
+        return nearest
+    return float(fs_hz) if fs_hz >= MIN_RATE_HZ else None
+
+
 def accel_activity_daily_features(
     accel: pd.DataFrame, fs_hz: float, subject_id: str, *, cutpoints: str | dict = DEFAULT_CUTPOINTS,
     min_wear_min: int = MIN_WEAR_MIN, autocalibrate: bool = True, device_range_g: float = 8.0,
@@ -413,6 +507,9 @@ def accel_activity_daily_features(
     * ``acceleration_intensity_mean_1d_mg``: mean ENMO (Euclidean norm minus 1 g, negative
       values set to 0) over the worn time, mg;
     * ``accel_wear_time_1d_min``: worn minutes by SKDH's AccelThresholdWearDetection;
+    * ``actigraph_counts_vm_mean_1d_counts_per_min``: mean ActiGraph vector-magnitude counts per
+      worn minute (:func:`wrist_minutes`; ActiGraph's method, Brønd et al. 2017, equal to
+      ActiLife's counts at ActiGraph's rates; NaN below 10 Hz);
     * quality control: ``nonwear_1d_percent`` (recorded minutes not worn), ``clipped_samples_1d_percent``
       (samples at the device's range), the recording's ``calibration_error_before_mg`` and
       ``calibration_error_after_mg`` and ``autocalibrated_flag`` (1 when the calibration was applied).
@@ -461,13 +558,10 @@ def accel_activity_daily_features(
     """
     from features.biomarkers import quality
 
-    time_s, accel_g = unix_time_s_and_accel_g(accel, fs_hz)
+    time_s, accel_g, calibration = calibrated_recording(accel, fs_hz, autocalibrate=autocalibrate)
     if time_s.size == 0:
         return _empty_frame(ACCEL_ACTIVITY_DAILY_COLUMNS)
     days = _utc_days(time_s)
-    calibration = quality.autocalibrate(time_s, accel_g, fs_hz) if autocalibrate else None
-    if calibration is not None:
-        accel_g = calibration.apply(accel_g)
     # Per-day sums by day index (one pass over the samples, not one mask per day).
     day_index = np.floor(time_s / 86_400.0).astype(np.int64) - days[0].value // 86_400_000_000_000
     clipped, valid = quality.clipped_samples(accel_g, device_range_g)
@@ -486,7 +580,11 @@ def accel_activity_daily_features(
     # AccelThresholdWearDetection divides by a zero non-wear length when a recording starts
     # or ends worn (the ratio is then inf, which its rules handle): not worth a warning.
     with np.errstate(divide="ignore"):
-        result = pipeline.run(time=time_s, accel=accel_g, fs=float(fs_hz), tz_name="UTC")["ActivityLevelTimes"]
+        results = pipeline.run(time=time_s, accel=accel_g, fs=float(fs_hz), tz_name="UTC")
+    result = results["ActivityLevelTimes"]
+    minutes = wrist_minutes(time_s, accel_g, fs_hz, np.asarray(results["BlockWearDetection"]["wear"]).reshape(-1, 2))
+    worn_counts = minutes["counts_vm_per_min"].where(minutes["worn"])
+    counts_by_day = worn_counts.groupby(minutes["timestamp"].dt.floor("D")).mean()
     by_day = {pd.Timestamp(str(date), tz="UTC"): i for i, date in enumerate(result["Date"])}
     calibration_failed = _calibration_failure(calibration, max_calibration_error_mg)
     for recorded, (day, row) in zip(recorded_min, rows.items(), strict=True):
@@ -498,7 +596,9 @@ def accel_activity_daily_features(
         row.update({column: float(result[key][i]) for column, key in _SKDH_LEVEL_KEYS.items()})
         row.update(acceleration_intensity_mean_1d_mg=1000.0 * float(result[_SKDH_MEAN_KEY][i]),
                    accel_wear_time_1d_min=wear_min,
-                   nonwear_1d_percent=100.0 * max(0.0, 1.0 - wear_min / recorded) if recorded else math.nan)
+                   nonwear_1d_percent=100.0 * max(0.0, 1.0 - wear_min / recorded) if recorded else math.nan,
+                   actigraph_counts_vm_mean_1d_counts_per_min=float(
+                       counts_by_day.get(day.tz_localize(None), math.nan)))
         reasons = [calibration_failed] if calibration_failed else []
         clipped = row["clipped_samples_1d_percent"]
         if max_clipped_percent is not None and clipped > max_clipped_percent:
@@ -509,6 +609,8 @@ def accel_activity_daily_features(
                            else "SKDH computed no activity levels")
         if reasons:
             row.update(dict.fromkeys(_ACTIVITY_LEVEL_COLUMNS, math.nan), missing_reason="; ".join(reasons))
+        elif counts_rate_hz(fs_hz) is None:
+            row["missing_reason"] = f"ActiGraph counts need a rate of 10 Hz or more, the recording's is {fs_hz:g} Hz"
     return _table(list(rows.values()), ACCEL_ACTIVITY_DAILY_COLUMNS)
 
 

@@ -275,8 +275,13 @@ COUNTS_COLUMNS = CircadianColumns(
     "interdaily_stability_counts_7d", "intradaily_variability_counts_7d", "relative_amplitude_counts_7d",
     "l5_mean_7d_counts_per_min", "l5_onset_counts_7d_min", "m10_mean_7d_counts_per_min", "m10_onset_counts_7d_min",
     "circadian_counts_valid_days_7d_count")
+ENMO_COLUMNS = CircadianColumns(
+    "interdaily_stability_enmo_7d", "intradaily_variability_enmo_7d", "relative_amplitude_enmo_7d",
+    "l5_mean_7d_mg", "l5_onset_enmo_7d_min", "m10_mean_7d_mg", "m10_onset_enmo_7d_min",
+    "circadian_enmo_valid_days_7d_count")
 CIRCADIAN_DAILY_COLUMNS = STEPS_COLUMNS.table
 CIRCADIAN_COUNTS_DAILY_COLUMNS = COUNTS_COLUMNS.table
+CIRCADIAN_ENMO_DAILY_COLUMNS = ENMO_COLUMNS.table
 
 
 def circadian_daily_features(
@@ -391,6 +396,28 @@ def circadian_counts_daily_features(counts: pd.DataFrame, **options) -> pd.DataF
     counts is rest as often as it is a watch on the table.
     """
     return _rhythm_rows(counts_per_minute(counts), COUNTS_COLUMNS, **options)
+
+
+def circadian_accel_daily_features(accel: pd.DataFrame, fs_hz: float, subject_id: str, *, autocalibrate: bool = True,
+                                   **options) -> pd.DataFrame:
+    """:func:`circadian_daily_features` from one raw wrist accelerometry recording, on each worn
+    minute's mean ENMO (mg), into :data:`CIRCADIAN_ENMO_DAILY_COLUMNS`.
+
+    The recording is autocalibrated first when ``autocalibrate`` (as for the activity levels),
+    its worn minutes found by the same wear detection, then summarised per UTC minute
+    (:func:`features.biomarkers.activity.wrist_minutes`): an unworn minute has no value. ``accel``
+    is a canonical ACCELEROMETRY frame sampled at ``fs_hz``; ``options`` those of
+    :func:`circadian_daily_features`.
+    """
+    from features.biomarkers import activity
+
+    time_s, accel_g, _ = activity.calibrated_recording(accel, fs_hz, autocalibrate=autocalibrate)
+    if time_s.size == 0:
+        return _empty_frame(ENMO_COLUMNS.table)
+    minutes = activity.wrist_minutes(time_s, accel_g, fs_hz, activity.worn_periods(time_s, accel_g, fs_hz))
+    frame = pd.DataFrame({"subject_id": subject_id, "timestamp": minutes["timestamp"].to_numpy(),
+                          "activity": minutes["enmo_mg"].where(minutes["worn"]).to_numpy()})
+    return _rhythm_rows(frame, ENMO_COLUMNS, **options)
 
 
 def _rhythm_rows(frame: pd.DataFrame, names: CircadianColumns, *, timezone: str = "UTC",

@@ -245,3 +245,47 @@ def test_the_daily_table_says_why_when_the_nights_are_never_worn():
     last = table.iloc[-1]
     assert np.isfinite(last["interdaily_stability_7d"]) and math.isnan(last["l5_mean_7d_steps_per_min"])
     assert last["missing_reason"] == "L5, M10 and RA need every minute of the day worn on at least one day"
+
+
+def wrist_days(days: int, fs_hz: float, timezone: str, seed: int = 5) -> pd.DataFrame:
+    """Raw wrist accelerometry of ``days`` days from local midnight in ``timezone``: arm swing
+    along gravity (4 Hz, some 20-60 mg of ENMO) from 07:00 to 23:00 local, a still night with the wrist
+    turning every 20 min, and a device left on a table (motionless, no noise) from 13:00 to 17:00
+    on the last day."""
+    rng = np.random.default_rng(seed)
+    start = pd.Timestamp("2026-03-02", tz=timezone)
+    t = np.arange(int(days * 86_400 * fs_hz)) / fs_hz
+    local_hour = (t / 3600.0) % 24
+    awake = (local_hour >= 7) & (local_hour < 23)
+    swing = 0.12 * np.sin(2 * np.pi * 4.0 * t) * (1 + 0.5 * np.sin(2 * np.pi * t / 900))
+    tilt = np.where(awake, 0.3 * np.sin(2 * np.pi * t / 60), 0.8 * np.floor(t / 1200) % 2)
+    accel = np.c_[np.sin(tilt), np.zeros_like(t), np.cos(tilt) + np.where(awake, swing, 0)]
+    accel += rng.normal(0, 0.004, accel.shape)
+    table = (t >= (days - 1) * 86_400 + 13 * 3600) & (t < (days - 1) * 86_400 + 17 * 3600)
+    accel[table] = [0.0, 0.0, 1.0]
+    return pd.DataFrame({"timestamp": start.tz_convert("UTC") + pd.to_timedelta(t, unit="s"),
+                         "accel_x_g": accel[:, 0], "accel_y_g": accel[:, 1], "accel_z_g": accel[:, 2]})
+
+
+def test_the_rhythm_from_raw_wrist_accelerometry_uses_worn_minutes_enmo_in_local_time():
+    """Three days in New York: the active day starts at 07:00 and the rest at 23:00 local, whatever
+    the UTC clock, and the afternoon on a table is unworn, not rest."""
+    accel = wrist_days(3, 20.0, "America/New_York")
+    table = circadian.circadian_accel_daily_features(accel, 20.0, "S0001", autocalibrate=False,
+                                                     timezone="America/New_York", min_valid_days=2)
+    assert list(table.columns) == list(circadian.CIRCADIAN_ENMO_DAILY_COLUMNS)
+    week = table.dropna(subset=["interdaily_stability_enmo_7d"])
+    assert len(week) >= 1 and (week["circadian_enmo_valid_days_7d_count"] >= 2).all()
+    last = week.iloc[-1]
+    assert last["interdaily_stability_enmo_7d"] > 0.8 and last["relative_amplitude_enmo_7d"] > 0.8
+    assert 7 * 60 <= last["m10_onset_enmo_7d_min"] <= 13 * 60
+    assert last["l5_onset_enmo_7d_min"] >= 23 * 60 or last["l5_onset_enmo_7d_min"] <= 2 * 60  # 5 h in the night
+    assert last["m10_mean_7d_mg"] > 20 > 5 > last["l5_mean_7d_mg"]
+    # The table afternoon has no value: were it rest, 13:00-17:00 would pull M10 out of the afternoon.
+    from features.biomarkers.activity import calibrated_recording, worn_periods, wrist_minutes
+
+    time_s, accel_g, _ = calibrated_recording(accel, 20.0, autocalibrate=False)
+    minutes = wrist_minutes(time_s, accel_g, 20.0, worn_periods(time_s, accel_g, 20.0))
+    local = pd.DatetimeIndex(minutes["timestamp"]).tz_localize("UTC").tz_convert("America/New_York")
+    on_table = (local.day == 4) & (local.hour >= 14) & (local.hour < 16)
+    assert not minutes["worn"][on_table].any() and minutes["worn"][~on_table & (local.hour == 3)].all()

@@ -162,7 +162,9 @@ def write_one_subject(root: Path) -> str:
     write_lims_csv(demo.lab_results([subject], DAYS, SEED).drop(columns="site"),
                    root / "raw" / "labs" / "lims" / "site_a_lims.csv")
 
-    first, length = 11 * 60 + 50, 24 * 60 + 20  # 11:50 on day 0 to 12:10 on day 1, UTC
+    # 11:50 on day 0 to 12:10 on day 2, UTC: two noon-to-noon nights (sleep), and every minute of
+    # the day worn on some day (L5 and M10 of the rhythm from raw accelerometry).
+    first, length = 11 * 60 + 50, 48 * 60 + 20
     noon_to_noon = demo.MinuteSeries(minutes.start_s + first * 60, *(
         values[first:first + length] for values in (minutes.steps, minutes.heart_rate, minutes.stage, minutes.worn)))
     (root / "raw" / "accel").mkdir(parents=True)

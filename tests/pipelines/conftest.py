@@ -87,3 +87,31 @@ entity_key_serialization_version: 3
 """)
     apply_repo(repo, tables)
     return repo
+
+
+def ingest_and_build_with(tmp_path: Path, file_name: str, source_yaml: str) -> Path:
+    """A two-subject study at ``tmp_path/study`` (:func:`make_study`) with the source in
+    ``source_yaml`` added (its file(s) already under ``tmp_path/study/raw``): ingest, check that
+    ``file_name`` was curated, build the feature tables into ``tmp_path/tables`` and return that folder."""
+    from pipelines.build.local import build_features
+    from pipelines.config import load_study
+    from pipelines.ingest.run import ingest_study
+
+    study = make_study(tmp_path / "study", n_subjects=2)
+    study.write_text(study.read_text() + source_yaml)
+    config = load_study(study)
+    summary = ingest_study(config, workers=1)
+    statuses = {Path(outcome.path).name: (outcome.status, outcome.reason) for outcome in summary.outcomes}
+    assert statuses[file_name] == ("curated", None)
+    tables = tmp_path / "tables"
+    build_features(config, tables, workers=1)
+    return tables
+
+
+def files_holding(tmp_path: Path, *needles: bytes) -> list[Path]:
+    """The files the platform wrote for the study of :func:`ingest_and_build_with` (its state and its
+    feature tables; asserted to be some) that hold any of ``needles``."""
+    written = [path for folder in (tmp_path / "study" / ".platform", tmp_path / "tables")
+               for path in folder.rglob("*") if path.is_file()]
+    assert written
+    return [path for path in written if any(needle in path.read_bytes() for needle in needles)]

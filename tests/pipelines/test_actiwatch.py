@@ -13,11 +13,9 @@ import pandas as pd
 import pytest
 
 from features.biomarkers import circadian
-from pipelines.build.local import build_features
-from pipelines.config import SourceConfig, load_study
+from pipelines.config import SourceConfig
 from pipelines.ingest.readers import ReadError, read_raw
-from pipelines.ingest.run import ingest_study
-from tests.pipelines.conftest import make_study
+from tests.pipelines.conftest import files_holding, ingest_and_build_with
 from tests.reference_data import PYACTIGRAPHY_WHEEL, REFERENCE, reference_file
 
 # pyActigraphy 1.2.2's sample file of each Actiwatch model (its tests' data, GPL-3: read from the
@@ -137,9 +135,8 @@ def test_a_study_builds_its_circadian_table_from_awd_counts_and_keeps_no_identit
     (here a name) is in no file the platform wrote."""
     counts = reference_file(PYACTIGRAPHY_WHEEL, "pyActigraphy/tests/data/example_01.AWD").decode("ascii")
     epochs = counts.splitlines()[7:7 + 8 * 1440]
-    study = make_study(tmp_path / "study", n_subjects=2)
     write(tmp_path / "study" / "raw" / "awd" / "S0001_watch.AWD", HEADER + "\r\n".join(epochs) + "\r\n")
-    study.write_text(study.read_text() + """
+    tables = ingest_and_build_with(tmp_path, "S0001_watch.AWD", """
   actiwatch:
     kind: activity_counts
     pattern: raw/awd/*.AWD
@@ -147,13 +144,6 @@ def test_a_study_builds_its_circadian_table_from_awd_counts_and_keeps_no_identit
     timezone: Europe/Brussels
     subject_pattern: '^(?P<subject_id>S\\d{4})_'
 """)
-    config = load_study(study)
-    summary = ingest_study(config, workers=1)
-    statuses = {Path(outcome.path).name: (outcome.status, outcome.reason) for outcome in summary.outcomes}
-    assert statuses["S0001_watch.AWD"] == ("curated", None)
-
-    tables = tmp_path / "tables"
-    build_features(config, tables, workers=1)
     rhythm = pd.read_parquet(tables / "circadian_counts.parquet")
     assert set(rhythm["subject_id"]) == {"S0001"}
     week = rhythm.dropna(subset=["interdaily_stability_counts_7d"])
@@ -161,9 +151,7 @@ def test_a_study_builds_its_circadian_table_from_awd_counts_and_keeps_no_identit
     assert week["interdaily_stability_counts_7d"].between(0, 1).all()
     assert (week["m10_mean_7d_counts_per_min"] > week["l5_mean_7d_counts_per_min"]).all()
 
-    written = [path for path in (tmp_path / "study" / ".platform").rglob("*") if path.is_file()]
-    written += [path for path in tables.rglob("*") if path.is_file()]
-    assert written and not [path for path in written if b"Jane Doe" in path.read_bytes()]
+    assert not files_holding(tmp_path, b"Jane Doe")
 
 
 def test_epoch_length_and_vendor_layout_are_checked_at_load() -> None:

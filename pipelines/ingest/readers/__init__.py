@@ -32,6 +32,7 @@ READERS: dict[FileFormat, str] = {
     FileFormat.ACTILIFE_CSV: "pipelines.ingest.readers.vendor_csv:read_vendor_csv",
     FileFormat.GENEACTIV_CSV: "pipelines.ingest.readers.vendor_csv:read_vendor_csv",
     FileFormat.AWD: "pipelines.ingest.readers.actiwatch:read_awd",
+    FileFormat.AGD: "pipelines.ingest.readers.actilife_agd:read_agd",
     FileFormat.LIMS_CSV: "pipelines.ingest.readers.labs:read_lims_csv",
     FileFormat.HL7V2: "pipelines.ingest.readers.labs:read_hl7v2",
     FileFormat.FHIR: "pipelines.ingest.readers.labs:read_fhir",

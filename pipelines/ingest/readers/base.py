@@ -51,6 +51,7 @@ _MAGIC: dict[str, tuple[bytes, str, str]] = {
     "cwa": (b"MD", "an Axivity .cwa file", "the header block 'MD' (then data blocks 'AX')"),
     "bin": (b"Device Identity", "a GENEActiv .bin file", "the text 'Device Identity'"),
     "parquet": (b"PAR1", "a Parquet file", "'PAR1' (and ends with it)"),
+    "agd": (b"SQLite format 3\x00", "an ActiLife .agd file", "the SQLite header 'SQLite format 3'"),
 }
 # Text formats: a NUL byte never occurs in them, and a known binary magic names what came instead.
 _TEXT_FORMATS = {"csv", "lims_csv", "hl7v2", "fhir", "actilife_csv", "geneactiv_csv", "awd"}
@@ -62,6 +63,7 @@ _KNOWN_MAGIC: dict[bytes, str] = {
     b"\xd0\xcf\x11\xe0": "an old Microsoft Office document (xls, doc)",
     b"\x1f\x8b": "a gzip archive",
     b"MD": "an Axivity .cwa file",
+    b"SQLite format 3": "a SQLite database (ActiLife .agd, ...)",
 }
 _SNIFF_BYTES = 8192
 # Random bytes are ~10 % control bytes and UTF-16 text ~50 % NUL; a stray NUL in a real export is
