@@ -124,6 +124,17 @@ def _circadian_options(settings: BiomarkerSettings, recording: Recording) -> dic
             "min_valid_days": settings.circadian.min_valid_days, "min_wear_min": settings.activity.min_wear_min}
 
 
+def _gait(inputs: SubjectInputs) -> list[pd.DataFrame]:
+    """Gait of each lower-back recording, with the subject's height as the study's settings say."""
+    settings = inputs.settings.gait
+    if not settings.enabled:
+        return []
+    height = settings.height_of(inputs.subject)
+    compute = _per_recording("accelerometry:lower_back", gait.gait_daily_features, high_rate=True,
+                             options=lambda _settings, _recording: {"height_m": height})
+    return compute(inputs)
+
+
 def _labs(inputs: SubjectInputs) -> list[pd.DataFrame]:
     if inputs.subject is None or inputs.subject.empty:
         return []
@@ -139,7 +150,7 @@ COMPUTATIONS: dict[str, Callable[[SubjectInputs], list[pd.DataFrame]]] = {
                                          "cutpoints": settings.activity.skdh_cutpoints(),
                                          "min_wear_min": settings.activity.min_wear_min,
                                          "device_range_g": recording.device_range_g, **settings.qc.options()}),
-    "gait": _per_recording("accelerometry:lower_back", gait.gait_daily_features, high_rate=True),
+    "gait": _gait,
     "sleep": _per_recording("minute_wearable", sleep.minute_sleep_nightly_features),
     "circadian": _per_recording("minute_wearable", circadian.circadian_daily_features, options=_circadian_options),
     "circadian_counts": _per_recording("activity_counts", circadian.circadian_counts_daily_features,

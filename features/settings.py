@@ -16,6 +16,7 @@ from __future__ import annotations
 from importlib import metadata
 from typing import Annotated, Literal
 
+import pandas as pd
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
 _Strict = ConfigDict(extra="forbid", frozen=True)
@@ -191,6 +192,39 @@ class QualitySettings(BaseModel):
                 "max_clipped_percent": self.max_clipped_percent}
 
 
+class GaitSettings(BaseModel):
+    """Gait from lower-back accelerometry (SKDH; :mod:`features.biomarkers.gait`).
+
+    ``enabled``: compute the gait table (default on; off: it is published empty, e.g. for a study
+    whose lower-back recordings are not walking tests).
+    ``height_source``: where gait speed takes each subject's height (its leg length is 0.53 x
+    height, Del Din et al. 2016): ``enrollment`` (default; the subjects file's ``height_m``, or
+    ``height_cm``; a subject without one gets no gait speed, and says why), ``fixed``
+    (``height_m`` for every subject: a cohort of known, similar stature), or ``none`` (no gait speed).
+    """
+
+    model_config = _Strict
+
+    enabled: bool = True
+    height_source: Literal["enrollment", "fixed", "none"] = "enrollment"
+    height_m: float | None = Field(None, ge=0.5, le=2.5)
+
+    @model_validator(mode="after")
+    def _height_with_fixed(self) -> GaitSettings:
+        if (self.height_source == "fixed") != (self.height_m is not None):
+            raise ValueError("height_m is the height of height_source fixed: give both or neither")
+        return self
+
+    def height_of(self, subject: pd.DataFrame | None) -> float | None:
+        """The height (m) gait speed uses for the subject whose enrollment row is ``subject``."""
+        if self.height_source == "fixed":
+            return self.height_m
+        if self.height_source == "none" or subject is None or "height_m" not in subject or subject.empty:
+            return None
+        height = pd.to_numeric(subject["height_m"], errors="coerce").iloc[0]
+        return float(height) if pd.notna(height) else None
+
+
 class BiomarkerSettings(BaseModel):
     """The ``biomarkers:`` section of study.yaml: one entry per family, each optional."""
 
@@ -200,6 +234,7 @@ class BiomarkerSettings(BaseModel):
     hrv: HrvSettings = Field(default_factory=HrvSettings)
     circadian: CircadianSettings = Field(default_factory=CircadianSettings)
     qc: QualitySettings = Field(default_factory=QualitySettings)
+    gait: GaitSettings = Field(default_factory=GaitSettings)
 
 
 TABLES_BY_FAMILY: dict[str, tuple[str, ...]] = {
@@ -207,6 +242,7 @@ TABLES_BY_FAMILY: dict[str, tuple[str, ...]] = {
     "hrv": ("cardiac",),
     "circadian": ("circadian", "circadian_counts", "circadian_accel"),
     "qc": ("accel_activity", "circadian_accel"),
+    "gait": ("gait",),
 }
 """The feature tables each family's settings feed: a change to a family rebuilds these only."""
 

@@ -168,6 +168,8 @@ SCHEMAS: dict[SourceKind, CanonicalSchema] = {
             Column("sex", "string", description="one of " + ", ".join(SEXES)),
             Column("age_years", "float", "years", description="age at enrollment"),
             Column("enrollment_date", "datetime", description="midnight UTC of the enrollment day"),
+            Column("height_m", "float", "m", required=False,
+                   description="height (gait speed; a file may give height_cm instead)"),
         ),
     ),
     SourceKind.ENDPOINTS: CanonicalSchema(

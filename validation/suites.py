@@ -47,6 +47,7 @@ PLAUSIBLE_RANGES: dict[str, tuple[float, float]] = {
     "activity_count": (0, 10_000_000),
     "epoch_s": (1, 3600),
     "age_years": (0, 120),
+    "height_m": (0.5, 2.5),
     "ecg_mv": (-10, 10),
 }
 GRAVITY_AT_REST_G = (0.5, 2.0)  # median magnitude of the per-second mean acceleration

@@ -379,7 +379,8 @@ def _gait_day(steps: pd.DataFrame | None, height_m: float | None) -> dict:
         "stride_time_cv_1d_percent": coefficient_of_variation_percent(stride),
     })
     if height_m is None:
-        reasons.append("height unknown: gait speed not computed")
+        reasons.append("height unknown: gait speed not computed (biomarkers.gait.height_source; the subjects "
+                       "file's height_m or height_cm)")
     elif not np.isfinite(row["gait_speed_mean_1d_m_s"]):
         reasons.append("no stride passed SKDH's quality control for gait speed")
     if not np.isfinite(row["stride_time_cv_1d_percent"]):

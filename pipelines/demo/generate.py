@@ -94,6 +94,7 @@ class Stream(IntEnum):
     BROKEN = 9
     OUTCOMES = 10  # keyed by (block of subjects, OUTCOMES), not by subject
     ACTIWATCH = 11
+    HEIGHT = 12
 
 # Which subjects carry planted anomalies: fixed by subject index, so every small cohort of at
 # least 12 subjects has each kind and subject 1 keeps its role whatever the cohort size.
@@ -141,6 +142,7 @@ class Subject:
     arm: str
     sex: str
     birth_year: int
+    height_cm: float
     enrolled_on: dt.date
     outcome: int
     severity: float  # 0 (no decline) .. 1 (steepest decline) reached at index time
@@ -394,6 +396,7 @@ def draw_subject(seed: int, index: int) -> Subject:
         arm=ARMS[int(rng.integers(0, 2))],
         sex=sex,
         birth_year=enrolled_on.year - int(age),
+        height_cm=_height_cm(sex, subject_rng(seed, index, Stream.HEIGHT)),
         enrolled_on=enrolled_on,
         outcome=outcome,
         severity=severity,
@@ -462,6 +465,11 @@ def assign_roles(subjects: list[Subject]) -> Roles:
     )
 
 
+def _height_cm(sex: str, rng: np.random.Generator) -> float:
+    """Adult height, cm, to the millimetre: NCD-RisC 2016's European means (F 165, M 178 cm), SD 7 cm."""
+    return round(float(rng.normal(165.0 if sex == "F" else 178.0, 7.0)), 1)
+
+
 def subjects_table(subjects: list[Subject]) -> pa.Table:
     """``raw/subjects.csv``: one row per subject, no names or other direct identifiers."""
     return pa.table({
@@ -470,6 +478,7 @@ def subjects_table(subjects: list[Subject]) -> pa.Table:
         "arm": [s.arm for s in subjects],
         "sex": [s.sex for s in subjects],
         "birth_year": pa.array([s.birth_year for s in subjects], pa.int16()),
+        "height_cm": [s.height_cm for s in subjects],
         "enrolled_on": [s.enrolled_on.isoformat() for s in subjects],
     })
 

@@ -59,3 +59,15 @@ def test_measured_rate_corrects_clock_drift_within_five_percent_only() -> None:
     assert measured_rate_hz(drifting, 100.0) == pytest.approx(98.4, rel=1e-6)
     other = pd.Series(pd.date_range("2024-03-04", periods=1000, freq="40ms", tz="UTC"))
     assert measured_rate_hz(other, 100.0) == 100.0
+
+
+def test_a_study_with_gait_off_computes_no_gait() -> None:
+    from features.settings import BiomarkerSettings
+
+    still = pd.DataFrame({"timestamp": pd.date_range("2024-03-04", periods=20 * 600, freq="50ms", tz="UTC"),
+                          "accel_x_g": 0.0, "accel_y_g": 0.0, "accel_z_g": 1.0})
+    recordings = {"accelerometry:lower_back": [Recording(still, sampling_rate_hz=20.0)]}
+    off = SubjectInputs("S0001", recordings, settings=BiomarkerSettings(gait={"enabled": False}))
+    assert compute_subject_tables(off, only={"gait"}) == {}
+    on = SubjectInputs("S0001", recordings)
+    assert set(compute_subject_tables(on, only={"gait"})) == {"gait"}

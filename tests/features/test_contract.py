@@ -33,10 +33,7 @@ SEED, DAYS = 7, 3
 
 # Declared columns that no input can fill today, each with why; every other declared column
 # must hold a value somewhere in the one-subject study below.
-NEVER_VALUED = {
-    "gait_speed_mean_1d_m_s": "features.compute passes gait_daily_features no height (the enrollment table has "
-                              "none), so gait speed is NaN with the reason 'height unknown'",
-}
+NEVER_VALUED: dict[str, str] = {}  # column -> why the one-subject study can give it no value
 
 # `<signal>_<statistic>_<window>_<unit>`: the tokens that end the statistic-and-window part of a
 # name, so that what follows the last of them is the unit (``1d``, ``24h``, ``30min``, ``night``,

@@ -91,7 +91,8 @@ def test_without_height_speed_is_nan_with_a_reason_and_the_rest_is_unchanged(low
     pd.testing.assert_frame_equal(frame, before)
     assert with_height["gait_bouts_1d_count"] >= 1 and with_height["missing_reason"] is None
     assert math.isnan(without["gait_speed_mean_1d_m_s"])
-    assert without["missing_reason"] == "height unknown: gait speed not computed"
+    assert without["missing_reason"] == ("height unknown: gait speed not computed (biomarkers.gait.height_source; "
+                                         "the subjects file's height_m or height_cm)")
     for column in ("gait_bouts_1d_count", "gait_steps_1d_count", "cadence_mean_1d_steps_per_min",
                    "stride_time_mean_1d_s", "stride_time_cv_1d_percent"):
         assert without[column] == with_height[column]

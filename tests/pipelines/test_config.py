@@ -7,10 +7,12 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 from pydantic import ValidationError
 
+from features.settings import BiomarkerSettings
 from pipelines.config import (
     MAX_YAML_ALIASES,
     MAX_YAML_BYTES,
@@ -481,6 +483,18 @@ def test_a_study_chooses_its_algorithms_and_parameters(tmp_path: Path, data_root
     assert config.biomarkers.activity.min_wear_min == 480
 
 
+@pytest.mark.parametrize(("gait", "enrollment", "height"), [
+    ({}, {"height_m": [1.71]}, 1.71),
+    ({}, {"height_m": [float("nan")]}, None),
+    ({}, {}, None),
+    ({"height_source": "fixed", "height_m": 1.65}, {"height_m": [1.71]}, 1.65),
+    ({"height_source": "none"}, {"height_m": [1.71]}, None),
+])
+def test_gait_speed_takes_the_height_the_study_says(gait: dict, enrollment: dict, height: float | None) -> None:
+    settings = BiomarkerSettings(gait=gait)
+    assert settings.gait.height_of(pd.DataFrame({"subject_id": ["S0001"], **enrollment})) == height
+
+
 @pytest.mark.parametrize(("biomarkers", "expected"), [
     ({"hrv": {"artefact_method": "kubios"}}, "biomarkers.hrv.artefact_method: Input should be"),
     ({"hrv": {"window_s": 10}}, "biomarkers.hrv.window_s: Input should be greater than or equal to 60"),
@@ -490,7 +504,11 @@ def test_a_study_chooses_its_algorithms_and_parameters(tmp_path: Path, data_root
     ({"activity": {"cutpoints": {"light_mg": 100, "moderate_mg": 50, "vigorous_mg": 400}}},
      "biomarkers.activity.cutpoints.thresholds: Value error, cut-points must increase"),
     ({"activity": {"min_wear_min": 600}}, "biomarkers.activity.min_wear_min: unknown key"),
-    ({"gait": {"enabled": False}}, "biomarkers.gait: unknown key"),
+    ({"gait": {"enabled": "sometimes"}}, "biomarkers.gait.enabled: Input should be a valid boolean"),
+    ({"gait": {"height_source": "fixed"}}, "biomarkers.gait: Value error, height_m is the height of height_source "
+                                           "fixed: give both or neither"),
+    ({"gait": {"height_m": 170}}, "biomarkers.gait.height_m: Input should be less than or equal to 2.5"),
+    ({"sleep_diary": {"on": True}}, "biomarkers.sleep_diary: unknown key"),
 ])
 def test_a_bad_biomarker_setting_is_named_with_the_file(tmp_path: Path, data_root: Path, biomarkers: dict,
                                                         expected: str) -> None:

@@ -527,6 +527,20 @@ S0003,B,active,m,,2024-06-15,
     assert raw.unparsable_cells.tolist() == [0, 0, 0]
 
 
+def test_subjects_height_in_centimetres_becomes_metres_and_a_bad_one_is_named(tmp_path: Path) -> None:
+    path = write(tmp_path / "subjects.csv", """
+subject_id,site,arm,sex,age,height_cm,enrolled_on
+S0001,A,placebo,F,64,171.5,2024-03-01
+S0002,B,active,M,39,tall,2024-06-15
+S0003,B,active,M,40,,2024-06-15
+""")
+    spec = TableFile(path="raw/subjects.csv", columns={"site_id": "site", "enrollment_date": "enrolled_on"})
+    raw = read_table(path, spec, SourceKind.SUBJECTS, FileFormat.CSV)
+    assert "height_cm" not in raw.frame
+    np.testing.assert_allclose(raw.frame["height_m"], [1.715, np.nan, np.nan])
+    assert raw.unparsable_cells.tolist() == [0, 1, 0]  # "tall" is named by the column-types check; empty is missing
+
+
 def test_malformed_csv_is_a_read_error_naming_the_file(tmp_path: Path) -> None:
     path = write(tmp_path / "S0001_vitals.csv", "charttime,hr\n2024-01-01T00:00:00Z,70,extra,cells\n")
     with pytest.raises(ReadError, match="S0001_vitals.csv"):

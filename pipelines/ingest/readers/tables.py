@@ -55,7 +55,7 @@ def read_table(path: Path, spec: TableSpec, kind: SourceKind, file_format: FileF
         if schema.per_subject_column and subject_id is not None:
             frame["subject_id"] = subject_id
     if kind is SourceKind.SUBJECTS:
-        frame = _derive_age(frame)
+        frame = _derive_enrollment_columns(frame)
     if "epoch_s" not in frame and getattr(spec, "epoch_s", None) is not None:
         frame["epoch_s"] = spec.epoch_s  # one epoch length per file, declared by the source
 
@@ -123,7 +123,7 @@ def _rename(table: pa.Table, mapping: dict[str, str], schema: CanonicalSchema) -
         if name in file_columns:
             selected.append(name)
             names.append(column.name)
-    for extra in ("birth_year", "age"):  # enrollment files may give either; age_years is derived
+    for extra in ("birth_year", "age", "height_cm"):  # enrollment files may give these; age_years, height_m derived
         name = mapping.get(extra, extra)
         if schema.kind is SourceKind.SUBJECTS and name in file_columns and extra not in names:
             selected.append(name)
@@ -131,15 +131,20 @@ def _rename(table: pa.Table, mapping: dict[str, str], schema: CanonicalSchema) -
     return table.select(selected).rename_columns(names)
 
 
-def _derive_age(frame: pd.DataFrame) -> pd.DataFrame:
-    """Age at enrollment from ``age`` or ``birth_year``; the birth year itself is not kept."""
+def _derive_enrollment_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """Age at enrollment from ``age`` or ``birth_year`` (the birth year itself is not kept), and
+    height in metres from ``height_cm``."""
+    if "height_m" not in frame and "height_cm" in frame:
+        numeric = pd.to_numeric(frame["height_cm"], errors="coerce")
+        # A cell that is not a number stays as it was, so the column-types check names it.
+        frame = frame.assign(height_m=(numeric / 100.0).astype(object).where(numeric.notna(), frame["height_cm"]))
     if "age_years" not in frame and "age" in frame:
         frame = frame.rename(columns={"age": "age_years"})
     if "age_years" not in frame and "birth_year" in frame and "enrollment_date" in frame:
         enrolled = pd.to_datetime(frame["enrollment_date"], errors="coerce", utc=True)
         birth = pd.to_numeric(frame["birth_year"], errors="coerce")
         frame = frame.assign(age_years=enrolled.dt.year - birth)
-    return frame.drop(columns=[c for c in ("birth_year", "age") if c in frame])
+    return frame.drop(columns=[c for c in ("birth_year", "age", "height_cm") if c in frame])
 
 
 def _coerce(series: pd.Series, column: Column, spec: TableSpec) -> tuple[pd.Series, np.ndarray | None]:
