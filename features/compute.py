@@ -151,7 +151,11 @@ COMPUTATIONS: dict[str, Callable[[SubjectInputs], list[pd.DataFrame]]] = {
                                          "min_wear_min": settings.activity.min_wear_min,
                                          "device_range_g": recording.device_range_g, **settings.qc.options()}),
     "gait": _gait,
-    "sleep": _per_recording("minute_wearable", sleep.minute_sleep_nightly_features),
+    "sleep": _per_recording("minute_wearable", sleep.minute_sleep_nightly_features,
+                            options=lambda settings, recording: {
+                                "timezone": recording.timezone,
+                                "night_start_hour": settings.sleep.minute_window_start_hour,
+                                "night_hours": settings.sleep.minute_window_hours}),
     "circadian": _per_recording("minute_wearable", circadian.circadian_daily_features, options=_circadian_options),
     "circadian_counts": _per_recording("activity_counts", circadian.circadian_counts_daily_features,
                                        options=_circadian_options),
@@ -159,7 +163,10 @@ COMPUTATIONS: dict[str, Callable[[SubjectInputs], list[pd.DataFrame]]] = {
                                       options=lambda settings, recording: {
                                           **_circadian_options(settings, recording),
                                           "autocalibrate": settings.qc.autocalibrate}),
-    "accel_sleep": _per_recording("accelerometry:wrist", sleep.accel_sleep_nightly_features, high_rate=True),
+    "accel_sleep": _per_recording("accelerometry:wrist", sleep.accel_sleep_nightly_features, high_rate=True,
+                                  options=lambda settings, recording: {
+                                      "timezone": recording.timezone,
+                                      "window_start_hour": settings.sleep.accel_window_start_hour}),
     "cardiac": _cardiac,
     "hourly_vitals": _per_recording("vitals", vitals.vitals_hourly_features),
     "labs": _labs,

@@ -192,6 +192,25 @@ class QualitySettings(BaseModel):
                 "max_clipped_percent": self.max_clipped_percent}
 
 
+class SleepSettings(BaseModel):
+    """Nightly sleep windows, in the wearer's local time (the source's ``timezone``;
+    :mod:`features.biomarkers.sleep`).
+
+    ``minute_window_start_hour``, ``minute_window_hours``: the night window of minute sleep
+    stages (18:00 for 18 h, to 12:00: evening naps before 18:00 and late risers after noon fall
+    outside it); the main sleep period in it is the night's.
+    ``accel_window_start_hour``: where the 24-h windows of sleep from raw accelerometry start
+    (12: SKDH's and GGIR's noon to noon, van Hees et al. 2018; a night-shift cohort may start
+    them at, e.g., 18 so that a daytime sleep is not cut).
+    """
+
+    model_config = _Strict
+
+    minute_window_start_hour: int = Field(18, ge=0, le=23)
+    minute_window_hours: int = Field(18, ge=6, le=24)
+    accel_window_start_hour: int = Field(12, ge=0, le=23)
+
+
 class GaitSettings(BaseModel):
     """Gait from lower-back accelerometry (SKDH; :mod:`features.biomarkers.gait`).
 
@@ -235,6 +254,7 @@ class BiomarkerSettings(BaseModel):
     circadian: CircadianSettings = Field(default_factory=CircadianSettings)
     qc: QualitySettings = Field(default_factory=QualitySettings)
     gait: GaitSettings = Field(default_factory=GaitSettings)
+    sleep: SleepSettings = Field(default_factory=SleepSettings)
 
 
 TABLES_BY_FAMILY: dict[str, tuple[str, ...]] = {
@@ -243,6 +263,7 @@ TABLES_BY_FAMILY: dict[str, tuple[str, ...]] = {
     "circadian": ("circadian", "circadian_counts", "circadian_accel"),
     "qc": ("accel_activity", "circadian_accel"),
     "gait": ("gait",),
+    "sleep": ("sleep", "accel_sleep"),
 }
 """The feature tables each family's settings feed: a change to a family rebuilds these only."""
 

@@ -4,12 +4,13 @@ accelerometry through SKDH.
 Two sources, two table functions, one row per subject per night:
 
 * :func:`minute_sleep_nightly_features` from minute-level wearable exports (a sleep stage per
-  minute), night window 18:00-12:00 UTC;
+  minute), night window 18:00-12:00 in the wearer's local time;
 * :func:`accel_sleep_nightly_features` from a raw wrist accelerometry file (one subject)
-  through the SKDH pipeline of :func:`skdh_sleep_pipeline`, SKDH's noon-to-noon UTC windows.
+  through the SKDH pipeline of :func:`skdh_sleep_pipeline`, SKDH's noon-to-noon windows in the
+  wearer's local time.
 
-Both tables carry ``event_timestamp`` = the end of the window, 12:00 UTC on the morning the
-night ends, so a subject's two rows of one night share it. The measures are those of the
+Both tables carry ``event_timestamp`` = the end of the window (by default local noon on the
+morning the night ends, in UTC), so a subject's two rows of one night share it. The measures are those of the
 consensus sleep diary and actigraphy reporting (Carney et al. 2012):
 
 * total sleep time (TST): minutes asleep within the sleep period;
@@ -23,14 +24,13 @@ How each source finds the rest period is documented with its function. ``missing
 measures could not be. A night only partly observed (the recording starts or ends inside it,
 or the device was off at bedtime) gives NaN and a reason, never a truncated night.
 
-Known defect of SKDH 0.17.18 (``skdh/sleep/sleep_classification.py``, rule d of Webster's
-rescoring): the rule's mask is an integer array, so NumPy indexes with it instead of masking,
-and the first run of per-minute predictions of the day window (and the second, when any run
-qualifies for rule d) is set to wake. The window starts at noon, when people are normally awake,
-so the first run is usually wake already; the second run is the first run scored asleep, which
-is an afternoon rest, or the start of the night when nothing before it was scored asleep. In the
-second case TST is too low and SOL too high by that run's length. SKDH's values are passed on
-unchanged.
+A defect of SKDH 0.17.18 is worked around (``skdh/sleep/sleep_classification.py``, rule d of
+Webster's rescoring): the rule's mask is an integer array, so NumPy indexes with it instead of
+masking, and the first two runs of the window's per-minute predictions are set to wake. When no
+afternoon rest precedes the night, the night's first sleep run is lost (a whole night, when it is
+one run: "no minute asleep"), and which case applies depends on where the window starts. The
+sleep step here (:func:`skdh_sleep_pipeline`) takes SKDH's Cole-Kripke scores unrescored and
+applies Webster's rules itself (:func:`webster_rescored`).
 
 References
 ----------
@@ -40,6 +40,7 @@ prospective sleep self-monitoring. Sleep 35(2):287-302. doi:10.5665/sleep.1642
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import TYPE_CHECKING
 
@@ -52,15 +53,15 @@ from features.biomarkers.activity import unix_time_s_and_accel_g
 if TYPE_CHECKING:  # pragma: no cover
     import skdh
 
-# Night window of minute data: 18:00 UTC to 12:00 UTC the next day (18 h).
+# Night window of minute data: 18:00 to 12:00 the next day (18 h), the wearer's local time.
 NIGHT_START_HOUR = 18
-NIGHT_LENGTH_MIN = 18 * 60
+NIGHT_HOURS = 18
 # Sleep runs closer than this merge into one sleep period (SKDH's max_activity_break default).
 MAX_SLEEP_GAP_MIN = 60
 # A sleep period with more minutes than this without a worn stage is not reported.
 MAX_UNKNOWN_IN_SLEEP_PERIOD_MIN = 30
 ASLEEP_STAGES = ("light", "deep", "rem", "asleep")
-# SKDH windows: noon to noon, SKDH's default day_window for sleep.
+# SKDH windows: noon to noon (local), SKDH's default day_window for sleep.
 SKDH_SLEEP_WINDOW = (12, 24)
 # A sleep period that starts or ends this close to the recording's ends is taken as cut by it.
 RECORDING_EDGE_MARGIN_MIN = 15.0
@@ -136,11 +137,17 @@ def sleep_efficiency_percent(total_sleep_time_min: float, time_in_bed_min: float
 # Minute-level sleep stages
 
 
-def minute_sleep_nightly_features(minute: pd.DataFrame) -> pd.DataFrame:
+def minute_sleep_nightly_features(minute: pd.DataFrame, *, timezone: str = "UTC",
+                                  night_start_hour: int = NIGHT_START_HOUR,
+                                  night_hours: int = NIGHT_HOURS) -> pd.DataFrame:
     """Nightly sleep from minute-level sleep stages, one row per subject per night.
 
-    The night of day D is the window D 18:00 to D+1 12:00 UTC; its row's ``event_timestamp`` is
-    the window's end. A minute is *asleep* when worn with stage light, deep, rem or asleep;
+    The night of day D is the window from D ``night_start_hour`` (18:00) for ``night_hours``
+    (18 h, to D+1 12:00) in the wearer's local time (``timezone``, the source's device clock
+    zone: a night in Chicago is not a night in UTC); its row's ``event_timestamp`` is the
+    window's end, in UTC. A window spanning a daylight-saving change holds the real minutes
+    between its two wall-clock ends (17 or 19 h instead of 18). A minute is *asleep* when worn
+    with stage light, deep, rem or asleep;
     *wake* when worn with stage wake; otherwise (not worn, stage unknown or missing, no row)
     *unknown*. In the window:
 
@@ -174,9 +181,10 @@ def minute_sleep_nightly_features(minute: pd.DataFrame) -> pd.DataFrame:
     -------
     DataFrame
         Columns :data:`MINUTE_SLEEP_NIGHTLY_COLUMNS`: ``subject_id``, ``event_timestamp`` (UTC,
-        12:00 of the morning ending the night), the four measures (float; minutes and percent)
-        and ``missing_reason``; one row per subject and night window holding any of its minutes
-        (minutes 12:00-18:00 belong to no night), sorted by subject and night.
+        the end of the window: local 12:00 of the morning ending the night by default), the
+        four measures (float; minutes and percent) and ``missing_reason``; one row per subject
+        and night window holding any of its minutes (by default minutes 12:00-18:00 belong to
+        no night), sorted by subject and night.
 
     Raises
     ------
@@ -203,25 +211,33 @@ def minute_sleep_nightly_features(minute: pd.DataFrame) -> pd.DataFrame:
     if frame.empty:
         return _empty_frame(MINUTE_SLEEP_NIGHTLY_COLUMNS)
     frame = frame.drop_duplicates(["subject_id", "timestamp"], keep="last")
-    offset = pd.Timedelta(hours=NIGHT_START_HOUR)
-    frame["night_start"] = (frame["timestamp"] - offset).dt.floor("D") + offset
-    frame["minute"] = ((frame["timestamp"] - frame["night_start"]).dt.total_seconds() // 60).astype(np.int64)
-    frame = frame[frame["minute"] < NIGHT_LENGTH_MIN]
+    offset = pd.Timedelta(hours=night_start_hour)
+    wall = frame["timestamp"].dt.tz_convert(timezone).dt.tz_localize(None)
+    frame["night"] = (wall - offset).dt.floor("D") + offset  # the window's wall-clock start
+    bounds = {night: (local_instant(night, timezone), local_instant(night + pd.Timedelta(hours=night_hours), timezone))
+              for night in frame["night"].unique()}
+    start = frame["night"].map(lambda night: bounds[night][0])
+    frame["minute"] = ((frame["timestamp"] - start).dt.total_seconds() // 60).astype(np.int64)
+    length = frame["night"].map(lambda night: int((bounds[night][1] - bounds[night][0]).total_seconds() // 60))
+    frame = frame[frame["minute"] < length]
     rows = []
-    for (subject_id, night_start), night in frame.groupby(["subject_id", "night_start"], sort=True):
-        state = np.full(NIGHT_LENGTH_MIN, _UNKNOWN, dtype=np.int8)
-        steps = np.full(NIGHT_LENGTH_MIN, np.nan)
-        index = night["minute"].to_numpy()
-        state[index] = night["state"].to_numpy()
-        steps[index] = night["steps"].to_numpy()
+    for (subject_id, night), in_night in frame.groupby(["subject_id", "night"], sort=True):
+        start_utc, end_utc = bounds[night]
+        n_minutes = int((end_utc - start_utc).total_seconds() // 60)
+        state = np.full(n_minutes, _UNKNOWN, dtype=np.int8)
+        steps = np.full(n_minutes, np.nan)
+        index = in_night["minute"].to_numpy()
+        state[index] = in_night["state"].to_numpy()
+        steps[index] = in_night["steps"].to_numpy()
         values, reason = _night_from_minutes(state, steps)
-        rows.append({
-            "subject_id": subject_id,
-            "event_timestamp": night_start + pd.Timedelta(minutes=NIGHT_LENGTH_MIN),
-            **values,
-            "missing_reason": reason,
-        })
+        rows.append({"subject_id": subject_id, "event_timestamp": end_utc, **values, "missing_reason": reason})
     return _table(rows, MINUTE_SLEEP_NIGHTLY_COLUMNS)
+
+
+def local_instant(wall: pd.Timestamp, timezone: str) -> pd.Timestamp:
+    """The UTC instant of a wall-clock time in ``timezone``: of an hour that repeats (autumn), the
+    first; of an hour that does not exist (spring), the moment the clocks jump to."""
+    return pd.Timestamp(wall).tz_localize(timezone, ambiguous=True, nonexistent="shift_forward").tz_convert("UTC")
 
 
 def _night_from_minutes(state: np.ndarray, steps: np.ndarray) -> tuple[dict[str, float], str | None]:
@@ -266,16 +282,87 @@ def _night_from_minutes(state: np.ndarray, steps: np.ndarray) -> tuple[dict[str,
 # Raw wrist accelerometry through SKDH
 
 
-def skdh_sleep_pipeline(fs_hz: float) -> skdh.Pipeline:
+def webster_rescored(asleep: np.ndarray) -> np.ndarray:
+    """Webster's rescoring rules a-d of per-minute sleep (1) / wake (0) scores (Webster et al.
+    1982, as listed by Cole et al. 1992), shape (n_minutes,) -> a rescored copy.
+
+    a-c: the first 1, 3 or 4 minutes of a run scored asleep after at least 4, 10 or 15 minutes
+    scored awake become wake; d: a run of at most 6 minutes asleep with at least 10 minutes awake
+    on both sides (after a-c) becomes wake. A run at the window's start or end has no side there
+    and is kept by rule d.
+    """
+    scores = np.asarray(asleep).astype(np.int_)  # a copy
+    lengths, starts, values = _runs(scores)
+    for i in np.flatnonzero(values[1:] == 1) + 1:  # sleep runs after a wake run
+        wake = lengths[i - 1]
+        rescored = 4 if wake >= 15 else 3 if wake >= 10 else 1 if wake >= 4 else 0
+        scores[starts[i]:starts[i] + min(rescored, lengths[i])] = 0
+    lengths, starts, values = _runs(scores)
+    inner = np.arange(1, len(lengths) - 1)
+    flanked = (lengths[inner - 1] >= 10) & (lengths[inner + 1] >= 10)
+    short = inner[(values[inner] == 1) & (lengths[inner] <= 6) & flanked]
+    for i in short:
+        scores[starts[i]:starts[i] + lengths[i]] = 0
+    return scores
+
+
+def _runs(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Run lengths, start indices and values of a 1-D array."""
+    if values.size == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), values
+    starts = np.r_[0, np.flatnonzero(np.diff(values)) + 1]
+    return np.diff(np.r_[starts, values.size]), starts, values[starts]
+
+
+def cole_kripke_rescored(act_index: np.ndarray, sf: float = 0.243, rescore: bool = True) -> np.ndarray:
+    """SKDH's Cole-Kripke sleep scores of per-minute activity index, rescored by
+    :func:`webster_rescored` instead of SKDH's own rules (see the module notes); SKDH's signature."""
+    from skdh.sleep.sleep_classification import compute_sleep_predictions
+
+    scores = compute_sleep_predictions(act_index, sf=sf, rescore=False)
+    return webster_rescored(scores) if rescore else scores
+
+
+@functools.cache
+def _rescored_sleep_class() -> type:
+    import skdh.sleep.sleep as skdh_sleep
+    from skdh.sleep import Sleep
+
+    class RescoredSleep(Sleep):
+        """SKDH's ``Sleep`` with Webster's rescoring by :func:`cole_kripke_rescored`: SKDH's
+        sleep module calls the scoring function it imported by name, which this step swaps
+        for its own run only."""
+
+        def predict(self, **kwargs):
+            original = skdh_sleep.compute_sleep_predictions
+            skdh_sleep.compute_sleep_predictions = cole_kripke_rescored
+            try:
+                return super().predict(**kwargs)
+            finally:
+                skdh_sleep.compute_sleep_predictions = original
+
+    RescoredSleep.__module__ = __name__  # so Pipeline.save/load and pickle find it here
+    return RescoredSleep
+
+
+def __getattr__(name: str):
+    if name == "RescoredSleep":
+        return _rescored_sleep_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def skdh_sleep_pipeline(fs_hz: float, window_start_hour: int = SKDH_SLEEP_WINDOW[0]) -> skdh.Pipeline:
     """The SKDH pipeline behind :func:`accel_sleep_nightly_features`.
 
     Steps, all with SKDH's defaults unless stated:
 
-    1. ``skdh.preprocessing.GetDayWindowIndices(bases=12, periods=24)``: noon-to-noon windows;
+    1. ``skdh.preprocessing.GetDayWindowIndices(bases=12, periods=24)``: noon-to-noon windows
+       (``window_start_hour``), in the time zone the pipeline runs with (``tz_name``);
     2. :class:`features.biomarkers.activity.BlockWearDetection` (SKDH's
        ``AccelThresholdWearDetection``, faster): the same wear detection as the
        activity pipeline (van Hees et al. 2013);
-    3. ``skdh.sleep.Sleep(day_window=(12, 24))``: per window, data resampled to 20 Hz; the total
+    3. ``RescoredSleep(day_window=(12, 24))``, SKDH's ``skdh.sleep.Sleep`` with Webster's
+       rescoring applied as published (see the module notes): per window, data resampled to 20 Hz; the total
        sleep opportunity (TSO, the rest period) from changes in the arm's z-angle (van Hees et
        al. 2015, 2018): the longest block of 5-min medians of the absolute z-angle change below
        a window-specific threshold (15 x the 10th percentile, within 0.1-1.0 deg), rest blocks
@@ -287,12 +374,14 @@ def skdh_sleep_pipeline(fs_hz: float) -> skdh.Pipeline:
     Run it the way :func:`accel_sleep_nightly_features` does::
 
         results = skdh_sleep_pipeline(50.0).run(time=time_s, accel=accel_g, fs=50.0, tz_name="UTC")
-        results["Sleep"]  # dict of per-window lists
+        results["RescoredSleep"]  # dict of per-window lists
 
     Parameters
     ----------
     fs_hz : float
         Sampling rate the pipeline is built for, Hz (> 0); pass it again to ``run(fs=...)``.
+    window_start_hour : int
+        Local hour at which each 24-h window starts (12).
 
     Returns
     -------
@@ -317,25 +406,26 @@ def skdh_sleep_pipeline(fs_hz: float) -> skdh.Pipeline:
     """
     import skdh
     from skdh.preprocessing import GetDayWindowIndices
-    from skdh.sleep import Sleep
 
     from features.biomarkers.activity import BlockWearDetection
 
     if not fs_hz > 0:
         raise ValueError(f"fs_hz={fs_hz}: pass the sampling rate in Hz (> 0)")
-    base, period = SKDH_SLEEP_WINDOW
+    window = (window_start_hour, SKDH_SLEEP_WINDOW[1])
     pipeline = skdh.Pipeline()
-    pipeline.add(GetDayWindowIndices(bases=base, periods=period))
+    pipeline.add(GetDayWindowIndices(bases=window[0], periods=window[1]))
     pipeline.add(BlockWearDetection())
-    pipeline.add(Sleep(day_window=SKDH_SLEEP_WINDOW))
+    pipeline.add(_rescored_sleep_class()(day_window=window))
     return pipeline
 
 
-def accel_sleep_nightly_features(accel: pd.DataFrame, fs_hz: float, subject_id: str) -> pd.DataFrame:
+def accel_sleep_nightly_features(accel: pd.DataFrame, fs_hz: float, subject_id: str, *, timezone: str = "UTC",
+                                 window_start_hour: int = SKDH_SLEEP_WINDOW[0]) -> pd.DataFrame:
     """Nightly sleep from one raw wrist accelerometry recording, through SKDH.
 
-    Runs :func:`skdh_sleep_pipeline`; one row per noon-to-noon UTC window the recording
-    touches, ``event_timestamp`` = the window's end (12:00 UTC). The rest period is SKDH's
+    Runs :func:`skdh_sleep_pipeline`; one row per 24-h window the recording touches, from
+    ``window_start_hour`` (noon) in the wearer's local time (``timezone``, the source's device
+    clock zone), ``event_timestamp`` = the window's end, in UTC. The rest period is SKDH's
     total sleep opportunity (TSO), its lights-off proxy:
 
     * ``total_sleep_time_accel_night_min``: minutes scored asleep within the TSO;
@@ -349,8 +439,7 @@ def accel_sleep_nightly_features(accel: pd.DataFrame, fs_hz: float, subject_id: 
     not a TST. Such a window gets NaN and a reason, as does a window in which SKDH found no
     sleep period, or no minute asleep within it, or whose sleep period reaches within 15 min
     of the recording's start or end. SKDH runs only when some window is whole, so a recording
-    needs 24 h, from noon to noon, for any value. See the module notes for a known SKDH 0.17.18
-    defect in the per-minute rescoring.
+    needs 24 h, from noon to noon, for any value.
 
     Parameters
     ----------
@@ -361,6 +450,8 @@ def accel_sleep_nightly_features(accel: pd.DataFrame, fs_hz: float, subject_id: 
         Sampling rate, Hz.
     subject_id : str
         The recording's subject, copied to every row.
+    timezone, window_start_hour
+        The wearer's time zone and the local hour the windows start (noon).
 
     Returns
     -------
@@ -380,15 +471,16 @@ def accel_sleep_nightly_features(accel: pd.DataFrame, fs_hz: float, subject_id: 
     time_s, accel_g = unix_time_s_and_accel_g(accel, fs_hz)
     if time_s.size == 0:
         return _empty_frame(ACCEL_SLEEP_NIGHTLY_COLUMNS)
-    windows = _noon_windows(time_s)
+    windows = _night_windows(time_s, timezone, window_start_hour)
     tolerance_s = 60.0
     covered = [start.timestamp() >= time_s[0] - tolerance_s and end.timestamp() <= time_s[-1] + tolerance_s
                for start, end in windows]
     result: dict = {"Date": []}
     if any(covered):  # SKDH runs only when a window can be reported
         with np.errstate(divide="ignore"):  # see activity.accel_activity_daily_features
-            result = skdh_sleep_pipeline(fs_hz).run(time=time_s, accel=accel_g, fs=float(fs_hz), tz_name="UTC")["Sleep"]
-    by_start = {pd.Timestamp(str(date), tz="UTC") + pd.Timedelta(hours=SKDH_SLEEP_WINDOW[0]): i
+            result = skdh_sleep_pipeline(fs_hz, window_start_hour).run(
+                time=time_s, accel=accel_g, fs=float(fs_hz), tz_name=timezone)["RescoredSleep"]
+    by_start = {local_instant(pd.Timestamp(str(date)) + pd.Timedelta(hours=window_start_hour), timezone): i
                 for i, date in enumerate(result["Date"])}
     rows = []
     for (start, end), whole in zip(windows, covered, strict=True):
@@ -397,17 +489,21 @@ def accel_sleep_nightly_features(accel: pd.DataFrame, fs_hz: float, subject_id: 
         else:
             hours = (min(time_s[-1], end.timestamp()) - max(time_s[0], start.timestamp())) / 3600.0
             values = dict.fromkeys(ACCEL_SLEEP_NIGHTLY_COLUMNS[2:-1], math.nan)
-            reason = f"recording covers {hours:.1f} h of the 24 h noon-to-noon window: the night may be cut"
+            reason = (f"recording covers {hours:.1f} h of the {(end - start).total_seconds() / 3600:.0f} h window "
+                      f"from {window_start_hour:02d}:00 local: the night may be cut")
         rows.append({"subject_id": subject_id, "event_timestamp": end, **values, "missing_reason": reason})
     return _table(rows, ACCEL_SLEEP_NIGHTLY_COLUMNS)
 
 
-def _noon_windows(time_s: np.ndarray) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
-    """(start, end) of the noon-to-noon UTC windows a recording touches."""
-    base = pd.Timedelta(hours=SKDH_SLEEP_WINDOW[0])
-    first = (pd.Timestamp(float(time_s[0]), unit="s", tz="UTC") - base).floor("D") + base
-    last = (pd.Timestamp(float(time_s[-1]), unit="s", tz="UTC") - base).floor("D") + base
-    return [(start, start + pd.Timedelta(days=1)) for start in pd.date_range(first, last, freq="D")]
+def _night_windows(time_s: np.ndarray, timezone: str, start_hour: int) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
+    """(start, end), UTC, of the windows from local ``start_hour`` to the same hour the next day
+    that a recording touches (23, 24 or 25 h: a wall-clock day)."""
+    base = pd.Timedelta(hours=start_hour)
+    first, last = (pd.Timestamp(float(t), unit="s", tz="UTC").tz_convert(timezone).tz_localize(None)
+                   for t in (time_s[0], time_s[-1]))
+    starts = pd.date_range((first - base).floor("D") + base, (last - base).floor("D") + base, freq="D")
+    return [(local_instant(start, timezone), local_instant(start + pd.Timedelta(days=1), timezone))
+            for start in starts]
 
 
 def _night_from_skdh(result: dict, i: int | None, time_s: np.ndarray) -> tuple[dict[str, float], str | None]:
@@ -425,7 +521,6 @@ def _night_from_skdh(result: dict, i: int | None, time_s: np.ndarray) -> tuple[d
         return values, f"sleep period reaches the recording's {edge}: the night is cut"
     found = {column: float(result[key][i]) for column, key in _SKDH_KEYS.items()}
     if not found["total_sleep_time_accel_night_min"] > 0:
-        # A rest period without a minute of sleep is implausible (see the SKDH defect in the
-        # module notes): no measure is reported rather than zeros.
+        # A rest period without a minute of sleep is implausible: no measure rather than zeros.
         return values, "SKDH scored no minute asleep within its sleep period"
     return found, None
