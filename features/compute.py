@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from features.biomarkers import activity, cardiac, circadian, gait, labs, sleep, vitals
@@ -20,13 +21,15 @@ from features.tables import TABLES_BY_NAME
 class Recording:
     """A curated frame of one source for one subject, with the source's sampling rate (high-rate
     only), for RR intervals whether they are already edited NN intervals, the time zone of the
-    device's clock (where the wearer's day starts) and, for accelerometry, its full-scale range."""
+    device's clock (where the wearer's day starts), for accelerometry its full-scale range and,
+    for heartbeats, whether they are morning or overnight recordings (``hrv_recording``)."""
 
     frame: pd.DataFrame
     sampling_rate_hz: float | None = None
     intervals_edited: bool = False
     timezone: str = "UTC"
     device_range_g: float = 8.0
+    hrv_recording: str = "morning"
 
 
 @dataclass(frozen=True)
@@ -53,10 +56,7 @@ def _daily_activity(inputs: SubjectInputs) -> list[pd.DataFrame]:
     for recording in inputs.recordings.get("minute_wearable", []):
         steps = activity.minute_activity_daily_features(recording.frame,
                                                         min_wear_min=inputs.settings.activity.min_wear_min)
-        heart = cardiac.heart_rate_daily_features(recording.frame)
-        merged = steps.merge(heart, on=["subject_id", "event_timestamp"], how="outer", suffixes=("", "_heart"))
-        merged["missing_reason"] = _join_reasons(merged["missing_reason"], merged.pop("missing_reason_heart"))
-        results.append(merged)
+        results.append(_joined(steps, cardiac.heart_rate_daily_features(recording.frame)))
     return results
 
 
@@ -103,18 +103,58 @@ def _unusable_recording(frame: pd.DataFrame, subject_id: str, reason: str) -> pd
 
 
 def _cardiac(inputs: SubjectInputs) -> list[pd.DataFrame]:
-    """HRV from RR recordings; a day without one takes the HRV of that day's ECG or PPG, if any."""
+    """HRV of the morning recordings (RR intervals first; a day without them takes its ECG's or
+    PPG's) and of the overnight ones, joined by day: a day's row holds both windows."""
     hrv = inputs.settings.hrv
-    from_rr = [cardiac.hrv_daily_features(r.frame, artefacts=hrv.artefact_options(r.intervals_edited),
-                                          **hrv.window_options())
-               for r in inputs.recordings.get("rr_intervals", [])]
-    from_waveforms = [
-        function(r.frame, r.sampling_rate_hz, inputs.subject_id, artefacts=hrv.artefact_options(),
-                 **hrv.window_options())
-        for key, function in (("ecg", cardiac.ecg_hrv_features), ("ppg", cardiac.ppg_hrv_features))
-        for r in inputs.recordings.get(key, [])
-    ]
-    return from_rr + from_waveforms
+    morning: list[pd.DataFrame] = []
+    night: list[pd.DataFrame] = []
+    for key in ("rr_intervals", "ecg", "ppg"):
+        for recording in inputs.recordings.get(key, []):
+            artefacts = hrv.artefact_options(recording.intervals_edited)
+            if recording.hrv_recording == "night":
+                rr = _heartbeats(key, recording, inputs.subject_id, artefacts)
+                night.append(cardiac.hrv_night_features(rr, timezone=recording.timezone, artefacts=artefacts,
+                                                        **hrv.night_options()))
+            elif key == "rr_intervals":
+                morning.append(cardiac.hrv_daily_features(recording.frame, artefacts=artefacts, **hrv.window_options()))
+            else:
+                function = cardiac.ecg_hrv_features if key == "ecg" else cardiac.ppg_hrv_features
+                morning.append(function(recording.frame, recording.sampling_rate_hz, inputs.subject_id,
+                                        artefacts=artefacts, **hrv.window_options()))
+    nights = [frame for frame in night if not frame.empty]
+    best_night = _best_rows(pd.concat(nights, ignore_index=True)) if nights else None
+    joined = [_joined(frame, best_night) if best_night is not None else frame.copy()
+              for frame in morning if not frame.empty] or ([best_night] if best_night is not None else [])
+    for frame in joined:  # a day without a night: its night columns are missing, and the row says why
+        without = frame["mean_nn_night_ms"].isna() if "mean_nn_night_ms" in frame else pd.Series(True, frame.index)
+        if best_night is not None:
+            without &= ~frame["event_timestamp"].isin(best_night["event_timestamp"])
+        frame["missing_reason"] = _join_reasons(frame["missing_reason"], pd.Series(
+            np.where(without, "no overnight heartbeat recording (hrv_recording: night) ends this day", None),
+            index=frame.index, dtype=object))
+    return joined
+
+
+def _heartbeats(key: str, recording: Recording, subject_id: str, artefacts: dict) -> pd.DataFrame:
+    """A recording's RR intervals: as they are, or from the ECG's or PPG's beats."""
+    if key == "rr_intervals":
+        return recording.frame
+    return cardiac.waveform_rr_intervals(recording.frame, "ecg_mv" if key == "ecg" else "ppg_au",
+                                         recording.sampling_rate_hz, subject_id)
+
+
+def _best_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    """One row per subject and window: the one with the fewest missing values."""
+    return (rows.assign(_missing=rows.isna().sum(axis=1)).sort_values(["event_timestamp", "_missing"], kind="stable")
+            .drop_duplicates(["subject_id", "event_timestamp"], keep="first").drop(columns="_missing")
+            .reset_index(drop=True))
+
+
+def _joined(first: pd.DataFrame, second: pd.DataFrame) -> pd.DataFrame:
+    """Two tables' rows of the same windows side by side (outer join), their reasons joined."""
+    merged = first.merge(second, on=["subject_id", "event_timestamp"], how="outer", suffixes=("", "_other"))
+    merged["missing_reason"] = _join_reasons(merged["missing_reason"], merged.pop("missing_reason_other"))
+    return merged
 
 
 def _circadian_options(settings: BiomarkerSettings, recording: Recording) -> dict:

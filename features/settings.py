@@ -111,6 +111,10 @@ class HrvSettings(BaseModel):
       edited series removes genuine beats.
     ``window_s``: the analysed recording of each day: its first ``window_s`` seconds of beats
       (300 s, the Task Force's short-term recording), the ``*_morning_*`` columns.
+    ``night_start_hour``, ``night_end_hour``, ``segment_s``, ``min_night_segments``: the night
+      window of overnight recordings (sources with ``hrv_recording: night``; 00:00 to 06:00 in
+      the wearer's local time), analysed in ``segment_s`` (300 s) segments whose measures are
+      averaged, with at least ``min_night_segments`` (6) analysable; the ``*_night_*`` columns.
     ``min_duration_s``, ``max_ectopic_percent``, ``max_spectral_gap_s``: see
       :func:`features.biomarkers.cardiac.hrv_daily_features`.
     """
@@ -124,12 +128,23 @@ class HrvSettings(BaseModel):
     min_duration_s: float = Field(120.0, ge=30.0, le=86_400.0)
     max_ectopic_percent: float = Field(20.0, ge=0.0, le=100.0)
     max_spectral_gap_s: float = Field(5.0, gt=0.0, le=60.0)
+    night_start_hour: int = Field(0, ge=0, le=23)
+    night_end_hour: int = Field(6, ge=0, le=23)
+    segment_s: float = Field(300.0, ge=60.0, le=3600.0)
+    min_night_segments: int = Field(6, ge=1, le=288)
 
     @model_validator(mode="after")
     def _enough_window(self) -> HrvSettings:
         if self.min_duration_s > self.window_s:
             raise ValueError(f"min_duration_s {self.min_duration_s:g} is longer than the analysed window "
                              f"window_s {self.window_s:g}: no day could qualify")
+        if self.min_duration_s > self.segment_s:
+            raise ValueError(f"min_duration_s {self.min_duration_s:g} is longer than a night segment "
+                             f"segment_s {self.segment_s:g}: no segment could qualify")
+        night_s = 3600 * ((self.night_end_hour - self.night_start_hour) % 24 or 24)
+        if self.min_night_segments * self.segment_s > night_s:
+            raise ValueError(f"min_night_segments {self.min_night_segments} of {self.segment_s:g} s do not fit in the "
+                             f"night window ({self.night_start_hour:02d}:00 to {self.night_end_hour:02d}:00)")
         return self
 
     def artefact_options(self, edited: bool = False) -> dict:
@@ -144,8 +159,16 @@ class HrvSettings(BaseModel):
 
     def window_options(self) -> dict:
         """Keyword arguments of :func:`features.biomarkers.cardiac.hrv_daily_features` for the window."""
-        return {"window_s": self.window_s, "min_duration_s": self.min_duration_s,
-                "max_ectopic_percent": self.max_ectopic_percent, "max_spectral_gap_s": self.max_spectral_gap_s}
+        return {"window_s": self.window_s, **self._recording_options()}
+
+    def night_options(self) -> dict:
+        """Keyword arguments of :func:`features.biomarkers.cardiac.hrv_night_features` (but the time zone)."""
+        return {"night_start_hour": self.night_start_hour, "night_end_hour": self.night_end_hour,
+                "segment_s": self.segment_s, "min_segments": self.min_night_segments, **self._recording_options()}
+
+    def _recording_options(self) -> dict:
+        return {"min_duration_s": self.min_duration_s, "max_ectopic_percent": self.max_ectopic_percent,
+                "max_spectral_gap_s": self.max_spectral_gap_s}
 
 
 class CircadianSettings(BaseModel):

@@ -123,6 +123,24 @@ HRV_COLUMNS = {
     "ectopic_beats_morning_percent": "intervals flagged ectopic or artefact, %; " + _RR,
 }
 
+_NIGHT = ("the night's RR intervals between 00:00 and 06:00 in the wearer's local time "
+          "(biomarkers.hrv.night_start_hour, night_end_hour) of overnight recordings (hrv_recording: night), in "
+          "5-min segments (biomarkers.hrv.segment_s) each analysed like the morning recording and averaged; the "
+          "night ending in the row's UTC day")
+HRV_NIGHT_COLUMNS = {
+    "mean_nn_night_ms": "mean NN interval, ms; " + _NIGHT + "; Task Force 1996",
+    "mean_hr_night_bpm": "mean heart rate, bpm; the mean of the beat-to-beat rates 60000/NN; " + _NIGHT,
+    "sdnn_night_ms": "mean of the segments' standard deviations of NN intervals (SDNN index), ms; " + _NIGHT
+    + "; Task Force 1996",
+    "rmssd_night_ms": "root mean square of successive NN differences, ms; " + _NIGHT + "; Task Force 1996",
+    "pnn50_night_percent": "share of successive NN differences > 50 ms, %; " + _NIGHT + "; Task Force 1996",
+    "lf_power_night_ms2": "low-frequency power 0.04-0.15 Hz, ms^2; " + _NIGHT + "; 4 Hz cubic spline + Welch",
+    "hf_power_night_ms2": "high-frequency power 0.15-0.40 Hz, ms^2; " + _NIGHT + "; 4 Hz cubic spline + Welch",
+    "lf_hf_ratio_night": "mean of the segments' LF/HF power ratios, unitless; " + _NIGHT,
+    "ectopic_beats_night_percent": "intervals flagged ectopic or artefact over the night window, %; " + _NIGHT,
+    "hrv_segments_night_count": "segments analysed (enough data, few enough artefacts), count; " + _NIGHT,
+}
+
 TABLES: tuple[FeatureTable, ...] = (
     FeatureTable(
         name="daily_activity",
@@ -229,9 +247,10 @@ TABLES: tuple[FeatureTable, ...] = (
     FeatureTable(
         name="cardiac",
         inputs=("rr_intervals",),
-        columns=HRV_COLUMNS,
+        columns={**HRV_COLUMNS, **HRV_NIGHT_COLUMNS},
         ttl_days=3,
-        description="Daily heart-rate variability from the morning RR recording.",
+        description="Daily heart-rate variability from the morning recording and the night before (RR intervals, "
+        "ECG or PPG).",
     ),
     FeatureTable(
         name="hourly_vitals",

@@ -143,6 +143,10 @@ class SourceConfig(TableSpec):
     intervals_edited: bool = Field(
         False, description="rr_intervals only: the files hold NN intervals already edited by the device's or an "
                            "analyst's software; HRV then looks for no artefacts beyond the physiological range")
+    hrv_recording: Literal["morning", "night"] = Field(
+        "morning", description="rr_intervals, ecg or ppg: what the recordings are, for HRV: short morning recordings "
+                               "(each day's first biomarkers.hrv.window_s) or overnight ones (biomarkers.hrv night "
+                               "window, in 5-min segments)")
     epoch_s: float | None = Field(
         None, gt=0, le=3600, description="activity_counts in CSV or Parquet without an epoch column: the epoch "
                                          "length in seconds (vendor formats such as awd and agd state their own)")
@@ -188,6 +192,9 @@ class SourceConfig(TableSpec):
         if (self.timestamp_encoding == "text") != (self.timestamp_format is not None):
             raise ValueError("timestamp_encoding text and timestamp_format go together: text timestamps need their "
                              "strptime format, e.g. timestamp_format: '%m/%d/%Y %H:%M:%S.%f'")
+        if self.hrv_recording != "morning" and self.kind not in (SourceKind.RR_INTERVALS, SourceKind.ECG,
+                                                                   SourceKind.PPG):
+            raise ValueError(f"hrv_recording is for rr_intervals, ecg and ppg sources, not {self.kind.value}")
         if self.epoch_s is not None and (self.kind != SourceKind.ACTIVITY_COUNTS
                                          or self.format in SELF_DESCRIBING_FORMATS):
             raise ValueError(f"epoch_s is for activity_counts sources in csv or parquet, not {self.kind.value} in "

@@ -34,6 +34,12 @@ def _utc_days(time_s: np.ndarray) -> list[pd.Timestamp]:
     return list(pd.date_range(first, last, freq="D"))
 
 
+def local_instant(wall: pd.Timestamp, timezone: str) -> pd.Timestamp:
+    """The UTC instant of a wall-clock time in ``timezone``: of an hour that repeats (autumn), the
+    first; of an hour that does not exist (spring), the moment the clocks jump to."""
+    return pd.Timestamp(wall).tz_localize(timezone, ambiguous=True, nonexistent="shift_forward").tz_convert("UTC")
+
+
 def _nan_row(subject_id: str, event_timestamp: pd.Timestamp, columns: tuple[str, ...], reason: str) -> dict:
     row: dict[str, Any] = dict.fromkeys(columns, math.nan)
     row.update(subject_id=subject_id, event_timestamp=event_timestamp, missing_reason=reason)

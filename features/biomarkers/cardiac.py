@@ -10,7 +10,8 @@ Raw beats become features in four steps, each a pure function of arrays:
    :func:`pnn50_percent`) and frequency-domain measures (:func:`lf_power_ms2`,
    :func:`hf_power_ms2`, :func:`lf_hf_ratio`) with the definitions of the Task Force (1996);
 4. table functions the feature build calls, one row per subject per UTC day:
-   :func:`hrv_daily_features`, :func:`ecg_hrv_features`, :func:`ppg_hrv_features` and
+   :func:`hrv_daily_features`, :func:`ecg_hrv_features`, :func:`ppg_hrv_features` (short morning
+   recordings), :func:`hrv_night_features` (overnight recordings, in 5-min segments) and
    :func:`heart_rate_daily_features`.
 
 A day's row carries ``event_timestamp``, the end of the UTC day it summarizes (the next
@@ -53,6 +54,21 @@ HRV_MORNING_COLUMNS = (
     "ectopic_beats_morning_percent",
 )
 HRV_DAILY_COLUMNS = ("subject_id", "event_timestamp", *HRV_MORNING_COLUMNS, "missing_reason")
+HRV_NIGHT_COLUMNS = (
+    "mean_nn_night_ms",
+    "mean_hr_night_bpm",
+    "sdnn_night_ms",
+    "rmssd_night_ms",
+    "pnn50_night_percent",
+    "lf_power_night_ms2",
+    "hf_power_night_ms2",
+    "lf_hf_ratio_night",
+    "ectopic_beats_night_percent",
+    "hrv_segments_night_count",
+)
+HRV_NIGHTLY_COLUMNS = ("subject_id", "event_timestamp", *HRV_NIGHT_COLUMNS, "missing_reason")
+# The night window's measures from one segment's (the morning recording's names, as _hrv_window gives them).
+_NIGHT_FROM_SEGMENT = dict(zip(HRV_NIGHT_COLUMNS[:8], HRV_MORNING_COLUMNS[:8], strict=True))
 HEART_RATE_DAILY_COLUMNS = (
     "subject_id",
     "event_timestamp",
@@ -1014,15 +1030,9 @@ def hrv_daily_features(
         ``ectopic_beats_morning_percent``, ``missing_reason`` (None, or why the NaN measures are
         NaN); sorted by subject and day.
     """
-    _require_columns(rr, ("subject_id", "timestamp", "rr_interval_ms"), "RR_INTERVALS")
-    frame = pd.DataFrame({
-        "subject_id": rr["subject_id"].astype(str).to_numpy(),
-        "timestamp": _utc(rr["timestamp"], "RR_INTERVALS").reset_index(drop=True),
-        "rr_interval_ms": pd.to_numeric(rr["rr_interval_ms"], errors="coerce").to_numpy(dtype=float),
-    })
+    frame = _rr_frame(rr)
     if frame.empty:
         return _empty_frame(HRV_DAILY_COLUMNS)
-    frame = frame.sort_values(["subject_id", "timestamp"], kind="stable")
     frame["day"] = frame["timestamp"].dt.floor("D")
     rows = []
     for (subject_id, day), day_rr in frame.groupby(["subject_id", "day"], sort=True):
@@ -1040,6 +1050,122 @@ def hrv_daily_features(
         )
         rows.append({"subject_id": subject_id, "event_timestamp": day + _DAY, **values, "missing_reason": reason})
     return _as_table(rows, HRV_DAILY_COLUMNS)
+
+
+def hrv_night_features(
+    rr: pd.DataFrame,
+    *,
+    timezone: str = "UTC",
+    night_start_hour: int = 0,
+    night_end_hour: int = 6,
+    segment_s: float = 300.0,
+    min_segments: int = 6,
+    min_duration_s: float = 120.0,
+    max_ectopic_percent: float = 20.0,
+    max_spectral_gap_s: float = 5.0,
+    artefacts: Mapping[str, Any] | None = None,
+) -> pd.DataFrame:
+    """Night-time heart-rate variability of overnight recordings, one row per subject per night.
+
+    The night is the window from ``night_start_hour`` to ``night_end_hour`` (00:00 to 06:00) in
+    the wearer's local time (``timezone``), cut into consecutive ``segment_s`` (5-min) segments
+    from its start, each analysed as a short-term recording (:func:`hrv_daily_features`'s
+    measures, NN intervals by ``artefacts``; a segment with less than ``min_duration_s`` of
+    data or more than ``max_ectopic_percent`` flagged is left out), then summarised by the mean
+    over the analysable segments (the Task Force's "SDNN index" for SDNN; frequency-domain
+    measures over the segments without a gap longer than ``max_spectral_gap_s``). The row's
+    ``event_timestamp`` is the end of the UTC day in which the window ends, so that it joins
+    the morning recording of that day; a night needs ``min_segments`` analysable segments (30
+    min), else NaN and a reason. ``ectopic_beats_night_percent`` is the share of the window's
+    intervals flagged, over all its segments.
+
+    Parameters
+    ----------
+    rr : DataFrame
+        Canonical RR_INTERVALS frame (``subject_id``, ``timestamp`` of the beat ending each
+        interval, ``rr_interval_ms``). Not modified.
+    timezone, night_start_hour, night_end_hour
+        The night window, local wall-clock hours (the end may be the start's next day).
+    segment_s, min_segments
+        Segment length, s, and least analysable segments of a night.
+    min_duration_s, max_ectopic_percent, max_spectral_gap_s, artefacts
+        Per segment, as for :func:`hrv_daily_features`.
+
+    Returns
+    -------
+    DataFrame
+        Columns :data:`HRV_NIGHTLY_COLUMNS`, one row per subject and night with beats in its
+        window, sorted by subject and night.
+
+    References
+    ----------
+    Task Force (1996), see the module; Sammito S, Thielmann B, Böckelmann I (2024). Update:
+    factors influencing heart rate variability - a narrative review. Front Physiol 15:1430458
+    (nocturnal recordings in 5-min segments).
+    """
+    from features.biomarkers._frames import local_instant
+
+    frame = _rr_frame(rr)
+    if frame.empty:
+        return _empty_frame(HRV_NIGHTLY_COLUMNS)
+    length = pd.Timedelta(hours=(night_end_hour - night_start_hour) % 24 or 24)
+    start_offset = pd.Timedelta(hours=night_start_hour)
+    wall = frame["timestamp"].dt.tz_convert(timezone).dt.tz_localize(None)
+    frame["night"] = (wall - start_offset).dt.floor("D") + start_offset
+    rows = []
+    for (subject_id, night), beats in frame.groupby(["subject_id", "night"], sort=True):
+        start, end = local_instant(night, timezone), local_instant(night + length, timezone)
+        beats = beats[beats["timestamp"] < end]
+        if beats.empty:
+            continue
+        elapsed_s = (beats["timestamp"] - start).dt.total_seconds().to_numpy()
+        rr_ms = beats["rr_interval_ms"].to_numpy()
+        values, reason = _night_window(elapsed_s, rr_ms, segment_s=segment_s, min_segments=min_segments,
+                                       window=f"{night_start_hour:02d}:00 and {night_end_hour:02d}:00 local",
+                                       segment_options={"min_duration_s": min_duration_s,
+                                                        "max_ectopic_percent": max_ectopic_percent,
+                                                        "max_spectral_gap_s": max_spectral_gap_s,
+                                                        "artefacts": artefacts or {}})
+        day_end = (end - pd.Timedelta(1, "ns")).floor("D") + _DAY
+        rows.append({"subject_id": subject_id, "event_timestamp": day_end, **values, "missing_reason": reason})
+    return _as_table(rows, HRV_NIGHTLY_COLUMNS)
+
+
+def _rr_frame(rr: pd.DataFrame) -> pd.DataFrame:
+    """A canonical RR_INTERVALS frame checked, in UTC and float ms, sorted by subject and time."""
+    _require_columns(rr, ("subject_id", "timestamp", "rr_interval_ms"), "RR_INTERVALS")
+    return pd.DataFrame({
+        "subject_id": rr["subject_id"].astype(str).to_numpy(),
+        "timestamp": _utc(rr["timestamp"], "RR_INTERVALS").reset_index(drop=True),
+        "rr_interval_ms": pd.to_numeric(rr["rr_interval_ms"], errors="coerce").to_numpy(dtype=float),
+    }).sort_values(["subject_id", "timestamp"], kind="stable")
+
+
+def _night_window(elapsed_s: np.ndarray, rr_ms: np.ndarray, *, segment_s: float, min_segments: int, window: str,
+                  segment_options: dict) -> tuple[dict[str, float], str | None]:
+    """A night's measures from its beats' times (s after the window's start) and intervals (ms)."""
+    values = dict.fromkeys(HRV_NIGHT_COLUMNS, math.nan)
+    segment = np.floor(elapsed_s / segment_s).astype(np.int64)
+    analysed = []
+    flagged = total = 0
+    for k in np.unique(segment):
+        inside = segment == k
+        measures, _ = _hrv_window(rr_ms[inside], elapsed_s[inside] - k * segment_s, **segment_options)
+        count = int(inside.sum())
+        flagged += measures["ectopic_beats_morning_percent"] / 100.0 * count
+        total += count
+        if np.isfinite(measures["mean_nn_morning_ms"]):
+            analysed.append(measures)
+    values["ectopic_beats_night_percent"] = 100.0 * flagged / total if total else math.nan
+    values["hrv_segments_night_count"] = float(len(analysed))
+    if len(analysed) < min_segments:
+        return values, (f"{len(analysed)} analysable {segment_s / 60:g}-min segments of RR data between {window} "
+                        f"(needs {min_segments})")
+    for night_name, segment_name in _NIGHT_FROM_SEGMENT.items():
+        found = np.array([measures[segment_name] for measures in analysed])
+        values[night_name] = float(np.nanmean(found)) if np.isfinite(found).any() else math.nan
+    unknown = [name for name in _NIGHT_FROM_SEGMENT if not np.isfinite(values[name])]
+    return values, (f"no segment gave {', '.join(unknown)}" if unknown else None)
 
 
 def _as_table(rows: list[dict], columns: tuple[str, ...]) -> pd.DataFrame:
@@ -1122,6 +1248,40 @@ def _pulse_intervals(x: np.ndarray, t_ns: np.ndarray, fs_hz: float) -> _Interval
                       _time_ns(t_ns, rejected_start), rejected_s)
 
 
+def _waveform_segments(waveform: pd.DataFrame, column: str, fs_hz: float,
+                       intervals: Callable[[np.ndarray, np.ndarray, float], _Intervals]) -> tuple[list[_Intervals],
+                                                                                                  np.ndarray]:
+    """The intervals of each contiguous stretch of a waveform, and its samples' UTC ns (time order)."""
+    _require_columns(waveform, ("timestamp", column), column.split("_")[0].upper())
+    ts = _utc(waveform["timestamp"], column.split("_")[0].upper())
+    all_ns = pd.DatetimeIndex(ts).as_unit("ns").asi8
+    order = np.argsort(all_ns, kind="stable")
+    t_ns = all_ns[order]
+    x = pd.to_numeric(waveform[column], errors="coerce").to_numpy(dtype=float)[order]
+    # Contiguous segments: a step longer than 1.5 sample periods starts a new recording, and
+    # no interval spans two recordings.
+    breaks = np.flatnonzero(np.diff(t_ns) > 1.5e9 / fs_hz) + 1
+    segments = [intervals(x[lo:hi], t_ns[lo:hi], fs_hz)
+                for lo, hi in zip(np.r_[0, breaks], np.r_[breaks, x.size], strict=True)] if x.size else []
+    return segments, t_ns
+
+
+def _segments_rr(segments: list[_Intervals], subject_id: str) -> pd.DataFrame:
+    return pd.DataFrame({
+        "subject_id": subject_id,
+        "timestamp": pd.to_datetime(np.concatenate([s.end_ns for s in segments] or [np.empty(0, np.int64)]), utc=True),
+        "rr_interval_ms": np.concatenate([s.rr_ms for s in segments] or [np.empty(0)]),
+    })
+
+
+def waveform_rr_intervals(waveform: pd.DataFrame, column: str, fs_hz: float, subject_id: str) -> pd.DataFrame:
+    """The canonical RR_INTERVALS frame of an ECG (``column`` ``ecg_mv``: R peaks) or PPG
+    (``ppg_au``: pulse peaks behind the signal-quality index), as :func:`ecg_hrv_features` and
+    :func:`ppg_hrv_features` find them; artefacts and rejected windows are NaN intervals."""
+    intervals = _ecg_intervals if column == "ecg_mv" else _pulse_intervals
+    return _segments_rr(_waveform_segments(waveform, column, fs_hz, intervals)[0], subject_id)
+
+
 def _waveform_hrv_features(
     waveform: pd.DataFrame,
     column: str,
@@ -1131,24 +1291,10 @@ def _waveform_hrv_features(
     beat_name: str,
     **options,
 ) -> pd.DataFrame:
-    _require_columns(waveform, ("timestamp", column), column.split("_")[0].upper())
-    ts = _utc(waveform["timestamp"], column.split("_")[0].upper())
-    all_ns = pd.DatetimeIndex(ts).as_unit("ns").asi8
-    order = np.argsort(all_ns, kind="stable")
-    t_ns = all_ns[order]
-    x = pd.to_numeric(waveform[column], errors="coerce").to_numpy(dtype=float)[order]
-    if x.size == 0:
+    segments, t_ns = _waveform_segments(waveform, column, fs_hz, intervals)
+    if t_ns.size == 0:
         return _empty_frame(HRV_DAILY_COLUMNS)
-    # Contiguous segments: a step longer than 1.5 sample periods starts a new recording, and
-    # no interval spans two recordings.
-    breaks = np.flatnonzero(np.diff(t_ns) > 1.5e9 / fs_hz) + 1
-    segments = [intervals(x[lo:hi], t_ns[lo:hi], fs_hz) for lo, hi in zip(np.r_[0, breaks], np.r_[breaks, x.size],
-                                                                            strict=True)]
-    rr = pd.DataFrame({
-        "subject_id": subject_id,
-        "timestamp": pd.to_datetime(np.concatenate([s.end_ns for s in segments]), utc=True),
-        "rr_interval_ms": np.concatenate([s.rr_ms for s in segments]),
-    })
+    rr = _segments_rr(segments, subject_id)
     features = hrv_daily_features(rr, **options)
     all_days = pd.to_datetime(t_ns, utc=True).floor("D")
     rejected_day = pd.to_datetime(np.concatenate([s.rejected_ns for s in segments]), utc=True).floor("D")

@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from features.biomarkers._frames import _empty_frame, _require_columns, _table, _utc
+from features.biomarkers._frames import _empty_frame, _require_columns, _table, _utc, local_instant
 from features.biomarkers.activity import unix_time_s_and_accel_g
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -232,12 +232,6 @@ def minute_sleep_nightly_features(minute: pd.DataFrame, *, timezone: str = "UTC"
         values, reason = _night_from_minutes(state, steps)
         rows.append({"subject_id": subject_id, "event_timestamp": end_utc, **values, "missing_reason": reason})
     return _table(rows, MINUTE_SLEEP_NIGHTLY_COLUMNS)
-
-
-def local_instant(wall: pd.Timestamp, timezone: str) -> pd.Timestamp:
-    """The UTC instant of a wall-clock time in ``timezone``: of an hour that repeats (autumn), the
-    first; of an hour that does not exist (spring), the moment the clocks jump to."""
-    return pd.Timestamp(wall).tz_localize(timezone, ambiguous=True, nonexistent="shift_forward").tz_convert("UTC")
 
 
 def _night_from_minutes(state: np.ndarray, steps: np.ndarray) -> tuple[dict[str, float], str | None]:

@@ -285,7 +285,8 @@ def source_recording(frame: pd.DataFrame, spec: SourceConfig) -> Recording:
     """A curated frame as the biomarker code takes it, with what its source says about it."""
     from features.compute import Recording
 
-    return Recording(frame, spec.sampling_rate_hz, spec.intervals_edited, spec.timezone, spec.device_range_g)
+    return Recording(frame, spec.sampling_rate_hz, spec.intervals_edited, spec.timezone, spec.device_range_g,
+                     spec.hrv_recording)
 
 
 def _map_local(compute: Callable[[str, pd.DataFrame], SubjectResult], subject_rows: dict[str, pd.DataFrame],

@@ -95,6 +95,7 @@ class Stream(IntEnum):
     OUTCOMES = 10  # keyed by (block of subjects, OUTCOMES), not by subject
     ACTIWATCH = 11
     HEIGHT = 12
+    HOLTER = 13
 
 # Which subjects carry planted anomalies: fixed by subject index, so every small cohort of at
 # least 12 subjects has each kind and subject 1 keeps its role whatever the cohort size.
@@ -202,7 +203,7 @@ class MinuteSeries:
 
 @dataclass(frozen=True)
 class RrRecording:
-    """One morning RR recording: start time and the RR intervals (ms) of consecutive beats."""
+    """One RR recording (a morning one, or a night's): start time and the RR intervals (ms) of consecutive beats."""
 
     start_ms: int
     rr_ms: np.ndarray
@@ -303,6 +304,9 @@ def generate_demo(
         rr = rr_recordings(subject, schedule, days, subject_rng(seed, subject.index, Stream.RR))
         anomalies += rr_anomalies(subject, rr)
         put(f"raw/rr/{sid}_rr.csv", partial(_write_csv, rr_table(rr)))
+        if subject.index % HOLTER_EVERY == 0 and days >= 2:
+            night = holter_night(subject, schedule, days, subject_rng(seed, subject.index, Stream.HOLTER))
+            put(f"raw/holter/{sid}_holter.csv", partial(_write_csv, rr_table([night])))
         if subject.inpatient:
             vitals, found = vitals_table(subject, days, subject_rng(seed, subject.index, Stream.VITALS))
             anomalies += found
@@ -754,6 +758,21 @@ def rr_recordings(subject: Subject, schedule: Schedule, days: int, rng: np.rando
             rr, episode = _plant_atrial_fibrillation(rr, rng)
         recordings.append(RrRecording(start_s * 1000, rr, episode))
     return recordings
+
+
+HOLTER_EVERY = 10  # one subject in ten wears a chest-strap recorder for one night (S0001, S0011, ...)
+
+
+def holter_night(subject: Subject, schedule: Schedule, days: int, rng: np.random.Generator) -> RrRecording:
+    """One overnight RR recording, from sleep onset to the final awakening of the first night in
+    the observation window (night 1): heart rate below the morning's, variability above it."""
+    start_min, end_min = float(schedule.sleep_min[1]), float(schedule.wake_min[1])
+    start_s = subject.start_s + int(round(start_min * 60))
+    declined = float(decline(subject, start_s, days))
+    heart_rate = subject.resting_hr_bpm - 6 + 10 * declined + rng.normal(0, 2)
+    rmssd = 1.3 * subject.rmssd_ms * (1 - 0.5 * declined) * math.exp(rng.normal(0, 0.15))
+    return RrRecording(start_s * 1000, rr_intervals_ms(60_000 / heart_rate, rmssd, (end_min - start_min) * 60, rng),
+                       None)
 
 
 def rr_intervals_ms(mean_rr_ms: float, rmssd_ms: float, duration_s: float, rng: np.random.Generator) -> np.ndarray:

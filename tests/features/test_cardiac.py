@@ -68,9 +68,11 @@ def synthetic_ecg_mv(peak_idx: np.ndarray, n: int, fs_hz: float, *, invert: bool
     ecg = np.zeros(n)
     waves = ((-0.20, 0.025, 0.13), (-0.030, 0.010, -0.12), (0.0, 0.011, 1.10), (0.032, 0.012, -0.28),
              (0.27, 0.055, 0.30))
+    reach = int(fs_hz)  # every wave is within 0.3 s of its peak; beyond 1 s a Gaussian here is < 1e-70
     for peak in peak_idx:
+        lo, hi = max(peak - reach, 0), min(peak + reach, n)
         for offset_s, width_s, amplitude_mv in waves:
-            ecg += amplitude_mv * np.exp(-0.5 * ((t - (peak / fs_hz + offset_s)) / width_s) ** 2)
+            ecg[lo:hi] += amplitude_mv * np.exp(-0.5 * ((t[lo:hi] - (peak / fs_hz + offset_s)) / width_s) ** 2)
     if invert:
         ecg = -ecg
     ecg += 0.3 * np.sin(2 * np.pi * 0.3 * t) + np.cumsum(rng.normal(0, 0.002, n))
@@ -803,3 +805,76 @@ def test_published_clean_nn_series_keep_their_published_values_through_the_daily
     assert adaptive["ectopic_beats_morning_percent"] < 2.0
     for measure, column in columns.items():
         assert abs(adaptive[column] - published[measure]) < abs(local_median[column] - published[measure]), measure
+
+
+# --------------------------------------------------------------------------------------------
+# Night-time HRV of overnight recordings
+
+
+def test_pyhrv_long_series_overnight_gives_its_published_sdnn_index():
+    """pyHRV's 60-min sample NN series (see above) placed at 00:00: the night's SDNN, the mean of
+    the 5-min segments' SDNN, is pyHRV's published SDNN index 82.555 ms to 0.1 %. The rest is the
+    segmentation: pyHRV starts each segment at its first beat, the night window cuts on the clock
+    (segment k holds the beats ending in [5k, 5k + 5) min), which gives 82.619 ms; the value is
+    checked to the float against the clock segments computed here directly."""
+    nn = np.load(DATA / "pyhrv_SampleNNISeriesLong.npy")
+    night = cardiac.hrv_night_features(rr_frame(nn, DAY), artefacts={"method": "none"})
+    row = night.iloc[0]
+    assert row["event_timestamp"] == DAY + pd.Timedelta(days=1)
+    assert (row["missing_reason"], row["hrv_segments_night_count"]) == (None, 12)
+    assert row["sdnn_night_ms"] == pytest.approx(82.555, rel=1e-3)
+    segment = np.floor(np.cumsum(nn) / 300_000)
+    by_clock = [nn[segment == k] for k in range(12)]
+    assert row["sdnn_night_ms"] == pytest.approx(np.mean([np.std(s, ddof=1) for s in by_clock]), rel=1e-12)
+    assert row["rmssd_night_ms"] == pytest.approx(np.mean([cardiac.rmssd_ms(s) for s in by_clock]), rel=1e-12)
+    assert row["mean_hr_night_bpm"] == pytest.approx(np.mean([np.mean(60_000 / s) for s in by_clock]), rel=1e-12)
+    assert row["ectopic_beats_night_percent"] == 0
+
+
+def test_the_night_is_the_wearers_local_night_across_a_clock_change():
+    """Beats every second from 22:00 to 08:00 in New York on the night the clocks go forward (10
+    March 2024): the window 00:00-06:00 local is 5 real hours, 60 segments of 5 min; beats
+    before midnight and after 06:00 are not in it; the row is the UTC day in which it ends."""
+    start = pd.Timestamp("2024-03-09 22:00", tz="America/New_York").tz_convert("UTC")
+    rr = modulated_rr_ms(10 * 3600, mean_ms=1000.0, noise_ms=2.0)
+    night = cardiac.hrv_night_features(rr_frame(rr, start), timezone="America/New_York",
+                                       artefacts={"method": "none"})
+    assert len(night) == 1
+    row = night.iloc[0]
+    assert row["event_timestamp"] == pd.Timestamp("2024-03-11", tz="UTC")  # 06:00 EDT = 10:00 UTC on the 10th
+    assert row["hrv_segments_night_count"] == 60 and row["missing_reason"] is None
+    assert row["mean_nn_night_ms"] == pytest.approx(1000.0, abs=5)
+
+
+def test_a_night_with_too_few_segments_says_so():
+    rr = modulated_rr_ms(20 * 60)  # 20 minutes: four segments
+    night = cardiac.hrv_night_features(rr_frame(rr, DAY + pd.Timedelta(hours=1)), artefacts={"method": "none"})
+    row = night.iloc[0]
+    assert row["hrv_segments_night_count"] == 4 and np.isnan(row["rmssd_night_ms"])
+    assert row["missing_reason"] == "4 analysable 5-min segments of RR data between 00:00 and 06:00 local (needs 6)"
+    outside = cardiac.hrv_night_features(rr_frame(rr, DAY + pd.Timedelta(hours=7)))
+    assert outside.empty  # no beat in any night window
+
+
+def test_night_hrv_from_an_overnight_ecg_joins_the_mornings_row():
+    """An overnight ECG (35 min from 01:00) and a morning RR recording of the same day: one row
+    with both windows; a day with a morning recording only says why its night is missing."""
+    from features.compute import Recording, SubjectInputs, compute_subject_tables
+
+    fs_hz = 250.0
+    true_rr = modulated_rr_ms(35 * 60, mean_ms=950.0, noise_ms=3.0)
+    peaks = np.round(np.cumsum(true_rr) / 1000 * fs_hz).astype(int)
+    ecg = waveform_frame(synthetic_ecg_mv(peaks, int(peaks[-1] + fs_hz), fs_hz), fs_hz,
+                         DAY + pd.Timedelta(hours=1), "ecg_mv")
+    morning = pd.concat([rr_frame(modulated_rr_ms(300), DAY + pd.Timedelta(hours=7, days=d)) for d in (0, 1)])
+    inputs = SubjectInputs("S001", {
+        "rr_intervals": [Recording(morning)],
+        "ecg": [Recording(ecg, sampling_rate_hz=fs_hz, hrv_recording="night")],
+    })
+    table = compute_subject_tables(inputs, only={"cardiac"})["cardiac"]
+    assert table["event_timestamp"].tolist() == [DAY + pd.Timedelta(days=1), DAY + pd.Timedelta(days=2)]
+    first, second = table.iloc[0], table.iloc[1]
+    assert first["hrv_segments_night_count"] == 7 and first["cardiac_missing_reason"] is None
+    assert first["mean_nn_night_ms"] == pytest.approx(950.0, abs=10) and np.isfinite(first["rmssd_morning_ms"])
+    assert np.isnan(second["rmssd_night_ms"]) and np.isfinite(second["rmssd_morning_ms"])
+    assert second["cardiac_missing_reason"] == "no overnight heartbeat recording (hrv_recording: night) ends this day"

@@ -152,6 +152,8 @@ def write_one_subject(root: Path) -> str:
         demo.actiwatch_awd(subject, minutes, rng(demo.Stream.ACTIWATCH)))
     rr = demo.rr_recordings(subject, schedule, DAYS, rng(demo.Stream.RR))
     _write_csv(demo.rr_table(rr), root / "raw" / "rr" / f"{sid}_rr.csv")
+    night = demo.holter_night(subject, schedule, DAYS, rng(demo.Stream.HOLTER))
+    _write_csv(demo.rr_table([night]), root / "raw" / "holter" / f"{sid}_holter.csv")
     _write_csv(demo.ecg_table(rr, rng(demo.Stream.ECG)), root / "raw" / "ecg" / f"{sid}_ecg.csv")
     vitals, _ = demo.vitals_table(subject, DAYS, rng(demo.Stream.VITALS))
     _write_csv(_with_rechecks(vitals), root / "raw" / "vitals" / f"{sid}_vitals.csv")

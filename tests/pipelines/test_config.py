@@ -509,6 +509,11 @@ def test_gait_speed_takes_the_height_the_study_says(gait: dict, enrollment: dict
                                            "fixed: give both or neither"),
     ({"gait": {"height_m": 170}}, "biomarkers.gait.height_m: Input should be less than or equal to 2.5"),
     ({"sleep_diary": {"on": True}}, "biomarkers.sleep_diary: unknown key"),
+    ({"hrv": {"min_night_segments": 80}}, "min_night_segments 80 of 300 s do not fit in the night window "
+                                          "(00:00 to 06:00)"),
+    ({"hrv": {"segment_s": 60}}, "min_duration_s 120 is longer than a night segment segment_s 60"),
+    ({"sleep": {"minute_window_hours": 30}}, "biomarkers.sleep.minute_window_hours: Input should be less than or "
+                                             "equal to 24"),
 ])
 def test_a_bad_biomarker_setting_is_named_with_the_file(tmp_path: Path, data_root: Path, biomarkers: dict,
                                                         expected: str) -> None:
@@ -520,5 +525,12 @@ def test_a_bad_biomarker_setting_is_named_with_the_file(tmp_path: Path, data_roo
 def test_edited_intervals_are_for_rr_sources_only(tmp_path: Path, data_root: Path) -> None:
     path = write_study(tmp_path, lambda raw: raw["sources"]["vitals"].update(intervals_edited=True))
     assert "intervals_edited is for rr_intervals sources, not vitals" in load_error(path, data_root)
+
+
+def test_overnight_heartbeat_recordings_are_for_heartbeat_sources_only(tmp_path: Path, data_root: Path) -> None:
+    path = write_study(tmp_path, lambda raw: raw["sources"]["vitals"].update(hrv_recording="night"))
+    assert "hrv_recording is for rr_intervals, ecg and ppg sources, not vitals" in load_error(path, data_root)
+    path = write_study(tmp_path, lambda raw: raw["sources"]["rr_intervals"].update(hrv_recording="evening"))
+    assert "hrv_recording: Input should be 'morning' or 'night'" in load_error(path, data_root)
     path = write_study(tmp_path, lambda raw: raw["sources"]["rr_intervals"].update(intervals_edited=True))
     assert load_study(path, data_root=data_root).sources["rr_intervals"].intervals_edited
