@@ -91,6 +91,7 @@ _ACTIVITY_LEVEL_COLUMNS = ("sedentary_time_1d_min", "light_activity_1d_min", "mv
 _DAY = pd.Timedelta(days=1)
 _ACCEL_AXES = ("accel_x_g", "accel_y_g", "accel_z_g")
 _FILL_BLOCK_ROWS = 1 << 15
+_MINUTES_PER_BLOCK = 60  # wrist_minutes sums ENMO an hour of samples at a time
 _NS_PER_UNIT = {"s": 1, "ms": 10**3, "us": 10**6, "ns": 10**9}
 # SKDH result keys of ActivityLevelTimes for our columns ("wake": all worn time when no sleep
 # periods are passed in, as here).
@@ -427,7 +428,8 @@ def wrist_minutes(time_s: np.ndarray, accel_g: np.ndarray, fs_hz: float, wear: n
 
     Parameters
     ----------
-    time_s : (n,) unix seconds; accel_g : (n, 3) acceleration in g (calibrated); fs_hz : rate.
+    time_s : (n,) unix seconds, increasing; accel_g : (n, 3) acceleration in g (calibrated);
+    fs_hz : rate.
     wear : (k, 2) worn periods as start and stop sample indices (:func:`worn_periods`).
 
     Returns
@@ -438,25 +440,35 @@ def wrist_minutes(time_s: np.ndarray, accel_g: np.ndarray, fs_hz: float, wear: n
         of the minute's ActiGraph counts per axis, :mod:`features.biomarkers.counts`, summed from
         1-s epochs; NaN for a minute not wholly recorded or below 10 Hz), ``worn`` (at least half
         the minute's samples in a worn period).
+
+    Notes
+    -----
+    Memory stays that of the minutes, not of the samples (a week at 100 Hz is 60 million): the
+    minutes' first samples are found by binary search, ENMO is summed a block of minutes at a
+    time and the worn samples from the periods' overlaps with each minute.
     """
     from features.biomarkers import counts
 
     n = time_s.size
-    minute = np.floor(time_s / 60.0).astype(np.int64)
-    first = minute[0] if n else 0
-    index = minute - first
-    n_minutes = int(index[-1]) + 1 if n else 0
-    enmo = np.maximum(np.sqrt(np.square(accel_g).sum(axis=1)) - 1.0, 0.0)
-    samples = np.bincount(index, minlength=n_minutes)
-    in_wear = np.zeros(n + 1, dtype=np.int64)
-    for start, stop in wear:
-        in_wear[start] += 1
-        in_wear[min(stop, n)] -= 1
-    worn_samples = np.bincount(index, weights=np.cumsum(in_wear[:n]) > 0, minlength=n_minutes)
+    first = int(np.floor(time_s[0] / 60.0)) if n else 0
+    n_minutes = int(np.floor(time_s[-1] / 60.0)) - first + 1 if n else 0
+    # bounds[k]: the first sample of minute k (bounds[n_minutes] = n).
+    bounds = np.searchsorted(time_s, (first + np.arange(n_minutes + 1)) * 60.0, side="left")
+    samples = np.diff(bounds)
+    enmo_sum = np.zeros(n_minutes)
+    for lo in range(0, n_minutes, _MINUTES_PER_BLOCK):
+        hi = min(lo + _MINUTES_PER_BLOCK, n_minutes)
+        block = accel_g[bounds[lo]:bounds[hi]]
+        enmo = np.maximum(np.sqrt(np.einsum("ij,ij->i", block, block)) - 1.0, 0.0)
+        starts = bounds[lo:hi] - bounds[lo]
+        filled = samples[lo:hi] > 0
+        enmo_sum[lo:hi][filled] = np.add.reduceat(enmo, starts[filled]) if filled.any() else 0.0
+    worn_samples = np.zeros(n_minutes)
+    for start, stop in np.asarray(wear, dtype=np.int64).reshape(-1, 2):
+        worn_samples += np.clip(np.minimum(bounds[1:], min(stop, n)) - np.maximum(bounds[:-1], start), 0, None)
     frame = pd.DataFrame({
         "timestamp": ((first + np.arange(n_minutes)) * 60).astype("datetime64[s]").astype("datetime64[ns]"),
-        "enmo_mg": 1000.0 * np.divide(np.bincount(index, weights=enmo, minlength=n_minutes), samples,
-                                      out=np.full(n_minutes, np.nan), where=samples > 0),
+        "enmo_mg": 1000.0 * np.divide(enmo_sum, samples, out=np.full(n_minutes, np.nan), where=samples > 0),
         "counts_vm_per_min": np.nan,
         "worn": worn_samples >= 0.5 * np.maximum(samples, 1),
     })
@@ -468,7 +480,7 @@ def wrist_minutes(time_s: np.ndarray, accel_g: np.ndarray, fs_hz: float, wear: n
     # minute its first sample is in; a minute counts only with all 60 of its seconds. The vector
     # magnitude is of the minute's axis counts, as ActiLife's for 60-s epochs.
     starts = np.minimum(np.floor(np.arange(per_second.shape[0]) * rate).astype(np.int64), n - 1)
-    second_minute = minute[starts] - first
+    second_minute = np.floor(time_s[starts] / 60.0).astype(np.int64) - first
     seconds = np.bincount(second_minute, minlength=n_minutes)
     summed = counts.vector_magnitude(np.stack(
         [np.bincount(second_minute, weights=axis, minlength=n_minutes) for axis in per_second.T], axis=1))

@@ -411,13 +411,34 @@ def circadian_accel_daily_features(accel: pd.DataFrame, fs_hz: float, subject_id
     """
     from features.biomarkers import activity
 
-    time_s, accel_g, _ = activity.calibrated_recording(accel, fs_hz, autocalibrate=autocalibrate)
-    if time_s.size == 0:
+    min_wear_min, needed = options.get("min_wear_min", MIN_WEAR_MIN), options.get("min_valid_days", 5)
+    recorded = _recorded_days(accel["timestamp"], min_wear_min)
+    if recorded.empty:
         return _empty_frame(ENMO_COLUMNS.table)
+    if recorded.max() < needed:  # no window can qualify: its rows say so without the work
+        rows = [{"subject_id": subject_id, "event_timestamp": day + _DAY, ENMO_COLUMNS.valid_days: math.nan,
+                 "missing_reason": f"{int(days)} of the 7 days to this one hold {min_wear_min} recorded minutes "
+                                   f"(needs {needed} valid days)"}
+                for day, days in recorded.items()]
+        return _table(rows, ENMO_COLUMNS.table)
+    time_s, accel_g, _ = activity.calibrated_recording(accel, fs_hz, autocalibrate=autocalibrate)
     minutes = activity.wrist_minutes(time_s, accel_g, fs_hz, activity.worn_periods(time_s, accel_g, fs_hz))
     frame = pd.DataFrame({"subject_id": subject_id, "timestamp": minutes["timestamp"].to_numpy(),
                           "activity": minutes["enmo_mg"].where(minutes["worn"]).to_numpy()})
     return _rhythm_rows(frame, ENMO_COLUMNS, **options)
+
+
+def _recorded_days(timestamp: pd.Series, min_wear_min: int) -> pd.Series:
+    """Per UTC day a recording touches, how many of the 7 days to it hold ``min_wear_min`` recorded
+    minutes: an upper bound of the valid days, from the time stamps alone."""
+    if timestamp.empty:
+        return pd.Series(dtype=float)
+    first, last = timestamp.iloc[0].floor("D"), timestamp.iloc[-1].floor("D")
+    days = pd.date_range(first, last, freq="D")
+    start, end = timestamp.iloc[0], timestamp.iloc[-1]
+    minutes = [(min(end, day + _DAY) - max(start, day)).total_seconds() / 60.0 for day in days]
+    full = pd.Series([float(m >= min_wear_min) for m in minutes], index=days)
+    return full.rolling(WINDOW_DAYS, min_periods=1).sum()
 
 
 def _rhythm_rows(frame: pd.DataFrame, names: CircadianColumns, *, timezone: str = "UTC",

@@ -289,3 +289,14 @@ def test_the_rhythm_from_raw_wrist_accelerometry_uses_worn_minutes_enmo_in_local
     local = pd.DatetimeIndex(minutes["timestamp"]).tz_localize("UTC").tz_convert("America/New_York")
     on_table = (local.day == 4) & (local.hour >= 14) & (local.hour < 16)
     assert not minutes["worn"][on_table].any() and minutes["worn"][~on_table & (local.hour == 3)].all()
+
+
+def test_a_recording_too_short_for_any_window_says_so_without_the_work():
+    """33 h (15:00 to the next midnight) hold one day of 10 h: no window reaches two valid days,
+    and no calibration, wear detection or minute summary is run for it."""
+    accel = wrist_days(2, 20.0, "UTC").iloc[int(15 * 3600 * 20):]
+    table = circadian.circadian_accel_daily_features(accel, 20.0, "S0001", timezone="UTC", min_valid_days=2)
+    assert table["missing_reason"].tolist() == [
+        "0 of the 7 days to this one hold 600 recorded minutes (needs 2 valid days)",
+        "1 of the 7 days to this one hold 600 recorded minutes (needs 2 valid days)"]
+    assert table["interdaily_stability_enmo_7d"].isna().all()

@@ -114,12 +114,13 @@ def _resampled_subject(study) -> str:
 
 def test_subjects_file_is_well_formed(study):
     subjects = pd.read_csv(study.out_dir / "raw/subjects.csv", dtype=str)
-    assert list(subjects.columns) == ["subject_id", "site", "arm", "sex", "birth_year", "enrolled_on"]
+    assert list(subjects.columns) == ["subject_id", "site", "arm", "sex", "birth_year", "height_cm", "enrolled_on"]
     assert list(subjects.subject_id) == [f"S{k:04d}" for k in range(1, N_SUBJECTS + 1)] == list(study.subject_ids)
     assert set(subjects.site) == set(SITES)
     assert set(subjects.arm) <= {"placebo", "active"}
     assert set(subjects.sex) <= set(SEXES)
     assert subjects.birth_year.astype(int).between(1935, 1970).all()
+    assert subjects.height_cm.astype(float).between(130, 210).all()
     enrolled = pd.to_datetime(subjects.enrolled_on, format="%Y-%m-%d")
     assert enrolled.between(pd.Timestamp("2024-03-04"), pd.Timestamp("2024-03-17")).all()
 
