@@ -112,7 +112,7 @@ def _cardiac(inputs: SubjectInputs) -> list[pd.DataFrame]:
         for recording in inputs.recordings.get(key, []):
             artefacts = hrv.artefact_options(recording.intervals_edited)
             if recording.hrv_recording == "night":
-                rr = _heartbeats(key, recording, inputs.subject_id, artefacts)
+                rr = _heartbeats(key, recording, inputs.subject_id)
                 night.append(cardiac.hrv_night_features(rr, timezone=recording.timezone, artefacts=artefacts,
                                                         **hrv.night_options()))
             elif key == "rr_intervals":
@@ -125,17 +125,16 @@ def _cardiac(inputs: SubjectInputs) -> list[pd.DataFrame]:
     best_night = _best_rows(pd.concat(nights, ignore_index=True)) if nights else None
     joined = [_joined(frame, best_night) if best_night is not None else frame.copy()
               for frame in morning if not frame.empty] or ([best_night] if best_night is not None else [])
+    nights_ended = best_night["event_timestamp"] if best_night is not None else pd.Series(dtype="datetime64[ns, UTC]")
     for frame in joined:  # a day without a night: its night columns are missing, and the row says why
-        without = frame["mean_nn_night_ms"].isna() if "mean_nn_night_ms" in frame else pd.Series(True, frame.index)
-        if best_night is not None:
-            without &= ~frame["event_timestamp"].isin(best_night["event_timestamp"])
+        without = ~frame["event_timestamp"].isin(nights_ended)
         frame["missing_reason"] = _join_reasons(frame["missing_reason"], pd.Series(
             np.where(without, "no overnight heartbeat recording (hrv_recording: night) ends this day", None),
             index=frame.index, dtype=object))
     return joined
 
 
-def _heartbeats(key: str, recording: Recording, subject_id: str, artefacts: dict) -> pd.DataFrame:
+def _heartbeats(key: str, recording: Recording, subject_id: str) -> pd.DataFrame:
     """A recording's RR intervals: as they are, or from the ECG's or PPG's beats."""
     if key == "rr_intervals":
         return recording.frame
@@ -249,13 +248,7 @@ def compute_subject_tables(inputs: SubjectInputs, only: Collection[str] | None =
         rows = _closed_windows(name, pd.concat(frames, ignore_index=True), inputs)
         declared = ["subject_id", "event_timestamp", *TABLES_BY_NAME[name].columns, "missing_reason"]
         rows = rows.reindex(columns=declared)  # every declared column, NaN where a recording gave none
-        rows = (rows.assign(_missing=rows.isna().sum(axis=1))
-                .sort_values(["event_timestamp", "_missing"], kind="stable")
-                .drop_duplicates(["subject_id", "event_timestamp"], keep="first")
-                .drop(columns="_missing")
-                .rename(columns={"missing_reason": f"{name}_missing_reason"})
-                .reset_index(drop=True))
-        tables[name] = rows
+        tables[name] = _best_rows(rows).rename(columns={"missing_reason": f"{name}_missing_reason"})
     return tables
 
 
